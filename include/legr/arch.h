@@ -1,0 +1,80 @@
+/* Arch: a network described as a small DAG of layer nodes with names, channel counts and shapes. */
+#ifndef LEGR_ARCH_H
+#define LEGR_ARCH_H
+
+#include "legr/util.h"
+
+/* Node kinds. Nodes are stored in topological order (a node's inputs precede it). */
+typedef enum {
+    OP_INPUT = 0, /* the network input, (C,H,W) per image */
+    OP_CONV,      /* 2-D convolution, no bias; weight (OC, C/G, K, K) */
+    OP_BN,        /* batch norm over the channels of its input; gamma, beta, running stats */
+    OP_RELU,      /* max(x, 0) */
+    OP_ADD,       /* elementwise sum of two inputs of equal shape */
+    OP_SHORTCUT,  /* option-A shortcut: subsample by `stride`, place input channel i at output
+                     channel chan_map[i], zeros elsewhere */
+    OP_GAP,       /* global average pooling to (C,1,1) */
+    OP_FC,        /* fully connected with bias; weight (OUT, IN), bias (OUT) */
+    OP_COUNT
+} OpKind;
+
+extern const char *const op_kind_names[OP_COUNT];
+
+#define ARCH_NAME_MAX 48
+
+typedef struct {
+    OpKind kind;
+    char name[ARCH_NAME_MAX]; /* PyTorch-style module name, e.g. "layer1.0.conv1" */
+    int in[2];                /* producer node indices; -1 when unused */
+    int c, h, w;              /* output shape per image */
+    int k, stride, pad, groups; /* OP_CONV; OP_SHORTCUT uses stride */
+    int *chan_map;            /* OP_SHORTCUT: length = input channels; owned by the Arch */
+} Node;
+
+typedef struct {
+    int n_nodes, cap;
+    Node *nodes;
+    int num_classes; /* output width of the final FC (0 until one is added) */
+} Arch;
+
+/* Builder. Every arch_add_* validates its shapes and returns the new node's index, or -1 with
+ * err naming the layer and the problem (zero/negative sizes, no output left after the stride
+ * or padding, channel counts that do not connect). */
+void arch_init(Arch *a);
+void arch_free(Arch *a);
+int arch_copy(Arch *dst, const Arch *src); /* deep copy; returns 0 */
+int arch_add_input(Arch *a, const char *name, int c, int h, int w, Err *err);
+int arch_add_conv(Arch *a, const char *name, int in, int oc, int k, int stride, int pad,
+                  int groups, Err *err);
+int arch_add_bn(Arch *a, const char *name, int in, Err *err);
+int arch_add_relu(Arch *a, const char *name, int in, Err *err);
+int arch_add_add(Arch *a, const char *name, int x, int y, Err *err);
+/* Option-A shortcut to `oc` channels (>= input channels); chan_map is the identity. */
+int arch_add_shortcut(Arch *a, const char *name, int in, int oc, int stride, Err *err);
+int arch_add_gap(Arch *a, const char *name, int in, Err *err);
+int arch_add_fc(Arch *a, const char *name, int in, int out, Err *err);
+
+/* Re-derive every node's output shape from the input node and the per-node channel counts
+ * (after a pruning pass changed conv `c` or shortcut maps); checks that everything connects. */
+int arch_revalidate(Arch *a, Err *err);
+
+/* Index of the node named `name`, or -1. */
+int arch_find(const Arch *a, const char *name);
+
+/* CIFAR-style ResNet (LEGR.md section 5): depth = 6n+2, stem conv3x3-BN-ReLU with 16*w channels,
+ * three stages of n post-activation BasicBlocks with widths 16w/32w/64w (stride 2 at the first
+ * block of stages 2 and 3), option-A shortcuts, global average pooling, FC to num_classes.
+ * Names follow the usual PyTorch module names: conv1, bn1, layer{1,2,3}.{b}.{conv1,bn1,conv2,bn2},
+ * fc. Returns 0 or -1 with err. */
+int arch_resnet_cifar(Arch *a, int depth, int in_c, int in_h, int in_w, int num_classes,
+                      double width_mult, Err *err);
+
+/* Multiply-accumulates of conv + FC layers (LEGR.md 1.5) and learnable parameter count
+ * (conv + BN gamma/beta + FC weight/bias). */
+long long arch_flops(const Arch *a);
+long long arch_params(const Arch *a);
+
+/* Print the network layer by layer (name, kind, output shape, params, MACs). */
+void arch_print(const Arch *a, FILE *f);
+
+#endif

@@ -1,0 +1,88 @@
+/* Net: an Arch built for a batch size, owning flat parameter/gradient/momentum/statistics buffers. */
+#ifndef LEGR_NET_H
+#define LEGR_NET_H
+
+#include <stdint.h>
+#include "legr/arch.h"
+#include "legr/layers.h"
+
+/* One tensor in a flat buffer. Names follow PyTorch's state_dict: "<node>.weight", ".bias",
+ * ".running_mean", ".running_var". Shapes are PyTorch's (conv weight (OC, C/G, K, K)). */
+typedef struct {
+    char name[ARCH_NAME_MAX + 16];
+    int node;          /* the node that owns it */
+    size_t offset;     /* in floats, into the flat buffer */
+    size_t count;      /* product of shape */
+    int ndim;
+    int shape[4];
+} ParamSpec;
+
+typedef struct {
+    Arch arch;      /* a private copy */
+    int batch;      /* maximum images per forward */
+
+    /* Learnable parameters: one table, three buffers with the same layout. */
+    int n_params;
+    ParamSpec *params;
+    size_t n_param_floats;
+    float *param, *grad, *mom;
+
+    /* Non-learned state (BN running mean/var), its own table and buffer. */
+    int n_bufs;
+    ParamSpec *bufs;
+    size_t n_buf_floats;
+    float *buf;
+
+    /* Per node: index of its first entry in params (weight, then bias/beta) and bufs, or -1. */
+    int *node_param, *node_buf;
+
+    /* Activation arena and its gradient: node i's output starts at act + act_off[i] and holds
+     * c*batch*h*w floats (channel-major). saved: per-node BN mean/rstd (2*c floats). */
+    size_t *act_off, act_floats;
+    float *act, *dact;
+    size_t *saved_off, saved_floats;
+    float *saved;
+
+    float *work;            /* im2col workspace, sized for the largest conv */
+    size_t work_floats;
+    float *probs;           /* (batch, classes) softmax output of the last forward */
+
+    int cur_n;              /* images in the last forward */
+    int train_mode;         /* mode of the last forward */
+    float bn_momentum, bn_eps; /* 0.1 and 1e-5, as PyTorch */
+    BnReduce bn_reduce;     /* optional cross-replica BN statistics (set by the MPI layer) */
+} Net;
+
+/* Build a Net for `batch` images: copies arch, lays out every buffer, allocates everything that
+ * forward/backward will touch. Parameters are zero until net_init_params or a load. */
+int net_build(Net *net, const Arch *arch, int batch, Err *err);
+void net_free(Net *net);
+
+/* PyTorch-default initialisation from (seed, RNG_PURPOSE_INIT): conv and FC weights
+ * Kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); FC bias the same bound;
+ * BN gamma 1, beta 0, running mean 0, running var 1. Draws depend only on the seed and the
+ * tensor's name, not on other layers. */
+void net_init_params(Net *net, uint64_t seed);
+
+/* Lookup by name; NULL when absent. */
+const ParamSpec *net_find_param(const Net *net, const char *name);
+const ParamSpec *net_find_buf(const Net *net, const char *name);
+
+/* Forward n <= batch images. x is (n, C, H, W) row-major (the usual NCHW).
+ * train != 0: BN uses batch statistics and updates running stats. Returns the logits, (n, classes). */
+const float *net_forward(Net *net, const float *x, int n, int train);
+
+/* Softmax cross-entropy of the last forward's logits: returns the sum of per-sample losses;
+ * adds argmax hits to *ncorrect when non-NULL. */
+double net_loss(Net *net, const int *labels, int *ncorrect);
+
+/* Backward of the last (training) forward: grad += d(loss_scale * sum of losses)/d(params).
+ * loss_scale is usually 1/(global batch size). Call net_zero_grad before. */
+void net_backward(Net *net, const int *labels, float loss_scale);
+
+void net_zero_grad(Net *net);
+
+/* FNV-1a hash of parameters and buffers, to compare replicas and models. */
+unsigned long long net_hash(const Net *net);
+
+#endif

@@ -1,0 +1,35 @@
+/* The test harness's counters and comparison helpers. */
+#include "harness.h"
+
+#include <math.h>
+
+int harness_failures = 0;
+int harness_checks = 0;
+
+double harness_max_rel_err(const float *a, const float *b, long long n, double floor)
+{
+    double worst = 0.0;
+    for (long long i = 0; i < n; i++) {
+        double den = fabs((double)b[i]);
+        if (den < floor) den = floor;
+        double e = fabs((double)a[i] - (double)b[i]) / den;
+        if (!(e <= worst)) worst = e; /* NaN propagates as a failure */
+    }
+    return worst;
+}
+
+double harness_max_abs_err(const float *a, const float *b, long long n)
+{
+    double worst = 0.0;
+    for (long long i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+int harness_finish(const char *name)
+{
+    printf("%s: %d checks, %d failed\n", name, harness_checks, harness_failures);
+    return harness_failures ? 1 : 0;
+}
