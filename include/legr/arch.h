@@ -28,7 +28,8 @@ typedef struct {
     int in[2];                /* producer node indices; -1 when unused */
     int c, h, w;              /* output shape per image */
     int k, stride, pad, groups; /* OP_CONV; OP_SHORTCUT uses stride */
-    int *chan_map;            /* OP_SHORTCUT: length = input channels; owned by the Arch */
+    int *chan_map;            /* OP_SHORTCUT: output channel of each input channel; owned */
+    int map_len;              /* OP_SHORTCUT: length of chan_map = the producer's channels */
 } Node;
 
 typedef struct {

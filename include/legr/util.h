@@ -31,7 +31,7 @@ _Noreturn void legr_fail(int code, const char *file, int line, const char *fmt, 
 
 /* The MPI layer installs a hook so that a failure on one rank aborts the whole job
  * (MPI_Abort); without a hook legr_fail calls exit(code). */
-void legr_set_fail_hook(_Noreturn void (*hook)(int code));
+void legr_set_fail_hook(void (*hook)(int code));
 
 /* Broken invariant (a bug): report file:line and abort the job with LEGR_EXIT_INTERNAL. */
 #define CHECK(cond, ...)                                                  \

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-static _Noreturn void (*fail_hook)(int code) = NULL;
+static void (*fail_hook)(int code) = NULL;
 
 int err_set(Err *err, int code, const char *fmt, ...)
 {
@@ -20,7 +20,7 @@ int err_set(Err *err, int code, const char *fmt, ...)
     return -1;
 }
 
-void legr_set_fail_hook(_Noreturn void (*hook)(int code)) { fail_hook = hook; }
+void legr_set_fail_hook(void (*hook)(int code)) { fail_hook = hook; }
 
 _Noreturn void legr_fail(int code, const char *file, int line, const char *fmt, ...)
 {
