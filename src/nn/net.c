@@ -1,0 +1,333 @@
+/* Net: lays out flat buffers and arenas for an Arch and runs forward/backward over its nodes. */
+#include "legr/net.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "legr/rng.h"
+
+/* Append a tensor spec to a table; returns its index. */
+static int spec_push(ParamSpec **tab, int *n, size_t *total, int node, const char *node_name,
+                     const char *suffix, int ndim, const int *shape)
+{
+    *tab = xrealloc(*tab, (size_t)(*n + 1) * sizeof(ParamSpec));
+    ParamSpec *s = &(*tab)[*n];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s.%s", node_name, suffix);
+    s->node = node;
+    s->offset = *total;
+    s->ndim = ndim;
+    s->count = 1;
+    for (int i = 0; i < ndim; i++) {
+        s->shape[i] = shape[i];
+        s->count *= (size_t)shape[i];
+    }
+    /* Keep every tensor 16-float (64-byte) aligned inside the flat buffer. */
+    *total += (s->count + 15) & ~(size_t)15;
+    return (*n)++;
+}
+
+/* The parameter and buffer tables: one place decides the layout of all four flat buffers. */
+static void layout_params(Net *net)
+{
+    const Arch *a = &net->arch;
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *n = &a->nodes[i];
+        const Node *p = n->in[0] >= 0 ? &a->nodes[n->in[0]] : NULL;
+        net->node_param[i] = net->node_buf[i] = -1;
+        if (n->kind == OP_CONV) {
+            int shape[4] = {n->c, p->c / n->groups, n->k, n->k};
+            net->node_param[i] = spec_push(&net->params, &net->n_params, &net->n_param_floats, i,
+                                           n->name, "weight", 4, shape);
+        } else if (n->kind == OP_BN) {
+            int shape[1] = {n->c};
+            net->node_param[i] = spec_push(&net->params, &net->n_params, &net->n_param_floats, i,
+                                           n->name, "weight", 1, shape);
+            spec_push(&net->params, &net->n_params, &net->n_param_floats, i, n->name, "bias", 1,
+                      shape);
+            net->node_buf[i] = spec_push(&net->bufs, &net->n_bufs, &net->n_buf_floats, i,
+                                         n->name, "running_mean", 1, shape);
+            spec_push(&net->bufs, &net->n_bufs, &net->n_buf_floats, i, n->name, "running_var", 1,
+                      shape);
+        } else if (n->kind == OP_FC) {
+            int wshape[2] = {n->c, p->c}, bshape[1] = {n->c};
+            net->node_param[i] = spec_push(&net->params, &net->n_params, &net->n_param_floats, i,
+                                           n->name, "weight", 2, wshape);
+            spec_push(&net->params, &net->n_params, &net->n_param_floats, i, n->name, "bias", 1,
+                      bshape);
+        }
+    }
+}
+
+int net_build(Net *net, const Arch *arch, int batch, Err *err)
+{
+    memset(net, 0, sizeof *net);
+    if (batch < 1) return err_set(err, LEGR_EXIT_USAGE, "batch size %d must be positive", batch);
+    arch_copy(&net->arch, arch);
+    if (arch_revalidate(&net->arch, err) != 0) {
+        arch_free(&net->arch);
+        return -1;
+    }
+    const Arch *a = &net->arch;
+    if (a->n_nodes < 2 || a->nodes[a->n_nodes - 1].kind != OP_FC) {
+        arch_free(&net->arch);
+        return err_set(err, LEGR_EXIT_USAGE, "network must end with a fully connected layer");
+    }
+    net->batch = batch;
+    net->bn_momentum = 0.1f;
+    net->bn_eps = 1e-5f;
+    net->node_param = xmalloc((size_t)a->n_nodes * sizeof(int));
+    net->node_buf = xmalloc((size_t)a->n_nodes * sizeof(int));
+    layout_params(net);
+    net->param = xalloc_floats(net->n_param_floats);
+    net->grad = xalloc_floats(net->n_param_floats);
+    net->mom = xalloc_floats(net->n_param_floats);
+    net->buf = xalloc_floats(net->n_buf_floats);
+    memset(net->param, 0, net->n_param_floats * sizeof(float));
+    memset(net->grad, 0, net->n_param_floats * sizeof(float));
+    memset(net->mom, 0, net->n_param_floats * sizeof(float));
+    memset(net->buf, 0, net->n_buf_floats * sizeof(float));
+
+    net->act_off = xmalloc((size_t)a->n_nodes * sizeof(size_t));
+    net->saved_off = xmalloc((size_t)a->n_nodes * sizeof(size_t));
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *n = &a->nodes[i];
+        net->act_off[i] = net->act_floats;
+        net->act_floats += ((size_t)n->c * batch * n->h * n->w + 15) & ~(size_t)15;
+        net->saved_off[i] = net->saved_floats;
+        if (n->kind == OP_BN) net->saved_floats += 2 * (size_t)n->c;
+        if (n->kind == OP_CONV) {
+            const Node *p = &a->nodes[n->in[0]];
+            size_t w = (size_t)conv_workspace_floats(batch, p->c, p->h, p->w, n->c, n->k,
+                                                     n->stride, n->pad, n->groups);
+            if (w > net->work_floats) net->work_floats = w;
+        }
+    }
+    net->act = xalloc_floats(net->act_floats);
+    net->dact = xalloc_floats(net->act_floats);
+    net->saved = xalloc_floats(net->saved_floats);
+    net->work = xalloc_floats(net->work_floats);
+    net->probs = xalloc_floats((size_t)batch * a->num_classes);
+    memset(net->act, 0, net->act_floats * sizeof(float));
+    memset(net->dact, 0, net->act_floats * sizeof(float));
+    return 0;
+}
+
+void net_free(Net *net)
+{
+    arch_free(&net->arch);
+    free(net->params);
+    free(net->bufs);
+    free(net->node_param);
+    free(net->node_buf);
+    free(net->param);
+    free(net->grad);
+    free(net->mom);
+    free(net->buf);
+    free(net->act_off);
+    free(net->saved_off);
+    free(net->act);
+    free(net->dact);
+    free(net->saved);
+    free(net->work);
+    free(net->probs);
+    memset(net, 0, sizeof *net);
+}
+
+/* Fill a tensor with U(-bound, bound) from a stream keyed by the seed and the tensor's name. */
+static void init_uniform(float *p, const ParamSpec *s, uint64_t seed, double bound)
+{
+    Rng r;
+    rng_init(&r, seed, rng_stream_id(RNG_PURPOSE_INIT, hash_fnv1a(HASH_FNV_INIT, s->name,
+                                                                  strlen(s->name))));
+    for (size_t i = 0; i < s->count; i++) p[s->offset + i] = (float)((2 * rng_uniform(&r) - 1) * bound);
+}
+
+void net_init_params(Net *net, uint64_t seed)
+{
+    const Arch *a = &net->arch;
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *n = &a->nodes[i];
+        int pi = net->node_param[i];
+        if (pi < 0) continue;
+        const ParamSpec *w = &net->params[pi];
+        if (n->kind == OP_CONV || n->kind == OP_FC) {
+            /* kaiming_uniform_(a=sqrt(5)) gives bound = 1/sqrt(fan_in), as does the FC bias. */
+            size_t fan_in = w->count / (size_t)w->shape[0];
+            double bound = 1.0 / sqrt((double)fan_in);
+            init_uniform(net->param, w, seed, bound);
+            if (n->kind == OP_FC) init_uniform(net->param, &net->params[pi + 1], seed, bound);
+        } else if (n->kind == OP_BN) {
+            const ParamSpec *b = &net->params[pi + 1];
+            const ParamSpec *rm = &net->bufs[net->node_buf[i]];
+            const ParamSpec *rv = &net->bufs[net->node_buf[i] + 1];
+            for (size_t j = 0; j < w->count; j++) {
+                net->param[w->offset + j] = 1.0f;
+                net->param[b->offset + j] = 0.0f;
+                net->buf[rm->offset + j] = 0.0f;
+                net->buf[rv->offset + j] = 1.0f;
+            }
+        }
+    }
+}
+
+static const ParamSpec *find_spec(const ParamSpec *tab, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(tab[i].name, name) == 0) return &tab[i];
+    return NULL;
+}
+
+const ParamSpec *net_find_param(const Net *net, const char *name)
+{
+    return find_spec(net->params, net->n_params, name);
+}
+
+const ParamSpec *net_find_buf(const Net *net, const char *name)
+{
+    return find_spec(net->bufs, net->n_bufs, name);
+}
+
+/* Copy x (n, C, H, W) into the channel-major input activation (C, n, H, W). */
+static void load_input(float *dst, const float *x, int n, int c, int hw)
+{
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            memcpy(dst + ((size_t)ch * n + i) * hw, x + ((size_t)i * c + ch) * hw,
+                   (size_t)hw * sizeof(float));
+}
+
+const float *net_forward(Net *net, const float *x, int n, int train)
+{
+    const Arch *a = &net->arch;
+    CHECK(n >= 1 && n <= net->batch, "forward of %d images on a net built for %d", n, net->batch);
+    net->cur_n = n;
+    net->train_mode = train;
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *nd = &a->nodes[i];
+        float *out = net->act + net->act_off[i];
+        const Node *p = nd->in[0] >= 0 ? &a->nodes[nd->in[0]] : NULL;
+        const float *inp = p ? net->act + net->act_off[nd->in[0]] : NULL;
+        const float *w = net->node_param[i] >= 0 ? net->param + net->params[net->node_param[i]].offset : NULL;
+        long long m = (long long)n * nd->h * nd->w;
+        switch (nd->kind) {
+        case OP_INPUT: load_input(out, x, n, nd->c, nd->h * nd->w); break;
+        case OP_CONV:
+            conv_forward(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k, nd->stride,
+                         nd->pad, nd->groups);
+            break;
+        case OP_BN: {
+            const float *beta = net->param + net->params[net->node_param[i] + 1].offset;
+            float *rm = net->buf + net->bufs[net->node_buf[i]].offset;
+            float *rv = net->buf + net->bufs[net->node_buf[i] + 1].offset;
+            float *sv = net->saved + net->saved_off[i];
+            if (train)
+                bn_forward_train(out, sv, sv + nd->c, rm, rv, inp, w, beta, nd->c, (int)m,
+                                 net->bn_momentum, net->bn_eps,
+                                 net->bn_reduce.fn ? &net->bn_reduce : NULL);
+            else
+                bn_forward_eval(out, inp, w, beta, rm, rv, nd->c, (int)m, net->bn_eps);
+            break;
+        }
+        case OP_RELU: relu_forward(out, inp, m * nd->c); break;
+        case OP_ADD: add_forward(out, inp, net->act + net->act_off[nd->in[1]], m * nd->c); break;
+        case OP_SHORTCUT:
+            shortcut_forward(out, inp, nd->chan_map, n, p->c, p->h, p->w, nd->c, nd->stride);
+            break;
+        case OP_GAP: gap_forward(out, inp, n, p->c, p->h, p->w); break;
+        case OP_FC:
+            fc_forward(out, inp, w, net->param + net->params[net->node_param[i] + 1].offset, n,
+                       p->c, nd->c);
+            break;
+        default: CHECK(0, "unknown node kind %d", nd->kind);
+        }
+    }
+    return net->act + net->act_off[a->n_nodes - 1];
+}
+
+double net_loss(Net *net, const int *labels, int *ncorrect)
+{
+    const Arch *a = &net->arch;
+    int hits = 0;
+    double s = softmax_ce_forward(net->probs, &hits, net->act + net->act_off[a->n_nodes - 1],
+                                  labels, net->cur_n, a->num_classes);
+    if (ncorrect) *ncorrect += hits;
+    return s;
+}
+
+void net_zero_grad(Net *net) { memset(net->grad, 0, net->n_param_floats * sizeof(float)); }
+
+void net_backward(Net *net, const int *labels, float loss_scale)
+{
+    const Arch *a = &net->arch;
+    const int n = net->cur_n;
+    CHECK(net->train_mode, "backward needs a training-mode forward");
+    /* Activation gradients accumulate from every consumer, so they start at zero. */
+    for (int i = 0; i < a->n_nodes - 1; i++) {
+        const Node *nd = &a->nodes[i];
+        memset(net->dact + net->act_off[i], 0, (size_t)nd->c * n * nd->h * nd->w * sizeof(float));
+    }
+    softmax_ce_backward(net->dact + net->act_off[a->n_nodes - 1], net->probs, labels, n,
+                        a->num_classes, loss_scale);
+    for (int i = a->n_nodes - 1; i >= 1; i--) {
+        const Node *nd = &a->nodes[i];
+        const Node *p = &a->nodes[nd->in[0]];
+        const float *dout = net->dact + net->act_off[i];
+        const float *out = net->act + net->act_off[i];
+        const float *inp = net->act + net->act_off[nd->in[0]];
+        /* The input node needs no gradient. */
+        float *dinp = p->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[0]];
+        int pi = net->node_param[i];
+        const float *w = pi >= 0 ? net->param + net->params[pi].offset : NULL;
+        float *dw = pi >= 0 ? net->grad + net->params[pi].offset : NULL;
+        long long m = (long long)n * nd->h * nd->w;
+        switch (nd->kind) {
+        case OP_CONV:
+            conv_backward(dinp, dw, net->work, dout, inp, w, n, p->c, p->h, p->w, nd->c, nd->k,
+                          nd->stride, nd->pad, nd->groups);
+            break;
+        case OP_BN: {
+            const float *sv = net->saved + net->saved_off[i];
+            if (dinp || dw)
+                bn_backward(dinp, dw, net->grad + net->params[pi + 1].offset, dout, inp, sv,
+                            sv + nd->c, w, nd->c, (int)m,
+                            net->bn_reduce.fn ? &net->bn_reduce : NULL);
+            break;
+        }
+        case OP_RELU:
+            if (dinp) relu_backward(dinp, dout, out, m * nd->c);
+            break;
+        case OP_ADD: {
+            const Node *q = &a->nodes[nd->in[1]];
+            float *db = q->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[1]];
+            add_backward(dinp, db, dout, m * nd->c);
+            break;
+        }
+        case OP_SHORTCUT:
+            if (dinp)
+                shortcut_backward(dinp, dout, nd->chan_map, n, p->c, p->h, p->w, nd->c,
+                                  nd->stride);
+            break;
+        case OP_GAP:
+            if (dinp) gap_backward(dinp, dout, n, p->c, p->h, p->w);
+            break;
+        case OP_FC:
+            fc_backward(dinp, dw, net->grad + net->params[pi + 1].offset, dout, inp, w, n, p->c,
+                        nd->c);
+            break;
+        default: CHECK(0, "unknown node kind %d", nd->kind);
+        }
+    }
+}
+
+unsigned long long net_hash(const Net *net)
+{
+    unsigned long long h = HASH_FNV_INIT;
+    for (int i = 0; i < net->n_params; i++)
+        h = hash_fnv1a(h, net->param + net->params[i].offset,
+                       net->params[i].count * sizeof(float));
+    for (int i = 0; i < net->n_bufs; i++)
+        h = hash_fnv1a(h, net->buf + net->bufs[i].offset, net->bufs[i].count * sizeof(float));
+    return h;
+}
