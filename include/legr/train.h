@@ -2,6 +2,7 @@
 #ifndef LEGR_TRAIN_H
 #define LEGR_TRAIN_H
 
+#include "legr/data.h"
 #include "legr/net.h"
 
 typedef struct {
@@ -30,5 +31,33 @@ typedef struct {
 /* Learning rate for `epoch` (0-based), as torch's MultiStepLR / CosineAnnealingLR stepped once per
  * epoch. */
 float lr_at(const LrSchedule *s, int epoch);
+
+/* Collective operations of data-parallel replicas, provided by the MPI layer (all NULL for one
+ * process). Each replaces buf[0..n) by its sum over all replicas. */
+typedef struct {
+    void (*sum_floats)(float *buf, size_t n, void *ctx);
+    void (*sum_doubles)(double *buf, int n, void *ctx);
+    void *ctx;
+} Collective;
+
+/* Install the collective's double sum as the net's synchronised-BN reducer (or clear it). */
+void train_attach_collective(Net *net, const Collective *col);
+
+/* One data-parallel SGD step. This replica holds n_local images (x NCHW, y) of a global batch of
+ * n_global; the loss is the mean over the global batch, so every replica's gradient is scaled by
+ * 1/n_global, summed across replicas, and every replica applies the same update.
+ * Returns the global mean loss; adds this replica's argmax hits to *correct if non-NULL. */
+double train_step(Net *net, const Collective *col, const float *x, const int *y, int n_local,
+                  int n_global, const SgdCfg *sgd, float lr, int *correct);
+
+typedef struct {
+    double loss;  /* mean cross-entropy */
+    double acc;   /* top-1 fraction */
+    int n;
+} EvalResult;
+
+/* Evaluation-mode pass over samples idx[0..n) of d, in batches of net->batch. */
+EvalResult train_evaluate(Net *net, const Dataset *d, const int *idx, int n,
+                          const Normalize *norm);
 
 #endif
