@@ -1,0 +1,42 @@
+# Thin convenience layer over CMake: `make demo` runs the main job, `make test` the whole suite.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+NP ?= 2
+CFG ?= configs/fmnist-quick.cfg
+MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+CTEST_ARGS ?= --output-on-failure -j2
+
+.PHONY: all deps build build-asan demo test test-release test-asan bench clean
+
+all: build
+
+deps:
+	@bash tools/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j2
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j2
+
+# The main job: the whole pipeline on Fashion-MNIST with NP ranks.
+demo: build
+	$(MPIRUN_ENV) mpirun --oversubscribe -np $(NP) $(BUILD)/legr-mpi $(CFG)
+
+# The suite twice: an optimised build, then AddressSanitizer + UndefinedBehaviorSanitizer.
+test: test-release test-asan
+
+test-release: build
+	ctest --test-dir $(BUILD) $(CTEST_ARGS)
+
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) $(CTEST_ARGS)
+
+bench: build
+	bash tools/bench
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,36 @@
+/* Distribution: the process group, broadcasts of data and models, and the data-parallel collective. */
+#ifndef LEGR_DIST_H
+#define LEGR_DIST_H
+
+#include <stddef.h>
+#include "legr/data.h"
+#include "legr/net.h"
+#include "legr/train.h"
+
+typedef struct {
+    int rank, size;
+} Dist;
+
+/* MPI_Init (also for a singleton run without mpirun), and a fail hook so that legr_fail on any
+ * rank aborts the whole job with its exit code. */
+void dist_init(int *argc, char ***argv, Dist *d);
+void dist_finalize(void);
+
+/* Sum-allreduce collective over all ranks, for train_step and synchronised BN. */
+Collective dist_collective(void);
+
+/* Broadcast bytes from root (chunked, so any size works). */
+void dist_bcast(void *buf, size_t bytes, int root);
+/* Root's value of an int. */
+int dist_bcast_int(int v, int root);
+/* Broadcast a dataset: non-root ranks receive a freshly allocated copy. */
+void dist_bcast_dataset(Dataset *d, int root);
+/* Broadcast parameters and BN statistics of nets built from the same Arch. */
+void dist_bcast_net(Net *net, int root);
+/* Broadcast a string: non-root ranks receive a malloc'd copy in *s. */
+void dist_bcast_string(char **s, int root);
+void dist_barrier(void);
+/* Largest value of v over all ranks (agreement on errors). */
+int dist_max_int(int v);
+
+#endif

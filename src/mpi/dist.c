@@ -1,0 +1,106 @@
+/* MPI process group, broadcasts and allreduce: the data-parallel plumbing. */
+#include "legr/dist.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* MPI counts are ints: move large buffers in chunks of 1 GiB. */
+#define CHUNK_BYTES ((size_t)1 << 30)
+
+static void abort_job(int code)
+{
+    int up = 0, down = 0;
+    MPI_Initialized(&up);
+    MPI_Finalized(&down);
+    if (up && !down) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+void dist_init(int *argc, char ***argv, Dist *d)
+{
+    MPI_Init(argc, argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->size);
+    legr_set_fail_hook(abort_job);
+}
+
+void dist_finalize(void) { MPI_Finalize(); }
+
+static void sum_floats(float *buf, size_t n, void *ctx)
+{
+    (void)ctx;
+    for (size_t off = 0; off < n; off += CHUNK_BYTES / sizeof(float)) {
+        size_t m = n - off < CHUNK_BYTES / sizeof(float) ? n - off : CHUNK_BYTES / sizeof(float);
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
+static void sum_doubles(double *buf, int n, void *ctx)
+{
+    (void)ctx;
+    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+Collective dist_collective(void)
+{
+    Collective c = {sum_floats, sum_doubles, NULL};
+    return c;
+}
+
+void dist_bcast(void *buf, size_t bytes, int root)
+{
+    char *p = buf;
+    for (size_t off = 0; off < bytes; off += CHUNK_BYTES) {
+        size_t m = bytes - off < CHUNK_BYTES ? bytes - off : CHUNK_BYTES;
+        MPI_Bcast(p + off, (int)m, MPI_BYTE, root, MPI_COMM_WORLD);
+    }
+}
+
+int dist_bcast_int(int v, int root)
+{
+    MPI_Bcast(&v, 1, MPI_INT, root, MPI_COMM_WORLD);
+    return v;
+}
+
+void dist_bcast_dataset(Dataset *d, int root)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int hdr[5] = {d->n, d->c, d->h, d->w, d->num_classes};
+    MPI_Bcast(hdr, 5, MPI_INT, root, MPI_COMM_WORLD);
+    if (rank != root) {
+        d->n = hdr[0];
+        d->c = hdr[1];
+        d->h = hdr[2];
+        d->w = hdr[3];
+        d->num_classes = hdr[4];
+        d->pix = xmalloc((size_t)d->n * d->c * d->h * d->w);
+        d->labels = xmalloc((size_t)d->n * sizeof(int));
+    }
+    dist_bcast(d->pix, (size_t)d->n * d->c * d->h * d->w, root);
+    dist_bcast(d->labels, (size_t)d->n * sizeof(int), root);
+}
+
+void dist_bcast_net(Net *net, int root)
+{
+    dist_bcast(net->param, net->n_param_floats * sizeof(float), root);
+    dist_bcast(net->buf, net->n_buf_floats * sizeof(float), root);
+}
+
+void dist_bcast_string(char **s, int root)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int len = rank == root ? (int)strlen(*s) + 1 : 0;
+    MPI_Bcast(&len, 1, MPI_INT, root, MPI_COMM_WORLD);
+    if (rank != root) *s = xmalloc((size_t)len);
+    MPI_Bcast(*s, len, MPI_CHAR, root, MPI_COMM_WORLD);
+}
+
+void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+int dist_max_int(int v)
+{
+    MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return v;
+}
