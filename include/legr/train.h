@@ -60,4 +60,32 @@ typedef struct {
 EvalResult train_evaluate(Net *net, const Dataset *d, const int *idx, int n,
                           const Normalize *norm);
 
+/* A training run over a dataset: epochs (or a fixed number of steps) of shuffled mini-batches,
+ * each global batch split across replicas. */
+typedef struct {
+    int epochs;          /* full passes; ignored when steps > 0 */
+    int steps;           /* exactly this many steps when > 0 (the order continues across epochs) */
+    int batch;           /* global batch size; the last partial batch of an epoch is dropped */
+    LrSchedule sched;    /* stepped per epoch */
+    SgdCfg sgd;
+    Augment aug;         /* crop_pad 0 and flip 0 disable augmentation */
+    Normalize norm;
+    unsigned long long seed; /* epoch order and augmentation derive from it alone */
+    int log_every;       /* progress line every this many steps (0: none) */
+    const char *tag;     /* prefix of progress lines, e.g. "pretrain" */
+    FILE *jsonl;         /* JSON-lines log (rank 0), or NULL */
+} TrainParams;
+
+typedef struct {
+    int rank, size;        /* this replica and the replica count */
+    const Collective *col; /* NULL for a single replica */
+} Replicas;
+
+/* Train net on samples idx[0..n) of d. Every replica calls it with the same arguments; replica r
+ * computes images [r*B/size, (r+1)*B/size) of each global batch B, so results depend on the
+ * replica count only through summation order. When eval != NULL, rank 0 evaluates on eval_idx
+ * after every epoch and prints/logs it. Returns the mean training loss of the last epoch. */
+double train_run(Net *net, const Dataset *d, const int *idx, int n, const Dataset *eval,
+                 const int *eval_idx, int n_eval, const TrainParams *p, const Replicas *rep);
+
 #endif

@@ -1,0 +1,86 @@
+/* The training loop: shuffled mini-batches split across replicas, schedules, progress and logs. */
+#include <stdlib.h>
+
+#include "legr/train.h"
+
+/* Fill this replica's slice [lo, hi) of global batch `step`: each image's augmentation draws from
+ * its own stream keyed by (seed, global image position), so no replica's draws depend on another's. */
+static void fill_slice(float *x, int *y, const Dataset *d, const int *order, int lo, int hi,
+                       long long step, const TrainParams *p)
+{
+    const size_t img = (size_t)d->c * d->h * d->w;
+    const int augment = p->aug.crop_pad > 0 || p->aug.flip;
+    for (int i = lo; i < hi; i++) {
+        Rng r;
+        rng_init(&r, p->seed, rng_stream_id(RNG_PURPOSE_AUGMENT, (uint64_t)step * p->batch + i));
+        data_fill_batch(x + (size_t)(i - lo) * img, y + (i - lo), d, order + i, 1, &p->norm,
+                        augment ? &p->aug : NULL, &r);
+    }
+}
+
+double train_run(Net *net, const Dataset *d, const int *idx, int n, const Dataset *eval,
+                 const int *eval_idx, int n_eval, const TrainParams *p, const Replicas *rep)
+{
+    const int B = p->batch;
+    CHECK(B >= rep->size && B <= n, "global batch %d needs %d <= batch <= %d samples", B,
+          rep->size, n);
+    const int per_epoch = n / B;
+    const long long total = p->steps > 0 ? p->steps : (long long)p->epochs * per_epoch;
+    const int lo = (int)((long long)rep->rank * B / rep->size);
+    const int hi = (int)((long long)(rep->rank + 1) * B / rep->size);
+    CHECK(hi - lo <= net->batch, "replica slice %d exceeds the net's batch %d", hi - lo, net->batch);
+    const size_t img = (size_t)d->c * d->h * d->w;
+    float *x = xalloc_floats((size_t)(hi - lo) * img);
+    int *y = xmalloc((size_t)(hi - lo) * sizeof(int));
+    int *order = xmalloc((size_t)n * sizeof(int));
+
+    double t0 = time_now(), epoch_loss = 0.0, last_epoch_loss = 0.0;
+    int epoch = -1, epoch_steps = 0;
+    for (long long step = 0; step < total; step++) {
+        if (step % per_epoch == 0) {
+            epoch = (int)(step / per_epoch);
+            data_epoch_order(order, idx, n, p->seed, epoch);
+            epoch_loss = 0.0;
+            epoch_steps = 0;
+        }
+        const float lr = lr_at(&p->sched, epoch);
+        const int b = (int)(step % per_epoch);
+        fill_slice(x, y, d, order + (size_t)b * B, lo, hi, step, p);
+        double loss = train_step(net, rep->col, x, y, hi - lo, B, &p->sgd, lr, NULL);
+        epoch_loss += loss;
+        epoch_steps++;
+        const int epoch_done = (b == per_epoch - 1) || step == total - 1;
+        if (rep->rank == 0 && p->log_every > 0 && ((step + 1) % p->log_every == 0 || epoch_done)) {
+            double el = time_now() - t0;
+            double ips = (double)(step + 1) * B / el;
+            char eta[32];
+            fprintf(stderr, "%s: epoch %d step %lld/%lld loss %.4f lr %.4g %.0f img/s ETA %s\n",
+                    p->tag, epoch + 1, step + 1, total, epoch_loss / epoch_steps, lr, ips,
+                    format_duration(el / (step + 1) * (total - step - 1), eta, sizeof eta));
+            if (p->jsonl)
+                fprintf(p->jsonl,
+                        "{\"event\":\"%s_step\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
+                        "\"lr\":%.6g,\"img_per_s\":%.1f}\n",
+                        p->tag, epoch + 1, step + 1, epoch_loss / epoch_steps, lr, ips);
+        }
+        if (epoch_done) {
+            last_epoch_loss = epoch_loss / epoch_steps;
+            if (eval && rep->rank == 0) {
+                EvalResult r = train_evaluate(net, eval, eval_idx, n_eval, &p->norm);
+                fprintf(stderr, "%s: epoch %d train loss %.4f test loss %.4f top-1 %.2f%%\n",
+                        p->tag, epoch + 1, last_epoch_loss, r.loss, 100.0 * r.acc);
+                if (p->jsonl) {
+                    fprintf(p->jsonl,
+                            "{\"event\":\"%s_epoch\",\"epoch\":%d,\"train_loss\":%.6f,"
+                            "\"test_loss\":%.6f,\"test_acc\":%.6f,\"seconds\":%.2f}\n",
+                            p->tag, epoch + 1, last_epoch_loss, r.loss, r.acc, time_now() - t0);
+                    fflush(p->jsonl);
+                }
+            }
+        }
+    }
+    free(x);
+    free(y);
+    free(order);
+    return last_epoch_loss;
+}
