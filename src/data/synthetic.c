@@ -6,7 +6,7 @@
 #include <string.h>
 
 /* Each class is a sinusoidal grating with its own orientation, spatial frequency and
- * per-channel contrast, so a small CNN separates the classes; every sample jitters the phase,
+ * per-channel contrast, so a small CNN separates the classes; every sample jitters the phase (by up to +-1.5 rad),
  * contrast and brightness and adds Gaussian pixel noise, so it does not solve them trivially.
  * Class prototypes come from stream (seed, SYNTH, 0) and sample i from (seed, SYNTH, 1 + i):
  * sample i is the same whatever n is. Labels are i mod num_classes (balanced). */
@@ -43,7 +43,7 @@ void dataset_synthetic(Dataset *d, int n, int c, int h, int w, int num_classes, 
         int k = i % num_classes;
         const SynthClass *p = &cls[k];
         rng_init(&r, seed, rng_stream_id(RNG_PURPOSE_SYNTH, 1 + (uint64_t)i));
-        double phase = p->phase + 0.8 * (rng_uniform(&r) - 0.5);
+        double phase = p->phase + 3.0 * (rng_uniform(&r) - 0.5);
         double gain = 0.8 + 0.4 * rng_uniform(&r);
         double bright = 0.1 * (rng_uniform(&r) - 0.5);
         double ca = cos(p->angle);
@@ -55,7 +55,7 @@ void dataset_synthetic(Dataset *d, int n, int c, int h, int w, int num_classes, 
                     double u = (ca * x / w + sa * y / h) * p->freq;
                     double v = 0.5 + bright +
                                0.3 * gain * p->contrast[ch] * sin(2.0 * M_PI * u + phase) +
-                               0.12 * rng_normal(&r);
+                               0.2 * rng_normal(&r);
                     double q = floor(v * 255.0 + 0.5);
                     out[(size_t)y * w + x] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
                 }
