@@ -6,8 +6,9 @@
 #include <string.h>
 
 /* Each class is a sinusoidal grating with its own orientation, spatial frequency and
- * per-channel contrast, so a small CNN separates the classes; every sample jitters the phase (by up to +-1.5 rad),
- * contrast and brightness and adds Gaussian pixel noise, so it does not solve them trivially.
+ * per-channel contrast, so a small CNN separates the classes; every sample jitters the phase
+ * (by up to +-1.5 rad), contrast and brightness and adds Gaussian pixel noise, so that a
+ * template match alone does not solve them.
  * Class prototypes come from stream (seed, SYNTH, 0) and sample i from (seed, SYNTH, 1 + i):
  * sample i is the same whatever n is. Labels are i mod num_classes (balanced). */
 typedef struct {
