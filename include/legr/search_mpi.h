@@ -1,0 +1,40 @@
+/* The distributed search: rank 0 drives the evolution, the other ranks evaluate candidates. */
+#ifndef LEGR_SEARCH_MPI_H
+#define LEGR_SEARCH_MPI_H
+
+#include <stdio.h>
+#include "legr/dist.h"
+#include "legr/evolution.h"
+
+/* Evaluate one candidate on this rank; fills r (id, fitness, accuracy, flops, seconds). Must be a
+ * function of the candidate alone (all its randomness keyed by the run seed and c->id). */
+typedef void (*SearchEvalFn)(const Candidate *c, EvoResult *r, void *ctx);
+
+/* Called on rank 0 to persist the search state (checkpoint every N results, after a signal, at
+ * the end); returns 0 or -1 with err. */
+typedef int (*SearchSaveFn)(const Evolution *e, void *ctx, Err *err);
+
+typedef struct {
+    SearchEvalFn evaluate;
+    void *eval_ctx;
+    SearchSaveFn save;      /* may be NULL (no checkpoints) */
+    void *save_ctx;
+    int n_layers;
+    int deterministic;      /* apply results in batches of sync_batch, sorted by id */
+    int sync_batch;
+    int checkpoint_every;   /* results between checkpoints */
+    FILE *jsonl;            /* rank 0 log, or NULL */
+    int quiet;              /* no progress lines (benchmarks) */
+} SearchRun;
+
+/* Every rank calls this. Rank 0 owns e (fresh or restored) and hands out candidates as workers
+ * become free (ranks 1..size-1; with one rank, rank 0 evaluates them itself through the same
+ * evaluate function). Returns LEGR_EXIT_OK when all evaluations are in, LEGR_EXIT_STOPPED when
+ * SIGTERM/SIGUSR1 arrived and the state was checkpointed (on rank 0; other ranks return once the
+ * master told them to stop), or another code with err filled on rank 0. */
+int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err);
+
+/* Install the SIGTERM/SIGUSR1 handlers that ask a running search to checkpoint and stop. */
+void search_install_signal_handlers(void);
+
+#endif
