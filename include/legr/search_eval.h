@@ -1,0 +1,32 @@
+/* Evaluating one search candidate: rank, prune to the target, fine-tune tau steps, validate. */
+#ifndef LEGR_SEARCH_EVAL_H
+#define LEGR_SEARCH_EVAL_H
+
+#include "legr/evolution.h"
+#include "legr/prune.h"
+#include "legr/train.h"
+
+typedef struct {
+    const Net *base;          /* the pretrained network, never modified */
+    const PruneGraph *graph;  /* of base's Arch */
+    const double *norm;       /* filter norms of base (graph->n_filters) */
+    double target;            /* FLOP fraction to prune to */
+    double safeguard;
+    const Dataset *data;      /* training set; the validation split indexes into it too */
+    const int *train_idx;
+    int n_train;
+    const int *val_idx;
+    int n_val;
+    TrainParams ft;           /* tau steps (ft.steps), batch, SGD, augmentation, normalisation */
+    unsigned long long run_seed;
+    int per_candidate_batches; /* 0: every candidate sees the same mini-batches (common random
+                                  numbers); 1: batches keyed by (run seed, candidate id) */
+    int fitness_acc;          /* 0: fitness = validation loss; 1: fitness = 1 - top-1 */
+    int null_eval;            /* benchmark: skip all work, fitness from the candidate alone */
+} SearchEval;
+
+/* SearchEvalFn for search_run: ctx is a SearchEval. Fills fitness (lower is better; +inf when
+ * the candidate cannot be pruned to the target or its loss diverges), accuracy, flops, seconds. */
+void search_evaluate(const Candidate *c, EvoResult *r, void *ctx);
+
+#endif
