@@ -1,0 +1,46 @@
+/* HDF5 files of legr-mpi: the model file (architecture + tensors) and the search checkpoint. */
+#ifndef LEGR_H5IO_H
+#define LEGR_H5IO_H
+
+#include "legr/arch.h"
+#include "legr/evolution.h"
+#include "legr/net.h"
+#include "legr/util.h"
+
+/* Schema versions written by this build; readers accept files with the same format and a
+ * format_version <= these. The schemas are documented in docs/FORMAT.md. */
+#define H5IO_MODEL_FORMAT "legr-model"
+#define H5IO_MODEL_VERSION 1
+#define H5IO_CHECKPOINT_FORMAT "legr-checkpoint"
+#define H5IO_CHECKPOINT_VERSION 1
+
+/* Every writer creates "<path>.tmp" and renames it over path only after a complete, closed and
+ * fsync'ed write, so a crash or kill at any moment leaves the previous file intact. Every reader
+ * rejects missing, non-HDF5, truncated and wrong-format files with LEGR_EXIT_DATA and a message
+ * naming the file; HDF5's own error stack printing is silenced while these functions run. */
+
+/* Write the network's architecture, parameters (/params/<name>) and BN statistics
+ * (/buffers/<name>) in PyTorch layout, plus the config text (may be NULL). */
+int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err);
+
+/* Rebuild the Arch stored in a model file into arch (arch_init'ed here; arch_free it after). */
+int h5_model_load_arch(const char *path, Arch *arch, Err *err);
+
+/* Load tensors into a Net built for the file's architecture. Every tensor of the net must be
+ * in the file with the same shape and the file must hold no other tensors; a mismatch names the
+ * tensor, the expected and found shapes, with a hint. */
+int h5_model_load_params(const char *path, Net *net, Err *err);
+
+/* Write the full search state (evolution_get_state), its params, L, kappa_std and seed, the
+ * config text (may be NULL), the base network's net_hash and a short stage label (may be NULL,
+ * e.g. "search"). */
+int h5_checkpoint_save(const char *path, const Evolution *e, const char *config_text,
+                       unsigned long long base_hash, const char *stage, Err *err);
+
+/* Read a checkpoint: e is evolution_init'ed from the stored params and restored (the caller
+ * evolution_free's it). *config_text and *stage receive malloc'ed strings (free them); any of
+ * config_text, base_hash, stage may be NULL. On failure e is left freed/zeroed. */
+int h5_checkpoint_load(const char *path, Evolution *e, char **config_text,
+                       unsigned long long *base_hash, char **stage, Err *err);
+
+#endif

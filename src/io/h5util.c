@@ -1,0 +1,263 @@
+/* HDF5 helpers: quiet error stack, format-checked open, tmp + fsync + rename commit, typed I/O. */
+#include "h5util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5_hl.h>
+
+void h5u_quiet_begin(H5Quiet *q)
+{
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void h5u_quiet_end(const H5Quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+const char *h5u_format_shape(char *buf, size_t size, int ndim, const hsize_t *dims)
+{
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
+                                 (unsigned long long)dims[i]);
+    if (used < size) snprintf(buf + used, size - used, ")");
+    return buf;
+}
+
+hid_t h5u_open_read(const char *path, const char *format, int max_version, Err *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return err_set(err, LEGR_EXIT_DATA, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, LEGR_EXIT_DATA, "%s: not a regular file", path);
+    if (H5Fis_hdf5(path) <= 0)
+        return err_set(err, LEGR_EXIT_DATA,
+                       "%s: not an HDF5 file (or its header is damaged); expected a %s file",
+                       path, format);
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (fid < 0)
+        return err_set(err, LEGR_EXIT_DATA,
+                       "%s: HDF5 cannot open it: the file is truncated or corrupt (%lld bytes)",
+                       path, (long long)st.st_size);
+    char *found = NULL;
+    if (h5u_get_attr_string(fid, ".", "format", &found, path, err) != 0) {
+        H5Fclose(fid);
+        return err_set(err, LEGR_EXIT_DATA,
+                       "%s: HDF5 file without a 'format' attribute: not a %s file", path, format);
+    }
+    if (strcmp(found, format) != 0) {
+        err_set(err, LEGR_EXIT_DATA, "%s: format is '%s', expected '%s'", path, found, format);
+        free(found);
+        H5Fclose(fid);
+        return -1;
+    }
+    free(found);
+    int version = 0;
+    if (h5u_get_attr(fid, ".", "format_version", H5T_NATIVE_INT, &version, path, err) != 0) {
+        H5Fclose(fid);
+        return -1;
+    }
+    if (version < 1 || version > max_version) {
+        H5Fclose(fid);
+        return err_set(err, LEGR_EXIT_DATA,
+                       "%s: %s format_version %d is not supported by this build (reads 1..%d); "
+                       "it was written by another legr-mpi version",
+                       path, format, version, max_version);
+    }
+    return fid;
+}
+
+hid_t h5u_create_tmp(const char *path, char *tmp, size_t tmp_size, const char *format,
+                     int version, const char *config_text, Err *err)
+{
+    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size)
+        return err_set(err, LEGR_EXIT_USAGE, "%s: path too long", path);
+    hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (fid < 0)
+        return err_set(err, LEGR_EXIT_DATA, "%s: cannot create (is the directory writable?)",
+                       tmp);
+    if (h5u_set_attr_string(fid, ".", "format", format, err) ||
+        h5u_set_attr(fid, ".", "format_version", H5T_NATIVE_INT, &version, err) ||
+        h5u_set_attr_string(fid, ".", "legr_version", LEGR_VERSION, err) ||
+        h5u_set_attr_string(fid, ".", "config", config_text ? config_text : "", err)) {
+        h5u_discard(fid, tmp);
+        return -1;
+    }
+    return fid;
+}
+
+void h5u_discard(hid_t fid, const char *tmp)
+{
+    if (fid >= 0) H5Fclose(fid);
+    unlink(tmp);
+}
+
+int h5u_commit(hid_t fid, const char *tmp, const char *path, Err *err)
+{
+    if (H5Fclose(fid) < 0) {
+        unlink(tmp);
+        return err_set(err, LEGR_EXIT_INTERNAL, "%s: closing the HDF5 file failed (disk full?)",
+                       tmp);
+    }
+    /* Data must be on disk before the rename makes it the current file. */
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        unlink(tmp);
+        return err_set(err, LEGR_EXIT_INTERNAL, "%s: fsync failed: %s", tmp, strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return err_set(err, LEGR_EXIT_INTERNAL, "%s: rename to %s failed: %s", tmp, path,
+                       strerror(e));
+    }
+    return 0;
+}
+
+int h5u_set_attr_string(hid_t loc, const char *obj, const char *name, const char *value,
+                        Err *err)
+{
+    if (H5LTset_attribute_string(loc, obj, name, value) < 0)
+        return err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot write attribute '%s'", name);
+    return 0;
+}
+
+int h5u_set_attr(hid_t loc, const char *obj, const char *name, hid_t type, const void *value,
+                 Err *err)
+{
+    int rc = -1;
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate_by_name(loc, obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                   H5P_DEFAULT);
+    if (attr >= 0 && H5Awrite(attr, type, value) >= 0) rc = 0;
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(space);
+    if (rc) err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot write attribute '%s'", name);
+    return rc;
+}
+
+int h5u_get_attr_string(hid_t loc, const char *obj, const char *name, char **out,
+                        const char *path, Err *err)
+{
+    hsize_t dims[1] = {0};
+    H5T_class_t cls;
+    size_t size = 0;
+    *out = NULL;
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0 ||
+        H5LTget_attribute_info(loc, obj, name, dims, &cls, &size) < 0)
+        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is missing", path, name,
+                       obj);
+    if (cls != H5T_STRING)
+        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is not a string", path,
+                       name, obj);
+    char *s = xcalloc(size + 1, 1);
+    if (H5LTget_attribute_string(loc, obj, name, s) < 0) {
+        free(s);
+        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is unreadable", path,
+                       name, obj);
+    }
+    *out = s;
+    return 0;
+}
+
+int h5u_get_attr(hid_t loc, const char *obj, const char *name, hid_t mem_type, void *out,
+                 const char *path, Err *err)
+{
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
+        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is missing", path, name,
+                       obj);
+    int rc = -1;
+    hid_t attr = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+    hid_t ftype = attr >= 0 ? H5Aget_type(attr) : -1;
+    H5T_class_t cls = ftype >= 0 ? H5Tget_class(ftype) : H5T_NO_CLASS;
+    if (space >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
+        (cls == H5T_INTEGER || cls == H5T_FLOAT) && H5Aread(attr, mem_type, out) >= 0)
+        rc = 0;
+    if (ftype >= 0) H5Tclose(ftype);
+    if (space >= 0) H5Sclose(space);
+    if (attr >= 0) H5Aclose(attr);
+    if (rc)
+        err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is not a single number", path,
+                name, obj);
+    return rc;
+}
+
+int h5u_write(hid_t loc, const char *name, hid_t mem_type, hid_t file_type, int ndim,
+              const hsize_t *dims, const void *data, Err *err)
+{
+    hsize_t count = 1;
+    for (int i = 0; i < ndim; i++) count *= dims[i];
+    hid_t space = H5Screate_simple(ndim, dims, NULL);
+    hid_t dset = space >= 0 ? H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                         H5P_DEFAULT)
+                            : -1;
+    int rc = dset >= 0 && (count == 0 || H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                                  data) >= 0)
+                 ? 0
+                 : -1;
+    if (dset >= 0) H5Dclose(dset);
+    if (space >= 0) H5Sclose(space);
+    if (rc) err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot write dataset '%s' (disk full?)", name);
+    return rc;
+}
+
+int h5u_shape(hid_t loc, const char *name, int *ndim, hsize_t dims[4], const char *path,
+              Err *err)
+{
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+        return err_set(err, LEGR_EXIT_DATA, "%s: dataset '%s' is missing", path, name);
+    hid_t dset = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t space = dset >= 0 ? H5Dget_space(dset) : -1;
+    int n = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    int rc = -1;
+    if (n >= 0 && n <= 4 && H5Sget_simple_extent_dims(space, dims, NULL) >= 0) {
+        *ndim = n;
+        rc = 0;
+    }
+    if (space >= 0) H5Sclose(space);
+    if (dset >= 0) H5Dclose(dset);
+    if (rc)
+        err_set(err, LEGR_EXIT_DATA, "%s: dataset '%s' is unreadable or has more than 4 "
+                "dimensions", path, name);
+    return rc;
+}
+
+int h5u_read(hid_t loc, const char *name, hid_t mem_type, int ndim, const hsize_t *dims,
+             void *data, const char *path, Err *err)
+{
+    int fnd;
+    hsize_t fdims[4];
+    if (h5u_shape(loc, name, &fnd, fdims, path, err) != 0) return -1;
+    int same = fnd == ndim;
+    hsize_t count = 1;
+    for (int i = 0; same && i < ndim; i++) {
+        same = fdims[i] == dims[i];
+        count *= dims[i];
+    }
+    if (!same) {
+        char want[96], got[96];
+        return err_set(err, LEGR_EXIT_DATA, "%s: dataset '%s' has shape %s, expected %s", path,
+                       name, h5u_format_shape(got, sizeof got, fnd, fdims),
+                       h5u_format_shape(want, sizeof want, ndim, dims));
+    }
+    if (count == 0) return 0;
+    hid_t dset = H5Dopen2(loc, name, H5P_DEFAULT);
+    int rc = dset >= 0 && H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0
+                 ? 0
+                 : -1;
+    if (dset >= 0) H5Dclose(dset);
+    if (rc)
+        err_set(err, LEGR_EXIT_DATA, "%s: dataset '%s' cannot be read (corrupt file?)", path,
+                name);
+    return rc;
+}
