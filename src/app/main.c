@@ -1,3 +1,71 @@
-/* legr-mpi entry point (placeholder until the job driver lands). */
+/* legr-mpi command line: parse options, start MPI, run the job. */
 #include <stdio.h>
-int main(void) { puts("legr-mpi"); return 0; }
+#include <string.h>
+
+#include "legr/job.h"
+
+static void print_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: legr-mpi [options] job.cfg\n"
+            "       mpirun -np N legr-mpi [options] job.cfg\n"
+            "\n"
+            "Prune a convolutional network with LeGR (learned global ranking of filters):\n"
+            "train or load the base network, learn per-layer (alpha, kappa) by regularized\n"
+            "evolution across MPI ranks, then prune and fine-tune a family of networks at\n"
+            "several FLOP levels, written to one HDF5 file.\n"
+            "\n"
+            "options:\n"
+            "  --dry-run        print the resolved config, the network layer by layer with its\n"
+            "                   FLOPs and parameters, the prune groups and a work estimate;\n"
+            "                   read no data and run nothing\n"
+            "  --resume FILE    continue the search saved in checkpoint FILE (search.h5)\n"
+            "  --help           this text\n"
+            "  --version        the program version\n"
+            "\n"
+            "exit codes: 0 success; 1 internal error; 2 usage or config error; 3 input data\n"
+            "error (dataset, model or checkpoint file); 4 stopped by SIGTERM/SIGUSR1 after a\n"
+            "clean checkpoint (resume with --resume).\n"
+            "Configuration keys: docs/CONFIG.md. File formats: docs/FORMAT.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    JobOptions opts = {NULL, NULL, 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("legr-mpi %s\n", LEGR_VERSION);
+            return 0;
+        } else if (!strcmp(a, "--dry-run")) {
+            opts.dry_run = 1;
+        } else if (!strcmp(a, "--resume")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "legr-mpi: error: --resume needs a checkpoint file\n");
+                return 2;
+            }
+            opts.resume_path = argv[++i];
+        } else if (a[0] == '-') {
+            fprintf(stderr, "legr-mpi: error: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (opts.config_path) {
+            fprintf(stderr, "legr-mpi: error: more than one config file ('%s', '%s')\n",
+                    opts.config_path, a);
+            return 2;
+        } else {
+            opts.config_path = a;
+        }
+    }
+    if (!opts.config_path) {
+        print_usage(stderr);
+        return 2;
+    }
+    Dist d;
+    dist_init(&argc, &argv, &d);
+    int code = job_run(&opts, &d);
+    dist_finalize();
+    return code;
+}

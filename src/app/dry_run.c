@@ -1,0 +1,121 @@
+/* --dry-run: the resolved config, the network, its prune groups and an estimate of the work. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "job_internal.h"
+#include "legr/prune.h"
+
+/* Seconds per image of a training step (forward + backward + SGD) of `arch`, measured on a few
+ * random images: the basis of the time estimate. */
+static double measure_step(const Arch *arch, int batch)
+{
+    Net net;
+    Err err;
+    if (net_build(&net, arch, batch, &err) != 0) return -1;
+    net_init_params(&net, 1);
+    const Node *in = &arch->nodes[0];
+    size_t n = (size_t)batch * in->c * in->h * in->w;
+    float *x = xalloc_floats(n);
+    int *y = xmalloc((size_t)batch * sizeof(int));
+    Rng r;
+    rng_init(&r, 1, rng_stream_id(RNG_PURPOSE_TEST, 0));
+    for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < batch; i++) y[i] = i % arch->num_classes;
+    SgdCfg sgd = {0.9f, 5e-4f, 0};
+    train_step(&net, NULL, x, y, batch, batch, &sgd, 0.01f, NULL); /* warm-up */
+    double t0 = time_now();
+    const int reps = 3;
+    for (int i = 0; i < reps; i++) train_step(&net, NULL, x, y, batch, batch, &sgd, 0.01f, NULL);
+    double s = (time_now() - t0) / (reps * batch);
+    free(x);
+    free(y);
+    net_free(&net);
+    return s;
+}
+
+int job_dry_run(Job *job)
+{
+    const Config *c = &job->cfg;
+    Err err = {0, ""};
+    printf("# resolved config\n");
+    config_print(c, stdout);
+    printf("\n# network (%s, depth %d, width %g)\n", cfg_arch_names[c->model.arch], c->model.depth,
+           c->model.width);
+    arch_print(&job->arch, stdout);
+    long long flops = arch_flops(&job->arch), params = arch_params(&job->arch);
+    printf("FLOPs (multiply-accumulates of conv + fc): %lld (%.2f M); parameters: %lld\n", flops,
+           flops / 1e6, params);
+
+    PruneGraph g;
+    if (prune_graph_build(&g, &job->arch, &err) != 0) {
+        fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+        return err.code;
+    }
+    printf("\n# prune groups\n");
+    prune_print_groups(stdout, &g, &job->arch);
+
+    /* Norms of the seed-initialised network (or of model.init's weights would need a file
+     * read; the dry run reads nothing). */
+    Net net;
+    if (net_build(&net, &job->arch, 1, &err) != 0) {
+        fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+        prune_graph_free(&g);
+        return err.code;
+    }
+    net_init_params(&net, (uint64_t)c->run.seed);
+    double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
+    double targets[CONFIG_MAX_LEVELS + 1];
+    int nt = 0;
+    if (c->search.enabled) targets[nt++] = c->search.target_flops;
+    if (c->family.enabled)
+        for (int i = 0; i < c->family.n_flops; i++) targets[nt++] = c->family.flops[i];
+    int code = 0;
+    if (prune_norms(&g, &net, (PruneMetric)c->search.metric, norm, &err) != 0) {
+        code = err.code;
+    } else if (nt > 0) {
+        printf("\n# channels kept by the identity ranking (%s norms of the seed-initialised "
+               "network) at each target\n", cfg_metric_names[c->search.metric]);
+        if (prune_print_targets(stdout, &g, &job->arch, norm, targets, nt, c->search.safeguard,
+                                &err) != 0)
+            code = err.code;
+    }
+    free(norm);
+    net_free(&net);
+    prune_graph_free(&g);
+    if (code != 0) {
+        fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+        return code;
+    }
+
+    /* Work estimate from a measured training step at a small batch. */
+    int c0, h, w, k;
+    job_data_shape(c, &c0, &h, &w, &k);
+    double n_train = c->data.dataset == CFG_DATASET_SYNTHETIC ? c->data.synthetic_n
+                     : c->data.dataset <= CFG_DATASET_MNIST  ? 60000 : 50000;
+    if (c->data.train_limit > 0 && c->data.train_limit < n_train) n_train = c->data.train_limit;
+    double n_val = n_train * c->data.val_fraction;
+    n_train -= n_val;
+    if (c->search.val_limit > 0 && c->search.val_limit < n_val) n_val = c->search.val_limit;
+    double spi = measure_step(&job->arch, 16);
+    double pre = c->model.init[0] ? 0 : c->pretrain.epochs * n_train;
+    double search = c->search.enabled
+                        ? c->search.evaluations * (c->search.tau * (double)c->search.batch *
+                                                   c->search.target_flops + n_val / 3.0 * c->search.target_flops)
+                        : 0;
+    double family = 0;
+    if (c->family.enabled)
+        for (int i = 0; i < c->family.n_flops; i++)
+            family += c->family.epochs * n_train * c->family.flops[i];
+    char b1[32], b2[32], b3[32];
+    printf("\n# work estimate (one rank: %.2f ms per training image, measured here)\n",
+           1e3 * spi);
+    printf("pretrain: %.0f image-steps, ~%s\n", pre, format_duration(pre * spi, b1, sizeof b1));
+    printf("search:   %d candidates x (%d steps x %d images + %.0f validation images) at %.0f%% "
+           "FLOPs, ~%s of rank time (divide by the worker count)\n",
+           c->search.enabled ? c->search.evaluations : 0, c->search.tau, c->search.batch, n_val,
+           100 * c->search.target_flops, format_duration(search * spi, b2, sizeof b2));
+    printf("family:   %d level(s) x %d epoch(s), ~%s of rank time\n",
+           c->family.enabled ? c->family.n_flops : 0, c->family.epochs,
+           format_duration(family * spi, b3, sizeof b3));
+    return 0;
+}

@@ -1,0 +1,440 @@
+/* The stage driver: config, data, base network (pretrain or load), LeGR search, on every rank. */
+#include "legr/job.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "job_internal.h"
+#include "legr/h5io.h"
+#include "legr/prune.h"
+#include "legr/search_eval.h"
+#include "legr/search_mpi.h"
+
+_Static_assert((int)CFG_SCHEDULE_COUNT == 3 && (int)LR_COSINE == (int)CFG_SCHEDULE_COSINE &&
+                   (int)LR_MULTISTEP == (int)CFG_SCHEDULE_MULTISTEP,
+               "CfgSchedule and LrKind must list the same schedules in the same order");
+_Static_assert((int)CFG_METRIC_COUNT == (int)PRUNE_METRIC_COUNT,
+               "CfgMetric and PruneMetric must match");
+
+/* Rank 0 reports err; every rank learns the code. Returns the agreed code (0 = go on). */
+static int agree(const Job *job, int code, const Err *err)
+{
+    if (job->d->rank == 0 && code != 0) fprintf(stderr, "legr-mpi: error: %s\n", err->msg);
+    return dist_bcast_int(code, 0);
+}
+
+/* mkdir -p for the run directory. */
+static int make_dirs(const char *path, Err *err)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+                return err_set(err, LEGR_EXIT_USAGE, "cannot create directory %s: %s", tmp,
+                               strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return 0;
+}
+
+void job_train_params(const Job *job, TrainParams *p)
+{
+    const Config *c = &job->cfg;
+    memset(p, 0, sizeof *p);
+    p->aug.crop_pad = c->data.augment ? c->data.crop_pad : 0;
+    p->aug.flip = c->data.augment && c->data.flip;
+    p->norm = job->norm;
+    p->seed = (unsigned long long)c->run.seed;
+    p->log_every = c->run.log_every;
+    p->jsonl = job->jsonl;
+}
+
+/* Rank 0 reads the config file, then every rank gets the same Config (plain data). */
+static int stage_config(Job *job)
+{
+    Err err = {0, ""};
+    int code = 0;
+    if (job->d->rank == 0 && config_load_file(&job->cfg, job->opts->config_path, &err) != 0)
+        code = err.code;
+    if ((code = agree(job, code, &err)) != 0) return code;
+    dist_bcast(&job->cfg, sizeof job->cfg, 0);
+    job->config_text = config_to_string(&job->cfg);
+    snprintf(job->out_dir, sizeof job->out_dir, "%s/%s", job->cfg.run.out_dir, job->cfg.run.name);
+    /* One BLAS thread per rank when ranks share a node, unless the config says otherwise. */
+    if (job->cfg.run.threads > 0) openblas_set_num_threads(job->cfg.run.threads);
+    else if (job->d->size > 1) openblas_set_num_threads(1);
+    int c, h, w, k;
+    job_data_shape(&job->cfg, &c, &h, &w, &k);
+    code = arch_resnet_cifar(&job->arch, job->cfg.model.depth, c, h, w, k, job->cfg.model.width,
+                             &err) != 0 ? err.code : 0;
+    return agree(job, code, &err);
+}
+
+/* Rank 0 reads the datasets and broadcasts them; every rank derives the same split and
+ * normalisation. */
+static int stage_data(Job *job)
+{
+    Err err = {0, ""};
+    int code = 0;
+    const Config *c = &job->cfg;
+    if (job->d->rank == 0) {
+        double t0 = time_now();
+        if (job_data_load(c, &job->train, &job->test, &err) != 0) code = err.code;
+        else
+            fprintf(stderr, "data: %s, %d training and %d test images of %dx%dx%d (%.1fs)\n",
+                    cfg_dataset_names[c->data.dataset], job->train.n, job->test.n, job->train.c,
+                    job->train.h, job->train.w, time_now() - t0);
+    }
+    if ((code = agree(job, code, &err)) != 0) return code;
+    dist_bcast_dataset(&job->train, 0);
+    dist_bcast_dataset(&job->test, 0);
+    float mean[4], std[4];
+    dataset_channel_stats(&job->train, mean, std);
+    for (int i = 0; i < 4; i++) {
+        job->norm.mean[i] = i < job->train.c ? mean[i] : 0.0f;
+        job->norm.std[i] = i < job->train.c && std[i] > 0 ? std[i] : 1.0f;
+    }
+    data_split(job->train.n, c->data.val_fraction, (uint64_t)c->run.seed, &job->train_idx,
+               &job->n_train, &job->val_idx, &job->n_val);
+    job->n_test = job->test.n;
+    job->test_idx = xmalloc((size_t)(job->n_test ? job->n_test : 1) * sizeof(int));
+    for (int i = 0; i < job->n_test; i++) job->test_idx[i] = i;
+    return 0;
+}
+
+/* Load model.init (or the run's own base.h5 on resume) into base on rank 0 and broadcast it. */
+static int load_base(Job *job, Net *base, const char *path)
+{
+    Err err = {0, ""};
+    int code = 0;
+    if (job->d->rank == 0 && h5_model_load_params(path, base, &err) != 0) code = err.code;
+    if ((code = agree(job, code, &err)) != 0) return code;
+    dist_bcast_net(base, 0);
+    if (job->d->rank == 0) fprintf(stderr, "base: loaded %s\n", path);
+    return 0;
+}
+
+/* Train the base network data-parallel over all ranks and save it (rank 0). */
+static int pretrain_base(Job *job, Net *base)
+{
+    const Config *c = &job->cfg;
+    const int size = job->d->size;
+    Err err = {0, ""};
+    int code = 0;
+    if (c->pretrain.batch < size || c->pretrain.batch > job->n_train) {
+        err_set(&err, LEGR_EXIT_USAGE,
+                "pretrain.batch = %d must be between the rank count %d and the %d training images",
+                c->pretrain.batch, size, job->n_train);
+        code = LEGR_EXIT_USAGE;
+    }
+    if ((code = agree(job, code, &err)) != 0) return code;
+
+    /* A replica holds at most ceil(B/size) images of each global batch. */
+    Net net;
+    if (net_build(&net, &job->arch, (c->pretrain.batch + size - 1) / size, &err) != 0)
+        return agree(job, err.code, &err);
+    net_init_params(&net, (uint64_t)c->run.seed);
+    TrainParams p;
+    job_train_params(job, &p);
+    p.epochs = c->pretrain.epochs;
+    p.batch = c->pretrain.batch;
+    p.sgd.momentum = (float)c->pretrain.momentum;
+    p.sgd.weight_decay = (float)c->pretrain.weight_decay;
+    p.sgd.nesterov = c->pretrain.nesterov;
+    p.sched.kind = (LrKind)c->pretrain.schedule;
+    p.sched.base_lr = (float)c->pretrain.lr;
+    p.sched.n_milestones = c->pretrain.n_milestones;
+    memcpy(p.sched.milestones, c->pretrain.milestones, sizeof p.sched.milestones);
+    p.sched.gamma = (float)c->pretrain.gamma;
+    p.sched.total = c->pretrain.epochs;
+    p.tag = "pretrain";
+    Collective col = dist_collective();
+    train_attach_collective(&net, &col);
+    Replicas rep = {job->d->rank, size, &col};
+    if (job->d->rank == 0)
+        fprintf(stderr, "pretrain: %d epochs of %d images, batch %d over %d rank(s)\n",
+                c->pretrain.epochs, job->n_train, c->pretrain.batch, size);
+    train_run(&net, &job->train, job->train_idx, job->n_train, &job->test, job->test_idx,
+              job->n_test, &p, &rep);
+    memcpy(base->param, net.param, net.n_param_floats * sizeof(float));
+    memcpy(base->buf, net.buf, net.n_buf_floats * sizeof(float));
+    net_free(&net);
+
+    char path[1200];
+    snprintf(path, sizeof path, "%s/base.h5", job->out_dir);
+    if (job->d->rank == 0 && h5_model_save(path, base, job->config_text, &err) != 0)
+        code = err.code;
+    if ((code = agree(job, code, &err)) != 0) return code;
+    if (job->d->rank == 0) fprintf(stderr, "pretrain: saved %s\n", path);
+    return 0;
+}
+
+/* The base network, built for the search batch: loaded, resumed or pretrained. */
+static int stage_base(Job *job, Net *base)
+{
+    Err err = {0, ""};
+    const Config *c = &job->cfg;
+    int batch = c->search.batch > c->family.batch ? c->search.batch : c->family.batch;
+    if (net_build(base, &job->arch, batch, &err) != 0) return agree(job, err.code, &err);
+    int code;
+    if (c->model.init[0]) {
+        code = load_base(job, base, c->model.init);
+    } else if (job->opts->resume_path) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/base.h5", job->out_dir);
+        code = load_base(job, base, path);
+    } else {
+        code = pretrain_base(job, base);
+    }
+    if (code != 0) return code;
+    if (job->d->rank == 0) {
+        EvalResult r = train_evaluate(base, &job->test, job->test_idx, job->n_test, &job->norm);
+        fprintf(stderr, "base: %.2f MFLOPs, %lld parameters, test loss %.4f top-1 %.2f%%\n",
+                arch_flops(&base->arch) / 1e6, arch_params(&base->arch), r.loss, 100.0 * r.acc);
+        if (job->jsonl)
+            fprintf(job->jsonl, "{\"event\":\"base\",\"flops\":%lld,\"params\":%lld,"
+                    "\"test_loss\":%.6f,\"test_acc\":%.6f}\n", arch_flops(&base->arch),
+                    arch_params(&base->arch), r.loss, r.acc);
+    }
+    return 0;
+}
+
+typedef struct {
+    const Job *job;
+    unsigned long long base_hash;
+    char path[1200];
+} SaveCtx;
+
+static int save_checkpoint(const Evolution *e, void *ctx, Err *err)
+{
+    const SaveCtx *s = ctx;
+    return h5_checkpoint_save(s->path, e, s->job->config_text, s->base_hash,
+                              evolution_finished(e) ? "done" : "search", err);
+}
+
+/* Rank 0: a fresh evolution, or the one saved in --resume's checkpoint after checking that it
+ * belongs to this config and base network. */
+static int start_evolution(Job *job, Evolution *e, const EvoParams *ep, int L, const double *std,
+                           unsigned long long base_hash, Err *err)
+{
+    if (!job->opts->resume_path) {
+        evolution_init(e, ep, L, std, (uint64_t)job->cfg.run.seed);
+        return 0;
+    }
+    char *text = NULL;
+    unsigned long long hash = 0;
+    if (h5_checkpoint_load(job->opts->resume_path, e, &text, &hash, NULL, err) != 0) return -1;
+    int bad_cfg = !text || strcmp(text, job->config_text) != 0;
+    free(text);
+    if (bad_cfg || hash != base_hash || e->n_layers != L) {
+        evolution_free(e);
+        return err_set(err, LEGR_EXIT_DATA,
+                       "%s: this checkpoint belongs to a different %s; resume with the config "
+                       "and base network it was written with", job->opts->resume_path,
+                       bad_cfg ? "config" : "base network");
+    }
+    fprintf(stderr, "search: resuming %s at %d/%d evaluations (%d in flight are redone)\n",
+            job->opts->resume_path, e->n_history, e->p.evaluations, e->n_inflight);
+    return 0;
+}
+
+/* The LeGR search. On success every rank holds the best (alpha, kappa) in alpha/kappa. */
+static int stage_search(Job *job, const Net *base, const PruneGraph *g, const double *norm,
+                        double *alpha, double *kappa)
+{
+    const Config *c = &job->cfg;
+    const int L = g->n_convs;
+    Err err = {0, ""};
+    double *std = xmalloc((size_t)L * sizeof(double));
+    prune_norm_std(g, norm, std);
+
+    EvoParams ep;
+    evolution_params_default(&ep);
+    ep.population = c->search.population;
+    ep.sample = c->search.sample;
+    ep.evaluations = c->search.evaluations;
+    ep.mutate_fraction = c->search.mutate_fraction;
+    ep.sigma = c->search.sigma;
+
+    SearchEval se;
+    memset(&se, 0, sizeof se);
+    se.base = base;
+    se.graph = g;
+    se.norm = norm;
+    se.target = c->search.target_flops;
+    se.safeguard = c->search.safeguard;
+    se.data = &job->train;
+    se.train_idx = job->train_idx;
+    se.n_train = job->n_train;
+    se.val_idx = job->val_idx;
+    se.n_val = c->search.val_limit > 0 && c->search.val_limit < job->n_val ? c->search.val_limit
+                                                                            : job->n_val;
+    job_train_params(job, &se.ft);
+    se.ft.steps = c->search.tau;
+    se.ft.batch = c->search.batch;
+    se.ft.sgd.momentum = (float)c->search.momentum;
+    se.ft.sgd.weight_decay = (float)c->search.weight_decay;
+    se.ft.sched.kind = LR_CONSTANT;
+    se.ft.sched.base_lr = (float)c->search.lr;
+    se.ft.log_every = 0;
+    se.ft.jsonl = NULL;
+    se.ft.tag = "candidate";
+    se.run_seed = (unsigned long long)c->run.seed;
+    se.per_candidate_batches = c->search.batches == CFG_BATCHES_PER_CANDIDATE;
+    se.fitness_acc = c->search.fitness == CFG_FITNESS_VAL_ACC;
+
+    int code = 0;
+    if (se.n_val < 1 || (c->search.tau > 0 && c->search.batch > job->n_train)) {
+        err_set(&err, LEGR_EXIT_USAGE,
+                "the search needs a validation split (data.val_fraction > 0) and search.batch = "
+                "%d <= %d training images", c->search.batch, job->n_train);
+        code = LEGR_EXIT_USAGE;
+    }
+    if ((code = agree(job, code, &err)) != 0) {
+        free(std);
+        return code;
+    }
+
+    SaveCtx save = {job, net_hash(base), ""};
+    snprintf(save.path, sizeof save.path, "%s/search.h5", job->out_dir);
+    Evolution e;
+    memset(&e, 0, sizeof e);
+    if (job->d->rank == 0 && start_evolution(job, &e, &ep, L, std, save.base_hash, &err) != 0)
+        code = err.code;
+    free(std);
+    if ((code = agree(job, code, &err)) != 0) return code;
+
+    SearchRun run;
+    memset(&run, 0, sizeof run);
+    run.evaluate = search_evaluate;
+    run.eval_ctx = &se;
+    run.save = save_checkpoint;
+    run.save_ctx = &save;
+    run.n_layers = L;
+    run.deterministic = c->search.mode == CFG_MODE_DETERMINISTIC;
+    run.sync_batch = c->search.sync_batch;
+    run.checkpoint_every = c->search.checkpoint_every;
+    run.jsonl = job->jsonl;
+    if (job->d->rank == 0)
+        fprintf(stderr, "search: %d evaluations at %.0f%% FLOPs, tau %d, %s mode, %d worker(s)\n",
+                ep.evaluations, 100 * se.target, c->search.tau, cfg_mode_names[c->search.mode],
+                job->d->size > 1 ? job->d->size - 1 : 1);
+    search_install_signal_handlers();
+    code = search_run(&e, &run, job->d, &err);
+    if (job->d->rank == 0 && code == LEGR_EXIT_STOPPED) {
+        fprintf(stderr, "search: stopped by a signal; state saved in %s (%d/%d evaluations); "
+                "continue with: legr-mpi --resume %s %s\n", save.path, e.n_history,
+                e.p.evaluations, save.path, job->opts->config_path);
+        fflush(NULL);
+    }
+    if (job->d->rank == 0 && code != LEGR_EXIT_OK && code != LEGR_EXIT_STOPPED)
+        fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+    if (code == LEGR_EXIT_STOPPED && job->d->rank == 0 && job->d->size > 1) {
+        /* Workers may be busy inside a candidate: end the job now, the state is safe. */
+        legr_fail(LEGR_EXIT_STOPPED, __FILE__, __LINE__, "exiting with code 4 (resumable)");
+    }
+    code = dist_bcast_int(code, 0);
+    if (code == LEGR_EXIT_OK && job->d->rank == 0) {
+        const double *ba, *bk;
+        const EvoRecord *best = evolution_best(&e, &ba, &bk);
+        memcpy(alpha, ba, (size_t)L * sizeof(double));
+        memcpy(kappa, bk, (size_t)L * sizeof(double));
+        fprintf(stderr, "search: done; best fitness %.5f (candidate %d, val top-1 %.2f%%, %.2f "
+                "MFLOPs); state in %s\n", best->fitness, best->id, 100 * best->accuracy,
+                best->flops / 1e6, save.path);
+        if (job->jsonl) {
+            fprintf(job->jsonl, "{\"event\":\"search_done\",\"best_id\":%d,\"fitness\":%.6g,"
+                    "\"accuracy\":%.6f,\"flops\":%.0f,\"alpha\":[", best->id, best->fitness,
+                    best->accuracy, best->flops);
+            for (int l = 0; l < L; l++) fprintf(job->jsonl, "%s%.9g", l ? "," : "", alpha[l]);
+            fprintf(job->jsonl, "],\"kappa\":[");
+            for (int l = 0; l < L; l++) fprintf(job->jsonl, "%s%.9g", l ? "," : "", kappa[l]);
+            fprintf(job->jsonl, "]}\n");
+        }
+    }
+    if (job->d->rank == 0) evolution_free(&e);
+    if (code == LEGR_EXIT_OK) {
+        dist_bcast(alpha, (size_t)L * sizeof(double), 0);
+        dist_bcast(kappa, (size_t)L * sizeof(double), 0);
+    }
+    return code;
+}
+
+/* Filter norms and prune groups of the base network, then the search. */
+static int stage_prune_search(Job *job, const Net *base)
+{
+    Err err = {0, ""};
+    PruneGraph g;
+    /* The graph and the norms are the same on every rank: the base network is. */
+    if (prune_graph_build(&g, &base->arch, &err) != 0) return agree(job, err.code, &err);
+    double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
+    int code = 0;
+    if (prune_norms(&g, base, (PruneMetric)job->cfg.search.metric, norm, &err) != 0)
+        code = agree(job, err.code, &err);
+    if (code == 0) {
+        double *alpha = xmalloc((size_t)g.n_convs * sizeof(double));
+        double *kappa = xmalloc((size_t)g.n_convs * sizeof(double));
+        code = stage_search(job, base, &g, norm, alpha, kappa);
+        free(alpha);
+        free(kappa);
+    }
+    free(norm);
+    prune_graph_free(&g);
+    return code;
+}
+
+static void job_free(Job *job)
+{
+    free(job->config_text);
+    arch_free(&job->arch);
+    dataset_free(&job->train);
+    dataset_free(&job->test);
+    free(job->train_idx);
+    free(job->val_idx);
+    free(job->test_idx);
+    if (job->jsonl) fclose(job->jsonl);
+}
+
+int job_run(const JobOptions *opts, const Dist *d)
+{
+    Job job;
+    memset(&job, 0, sizeof job);
+    job.opts = opts;
+    job.d = d;
+    int code = stage_config(&job);
+    if (code == 0 && opts->dry_run) {
+        code = d->rank == 0 ? job_dry_run(&job) : 0;
+        code = dist_bcast_int(code, 0);
+    } else if (code == 0) {
+        Err err = {0, ""};
+        int c2 = d->rank == 0 ? (make_dirs(job.out_dir, &err) ? err.code : 0) : 0;
+        if (d->rank == 0 && c2 == 0) {
+            config_print(&job.cfg, stderr);
+            char path[1200];
+            snprintf(path, sizeof path, "%s/log.jsonl", job.out_dir);
+            job.jsonl = fopen(path, "a");
+            if (!job.jsonl) {
+                err_set(&err, LEGR_EXIT_USAGE, "cannot open %s: %s", path, strerror(errno));
+                c2 = LEGR_EXIT_USAGE;
+            }
+        }
+        code = agree(&job, c2, &err);
+        if (code == 0) code = stage_data(&job);
+        Net base;
+        memset(&base, 0, sizeof base);
+        if (code == 0) code = stage_base(&job, &base);
+        if (code == 0 && job.cfg.search.enabled) code = stage_prune_search(&job, &base);
+        net_free(&base);
+    }
+    job_free(&job);
+    return code;
+}

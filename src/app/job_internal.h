@@ -1,0 +1,37 @@
+/* State shared by the stage driver's files (src/app only). */
+#ifndef LEGR_JOB_INTERNAL_H
+#define LEGR_JOB_INTERNAL_H
+
+#include <stdio.h>
+#include "legr/config.h"
+#include "legr/data.h"
+#include "legr/dist.h"
+#include "legr/job.h"
+#include "legr/net.h"
+
+typedef struct {
+    const JobOptions *opts;
+    const Dist *d;
+    Config cfg;
+    char *config_text;      /* config_to_string(cfg): stored in every HDF5 file */
+    char out_dir[1100];     /* run.out_dir/run.name */
+    FILE *jsonl;            /* rank 0: out_dir/log.jsonl */
+    Arch arch;              /* the base architecture from the config */
+    Dataset train, test;
+    Normalize norm;
+    int *train_idx, n_train, *val_idx, n_val, *test_idx, n_test;
+} Job;
+
+/* Input shape and class count of the configured dataset (no file is read). */
+void job_data_shape(const Config *cfg, int *c, int *h, int *w, int *classes);
+
+/* Rank 0: load the configured training and test sets (limits applied). -1 with err. */
+int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
+
+/* Rank 0: print the plan of --dry-run. Returns an exit code. */
+int job_dry_run(Job *job);
+
+/* Training parameters shared by pretraining, search fine-tuning and the family. */
+void job_train_params(const Job *job, TrainParams *p);
+
+#endif
