@@ -170,6 +170,7 @@ static void test_idx_errors(void)
 
     expect_idx_error(tmp_path("no-such-file.gz"), good_lab, "no-such-file.gz", "cannot open");
     expect_idx_error(good_img, tmp_path("no-labels"), "no-labels", "cannot open");
+    expect_idx_error(tmp_dir, good_lab, tmp_dir, "cannot read: Is a directory");
 
     /* Raw payload cut short, header cut short. */
     write_bytes(tmp_path("short-raw"), img, il - 7);

@@ -52,9 +52,11 @@ int data_read_whole(const char *path, unsigned char **buf, size_t *len, Err *err
     int ret = 0;
     if (zerr == Z_BUF_ERROR)
         ret = err_set(err, LEGR_EXIT_DATA, "%s: truncated gzip stream (%s)", path, zmsg);
+    else if (zerr == Z_ERRNO)
+        ret = err_set(err, LEGR_EXIT_DATA, "%s: cannot read: %s", path, strerror(errno));
     else if (zerr != Z_OK)
         ret = err_set(err, LEGR_EXIT_DATA, "%s: corrupt %s data: %s", path,
-                      is_gzip ? "gzip" : "file", zerr == Z_ERRNO ? strerror(errno) : zmsg);
+                      is_gzip ? "gzip" : "file", zmsg);
     gzclose(gz);
     if (ret != 0) {
         free(p);
