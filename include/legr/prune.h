@@ -99,7 +99,7 @@ typedef struct {
     int *node_keep_off; /* [n_nodes+1] into node_keep */
     int *node_keep;     /* kept original output channels of every node, ascending */
     int n_entries;
-    unsigned char *entry_removed; /* [n_entries] */
+    unsigned char *entry_removed; /* [n_entries]; group q's are group_entry_off[q]..[q+1]-1 */
     long long flops, params;      /* of the pruned network (exact, incremental) */
 } KeepMask;
 
