@@ -30,6 +30,9 @@ void dist_bcast_net(Net *net, int root);
 /* Broadcast a string: non-root ranks receive a malloc'd copy in *s. */
 void dist_bcast_string(char **s, int root);
 void dist_barrier(void);
+/* Point-to-point transfer of bytes (message kind `tag`), any size. */
+void dist_send(const void *buf, size_t bytes, int dest, int tag);
+void dist_recv(void *buf, size_t bytes, int src, int tag);
 /* Largest value of v over all ranks (agreement on errors). */
 int dist_max_int(int v);
 

@@ -5,6 +5,7 @@
 #include "legr/arch.h"
 #include "legr/evolution.h"
 #include "legr/net.h"
+#include "legr/prune.h"
 #include "legr/util.h"
 
 /* Schema versions written by this build; readers accept files with the same format and a
@@ -13,6 +14,8 @@
 #define H5IO_MODEL_VERSION 1
 #define H5IO_CHECKPOINT_FORMAT "legr-checkpoint"
 #define H5IO_CHECKPOINT_VERSION 1
+#define H5IO_FAMILY_FORMAT "legr-family"
+#define H5IO_FAMILY_VERSION 1
 
 /* Every writer creates "<path>.tmp" and renames it over path only after a complete, closed and
  * fsync'ed write, so a crash or kill at any moment leaves the previous file intact. Every reader
@@ -42,5 +45,33 @@ int h5_checkpoint_save(const char *path, const Evolution *e, const char *config_
  * config_text, base_hash, stage may be NULL. On failure e is left freed/zeroed. */
 int h5_checkpoint_load(const char *path, Evolution *e, char **config_text,
                        unsigned long long *base_hash, char **stage, Err *err);
+
+/* One member of a model family: a pruned, fine-tuned network and what was measured on it. */
+typedef struct {
+    const char *method;     /* "legr", "identity", "uniform", "random" */
+    double target;          /* requested FLOP fraction */
+    const Net *net;         /* its tensors and architecture */
+    const KeepMask *mask;   /* kept original channels of every node */
+    const Arch *base_arch;  /* the unpruned architecture (conv names) */
+    double loss_before, acc_before; /* test set, right after surgery */
+    double loss, acc;               /* test set, after fine-tuning */
+    double latency_b1_ms, latency_b64_ms; /* median eval-mode forward time of this engine */
+    double seconds;                 /* fine-tuning wall time */
+} FamilyLevel;
+
+/* A family file written level by level (so only one level is in memory at a time). */
+typedef struct FamilyWriter FamilyWriter;
+
+/* Start "<path>.tmp" with the root attributes, /base (the legr-model content of base) and, when
+ * alpha != NULL, /search/alpha and /search/kappa (n_layers each, conv order). */
+FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *alpha,
+                              const double *kappa, int n_layers, const char *config_text,
+                              Err *err);
+/* Append /levels/<NN> (NN = 00, 01, ... in call order). */
+int h5_family_add(FamilyWriter *w, const FamilyLevel *level, Err *err);
+/* Close, fsync and rename over path; frees w. */
+int h5_family_commit(FamilyWriter *w, Err *err);
+/* Abandon the write (removes the temporary file); frees w. */
+void h5_family_discard(FamilyWriter *w);
 
 #endif

@@ -115,6 +115,18 @@ static int check_names(const Net *net, Err *err)
     return 0;
 }
 
+int h5u_write_model(hid_t loc, const Net *net, Err *err)
+{
+    long long flops = arch_flops(&net->arch), nparams = arch_params(&net->arch);
+    if (check_names(net, err) || h5u_set_attr(loc, ".", "flops", H5T_NATIVE_LLONG, &flops, err) ||
+        h5u_set_attr(loc, ".", "params", H5T_NATIVE_LLONG, &nparams, err) ||
+        write_arch(loc, &net->arch, err) ||
+        write_tensors(loc, "params", net->params, net->n_params, net->param, err) ||
+        write_tensors(loc, "buffers", net->bufs, net->n_bufs, net->buf, err))
+        return -1;
+    return 0;
+}
+
 int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err)
 {
     if (check_names(net, err)) return -1;
@@ -125,12 +137,7 @@ int h5_model_save(const char *path, const Net *net, const char *config_text, Err
     hid_t fid = h5u_create_tmp(path, tmp, sizeof tmp, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION,
                                config_text, err);
     if (fid < 0) goto out;
-    long long flops = arch_flops(&net->arch), nparams = arch_params(&net->arch);
-    if (h5u_set_attr(fid, ".", "flops", H5T_NATIVE_LLONG, &flops, err) ||
-        h5u_set_attr(fid, ".", "params", H5T_NATIVE_LLONG, &nparams, err) ||
-        write_arch(fid, &net->arch, err) ||
-        write_tensors(fid, "params", net->params, net->n_params, net->param, err) ||
-        write_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, err)) {
+    if (h5u_write_model(fid, net, err)) {
         h5u_discard(fid, tmp);
         goto out;
     }

@@ -5,6 +5,7 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+#include "legr/net.h"
 #include "legr/util.h"
 
 /* HDF5 prints its error stack to stderr by default; readers of user files report their own
@@ -59,6 +60,10 @@ int h5u_shape(hid_t loc, const char *name, int *ndim, hsize_t dims[4], const cha
 /* Read dataset `name` after checking that its shape is exactly (dims[0..ndim)). */
 int h5u_read(hid_t loc, const char *name, hid_t mem_type, int ndim, const hsize_t *dims,
              void *data, const char *path, Err *err);
+
+/* The legr-model content of one network into group (or file) loc: attributes flops and params,
+ * arch/, params/, buffers/ (docs/FORMAT.md). Shared by model and family files. */
+int h5u_write_model(hid_t loc, const Net *net, Err *err);
 
 /* "(a, b, c)" into buf; returns buf. */
 const char *h5u_format_shape(char *buf, size_t size, int ndim, const hsize_t *dims);

@@ -99,6 +99,26 @@ void dist_bcast_string(char **s, int root)
 
 void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
 
+void dist_send(const void *buf, size_t bytes, int dest, int tag)
+{
+    const char *p = buf;
+    for (size_t off = 0; off < bytes || off == 0; off += CHUNK_BYTES) {
+        size_t m = bytes - off < CHUNK_BYTES ? bytes - off : CHUNK_BYTES;
+        MPI_Send(p + off, (int)m, MPI_BYTE, dest, tag, MPI_COMM_WORLD);
+        if (m == 0) break;
+    }
+}
+
+void dist_recv(void *buf, size_t bytes, int src, int tag)
+{
+    char *p = buf;
+    for (size_t off = 0; off < bytes || off == 0; off += CHUNK_BYTES) {
+        size_t m = bytes - off < CHUNK_BYTES ? bytes - off : CHUNK_BYTES;
+        MPI_Recv(p + off, (int)m, MPI_BYTE, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (m == 0) break;
+    }
+}
+
 int dist_max_int(int v)
 {
     MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
