@@ -62,11 +62,21 @@ typedef struct {
 /* A family file written level by level (so only one level is in memory at a time). */
 typedef struct FamilyWriter FamilyWriter;
 
-/* Start "<path>.tmp" with the root attributes, /base (the legr-model content of base) and, when
- * alpha != NULL, /search/alpha and /search/kappa (n_layers each, conv order). */
+/* Start "<path>.tmp" with the root attributes (also those of `data`), /base (the legr-model
+ * content of base) and, when alpha != NULL, /search/alpha and /search/kappa (n_layers each, conv
+ * order). */
+/* How the stored accuracies were measured, so other tools can reproduce them. */
+typedef struct {
+    const char *dataset;  /* config name, e.g. "fashion-mnist" */
+    const char *data_dir;
+    int test_images;      /* the first test_images of the test set */
+    int channels;
+    const float *norm_mean, *norm_std; /* per channel, applied to pixel/255 */
+} FamilyData;
+
 FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *alpha,
-                              const double *kappa, int n_layers, const char *config_text,
-                              Err *err);
+                              const double *kappa, int n_layers, const FamilyData *data,
+                              const char *config_text, Err *err);
 /* Append /levels/<NN> (NN = 00, 01, ... in call order). */
 int h5_family_add(FamilyWriter *w, const FamilyLevel *level, Err *err);
 /* Close, fsync and rename over path; frees w. */

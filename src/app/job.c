@@ -369,24 +369,26 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     return code;
 }
 
-/* Filter norms and prune groups of the base network, then the search. */
-static int stage_prune_search(Job *job, const Net *base)
+/* Filter norms and prune groups of the base network, then the search and the family. */
+static int stage_prune(Job *job, const Net *base)
 {
     Err err = {0, ""};
     PruneGraph g;
     /* The graph and the norms are the same on every rank: the base network is. */
     if (prune_graph_build(&g, &base->arch, &err) != 0) return agree(job, err.code, &err);
     double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
+    double *alpha = xmalloc((size_t)g.n_convs * sizeof(double));
+    double *kappa = xmalloc((size_t)g.n_convs * sizeof(double));
     int code = 0;
     if (prune_norms(&g, base, (PruneMetric)job->cfg.search.metric, norm, &err) != 0)
         code = agree(job, err.code, &err);
-    if (code == 0) {
-        double *alpha = xmalloc((size_t)g.n_convs * sizeof(double));
-        double *kappa = xmalloc((size_t)g.n_convs * sizeof(double));
+    if (code == 0 && job->cfg.search.enabled)
         code = stage_search(job, base, &g, norm, alpha, kappa);
-        free(alpha);
-        free(kappa);
-    }
+    if (code == 0 && job->cfg.family.enabled)
+        code = job_family(job, base, &g, norm, job->cfg.search.enabled ? alpha : NULL,
+                          job->cfg.search.enabled ? kappa : NULL);
+    free(alpha);
+    free(kappa);
     free(norm);
     prune_graph_free(&g);
     return code;
@@ -432,7 +434,8 @@ int job_run(const JobOptions *opts, const Dist *d)
         Net base;
         memset(&base, 0, sizeof base);
         if (code == 0) code = stage_base(&job, &base);
-        if (code == 0 && job.cfg.search.enabled) code = stage_prune_search(&job, &base);
+        if (code == 0 && (job.cfg.search.enabled || job.cfg.family.enabled))
+            code = stage_prune(&job, &base);
         net_free(&base);
     }
     job_free(&job);

@@ -8,6 +8,7 @@
 #include "legr/dist.h"
 #include "legr/job.h"
 #include "legr/net.h"
+#include "legr/prune.h"
 
 typedef struct {
     const JobOptions *opts;
@@ -30,6 +31,12 @@ int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
 
 /* Rank 0: print the plan of --dry-run. Returns an exit code. */
 int job_dry_run(Job *job);
+
+/* The family stage: every level pruned (with alpha/kappa when non-NULL, else a baseline
+ * ranking), fine-tuned across ranks and written by rank 0 to out_dir/family.h5. Returns the
+ * exit code, the same on every rank. */
+int job_family(Job *job, const Net *base, const PruneGraph *g, const double *norm,
+               const double *alpha, const double *kappa);
 
 /* Training parameters shared by pretraining, search fine-tuning and the family. */
 void job_train_params(const Job *job, TrainParams *p);

@@ -13,9 +13,22 @@ struct FamilyWriter {
     H5Quiet quiet;
 };
 
+/* Root attributes describing the test data of the stored accuracies. */
+static int write_data_attrs(hid_t fid, const FamilyData *d, Err *err)
+{
+    hsize_t dims[1] = {(hsize_t)d->channels};
+    if (h5u_set_attr_string(fid, ".", "dataset", d->dataset, err) ||
+        h5u_set_attr_string(fid, ".", "data_dir", d->data_dir, err) ||
+        h5u_set_attr(fid, ".", "test_images", H5T_NATIVE_INT, &d->test_images, err) ||
+        h5u_write(fid, "norm_mean", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 1, dims, d->norm_mean, err) ||
+        h5u_write(fid, "norm_std", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 1, dims, d->norm_std, err))
+        return -1;
+    return 0;
+}
+
 FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *alpha,
-                              const double *kappa, int n_layers, const char *config_text,
-                              Err *err)
+                              const double *kappa, int n_layers, const FamilyData *data,
+                              const char *config_text, Err *err)
 {
     FamilyWriter *w = xcalloc(1, sizeof *w);
     snprintf(w->path, sizeof w->path, "%s", path);
@@ -23,6 +36,10 @@ FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *a
     w->fid = h5u_create_tmp(path, w->tmp, sizeof w->tmp, H5IO_FAMILY_FORMAT, H5IO_FAMILY_VERSION,
                             config_text, err);
     if (w->fid < 0) goto fail;
+    if (write_data_attrs(w->fid, data, err) != 0) {
+        h5u_discard(w->fid, w->tmp);
+        goto fail;
+    }
     hid_t g = H5Gcreate2(w->fid, "base", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = g < 0 ? err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot create /base")
                    : h5u_write_model(g, base, err);
