@@ -125,6 +125,7 @@ typedef struct {
         int checkpoint_every; /* >= 1 evaluations */
         int val_limit;        /* 0 = whole validation split */
         double safeguard;     /* [0, 1) minimum kept fraction per layer */
+        int null_eval;        /* bool: benchmark the master; candidates are not evaluated */
     } search;
     struct {
         int enabled; /* bool */

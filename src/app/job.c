@@ -291,6 +291,7 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     se.run_seed = (unsigned long long)c->run.seed;
     se.per_candidate_batches = c->search.batches == CFG_BATCHES_PER_CANDIDATE;
     se.fitness_acc = c->search.fitness == CFG_FITNESS_VAL_ACC;
+    se.null_eval = c->search.null_eval;
 
     int code = 0;
     if (se.n_val < 1 || (c->search.tau > 0 && c->search.batch > job->n_train)) {

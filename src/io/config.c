@@ -89,6 +89,7 @@ void config_defaults(Config *c)
     c->search.sync_batch = 8;
     c->search.checkpoint_every = 10;
     c->search.val_limit = 0;
+    c->search.null_eval = 0;
     c->search.safeguard = 0.1;
 
     c->family.enabled = 1;
@@ -205,6 +206,7 @@ static const KeySpec key_specs[] = {
     KEY_I(search, checkpoint_every, INCL, 1, NONE, 0),
     KEY_I(search, val_limit, INCL, 0, NONE, 0),
     KEY_F(search, safeguard, INCL, 0, EXCL, 1),
+    KEY_B(search, null_eval),
 
     KEY_B(family, enabled),
     {CFG_FIELD_T(family, flops, KEY_FLOAT_ARRAY), ARRAY_CAP(family, flops),
