@@ -13,7 +13,8 @@ double harness_max_rel_err(const float *a, const float *b, long long n, double f
         double den = fabs((double)b[i]);
         if (den < floor) den = floor;
         double e = fabs((double)a[i] - (double)b[i]) / den;
-        if (!(e <= worst)) worst = e; /* NaN propagates as a failure */
+        if (isnan(e)) return e; /* a NaN anywhere is a failure */
+        if (e > worst) worst = e;
     }
     return worst;
 }
@@ -23,7 +24,8 @@ double harness_max_abs_err(const float *a, const float *b, long long n)
     double worst = 0.0;
     for (long long i = 0; i < n; i++) {
         double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= worst)) worst = e;
+        if (isnan(e)) return e;
+        if (e > worst) worst = e;
     }
     return worst;
 }
