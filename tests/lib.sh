@@ -1,0 +1,160 @@
+# Shared helpers of the shell integration tests (tests/test_*.sh): a private work dir, bounded
+# runs of legr-mpi (alone or under mpirun), exit-code and message checks, tiny job configs.
+#
+# Source it first thing:  source "$(dirname "$0")/lib.sh"
+#
+# Environment (set by tests/CMakeLists.txt): LEGR_BIN (the app), LEGR_SRC (the source tree),
+# MPIEXEC (mpirun), PYTHON (/usr/bin/python3, which sees h5py), the OMPI_* root/oversubscribe
+# variables and OPENBLAS_NUM_THREADS=1.
+#
+# Sanitizers: in the ASan/UBSan build the Makefile runs ctest with ASAN_OPTIONS=detect_leaks=1.
+# Open MPI itself leaks (MPI_Init's allocations are never freed), so every run of legr-mpi made
+# through legr_run / legr_mpirun gets ASAN_OPTIONS=detect_leaks=0:abort_on_error=1: leak checking
+# off for the MPI program (the C unit tests still check leaks), and any real memory error aborts
+# the run, which the tests see as a wrong exit code. Outside a sanitizer build the variable is
+# ignored.
+#
+# Hangs: Debian's mpirun can hang in PMIx cleanup after a failing run (docs ENV.md), so every
+# mpirun runs under its own --timeout and under timeout(1) as a second fence.
+
+set -euo pipefail
+
+: "${LEGR_BIN:?LEGR_BIN must name the legr-mpi binary}"
+: "${LEGR_SRC:?LEGR_SRC must name the source tree}"
+: "${MPIEXEC:=mpirun}"
+: "${PYTHON:=/usr/bin/python3}"
+export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+LEGR_ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
+TEST_NAME=$(basename "$0" .sh)
+
+# Each test owns one fresh directory, removed on exit (kept when LEGR_KEEP_TMP=1, for debugging).
+T=$(mktemp -d "${TMPDIR:-/tmp}/${TEST_NAME}.XXXXXX")
+cleanup_tmp() {
+    local rc=$?
+    if [[ -n "${LEGR_KEEP_TMP:-}" ]]; then echo "$TEST_NAME: kept $T" >&2; else rm -rf "$T"; fi
+    return $rc
+}
+trap cleanup_tmp EXIT
+
+fail() {
+    echo "FAIL ($TEST_NAME): $*" >&2
+    exit 1
+}
+
+note() { echo "$TEST_NAME: $*"; }
+
+# legr_run TIMEOUT OUTPREFIX ARGS...: run legr-mpi as a singleton (world size 1) with a time
+# limit; stdout and stderr go to OUTPREFIX.out / OUTPREFIX.err. Sets RC (never fails itself).
+legr_run() {
+    local limit=$1 prefix=$2
+    shift 2
+    RC=0
+    ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 "$limit" "$LEGR_BIN" "$@" \
+        >"$prefix.out" 2>"$prefix.err" || RC=$?
+}
+
+# legr_mpirun NP TIMEOUT OUTPREFIX ARGS...: the same under mpirun -np NP (oversubscribed, one
+# BLAS thread per rank). mpirun's --timeout ends the job with code 110 (not 0); timeout(1) is
+# the backstop against a hung mpirun (code 124/137). Sets RC.
+legr_mpirun() {
+    local np=$1 limit=$2 prefix=$3
+    shift 3
+    RC=0
+    ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 $((limit + 10)) \
+        "$MPIEXEC" --oversubscribe --timeout "$limit" -np "$np" \
+        -x ASAN_OPTIONS -x OPENBLAS_NUM_THREADS "$LEGR_BIN" "$@" \
+        >"$prefix.out" 2>"$prefix.err" || RC=$?
+}
+
+# Show the tail of a run's output (on failure).
+show_run() {
+    local prefix=$1
+    echo "---- $prefix.err (tail) ----" >&2
+    tail -n 25 "$prefix.err" >&2 || true
+}
+
+# expect_rc WANT PREFIX WHAT: the last run exited with WANT.
+expect_rc() {
+    local want=$1 prefix=$2 what=$3
+    if [[ "$RC" != "$want" ]]; then
+        show_run "$prefix"
+        fail "$what: exit code $RC, expected $want"
+    fi
+}
+
+# expect_grep PATTERN FILE WHAT: FILE contains the fixed string PATTERN.
+expect_grep() {
+    local pat=$1 file=$2 what=$3
+    if ! grep -qF -- "$pat" "$file"; then
+        echo "---- $file ----" >&2
+        tail -n 25 "$file" >&2 || true
+        fail "$what: '$pat' not found in $(basename "$file")"
+    fi
+}
+
+# write_cfg FILE NAME [EXTRA_GROUPS]: a tiny, fast job on synthetic 8x8 RGB images with a
+# ResNet-8 of width 0.5 (7 prunable convs), output under $T/runs/NAME. Groups not given in
+# EXTRA_GROUPS keep these defaults; every group may be given once only, so tests that change
+# run/data/model pass the whole group through the variables RUN_GROUP, DATA_GROUP, MODEL_GROUP.
+write_cfg() {
+    local file=$1 name=$2 extra=${3:-}
+    local run="run: { name = \"$name\"; seed = 5; out_dir = \"$T/runs\"; log_every = 1; };"
+    local data="data: { dataset = \"synthetic\"; synthetic_n = 384; synthetic_size = 8; val_fraction = 0.25; };"
+    local model="model: { depth = 8; width = 0.5; };"
+    {
+        printf '%s\n' "${RUN_GROUP:-$run}" "${DATA_GROUP:-$data}" "${MODEL_GROUP:-$model}" "$extra"
+    } >"$file"
+}
+
+# wait_until SECONDS CMD...: poll CMD every 0.1 s until it succeeds; 1 on time-out.
+wait_until() {
+    local limit=$1
+    shift
+    local end=$((SECONDS + limit))
+    until "$@"; do
+        ((SECONDS < end)) || return 1
+        sleep 0.1
+    done
+}
+
+# h5_history FILE: one line per applied search result of a legr-checkpoint (id parent fitness
+# alpha... kappa...), floats printed exactly (repr), for byte-wise comparison of histories.
+h5_history() {
+    "$PYTHON" - "$1" <<'EOF'
+import sys
+import h5py
+with h5py.File(sys.argv[1], "r") as f:
+    h = f["search/history"]
+    ids, par, fit = h["id"][()], h["parent"][()], h["fitness"][()]
+    al, ka = h["alpha"][()], h["kappa"][()]
+    for i in range(len(ids)):
+        print(int(ids[i]), int(par[i]), repr(float(fit[i])),
+              " ".join(repr(float(v)) for v in al[i]), "|",
+              " ".join(repr(float(v)) for v in ka[i]))
+EOF
+}
+
+# h5_history_len FILE: number of applied results in a checkpoint (0 if it cannot be read yet).
+h5_history_len() {
+    "$PYTHON" - "$1" 2>/dev/null <<'EOF' || echo 0
+import sys
+import h5py
+with h5py.File(sys.argv[1], "r") as f:
+    print(len(f["search/history/id"]))
+EOF
+}
+
+# pids_of_rank RANK: the legr-mpi processes of this test (binary $LEGR_BIN, working on files in
+# $T) whose environment says OMPI_COMM_WORLD_RANK=RANK.
+pids_of_rank() {
+    local want=$1 p
+    for p in $(pgrep -f -- "$LEGR_BIN" || true); do
+        [[ -r /proc/$p/environ ]] || continue
+        tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$T" || continue
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$want"; then
+            echo "$p"
+        fi
+    done
+}

@@ -1,0 +1,88 @@
+# The command line: --help, --version, usage and config errors (exit 2 with file:line and key),
+# and a --dry-run of ResNet-56 on CIFAR-10 that reads no dataset and prints the exact counts.
+source "$(dirname "$0")/lib.sh"
+
+# --help: exit 0, documents --resume and the exit codes.
+legr_run 20 "$T/help" --help
+expect_rc 0 "$T/help" "--help"
+expect_grep "--resume" "$T/help.out" "--help mentions --resume"
+expect_grep "--dry-run" "$T/help.out" "--help mentions --dry-run"
+expect_grep "exit codes" "$T/help.out" "--help lists the exit codes"
+for code in "0 success" "2 usage" "3 input data" "4 stopped"; do
+    expect_grep "$code" "$T/help.out" "--help explains exit code '$code'"
+done
+
+# --version: exit 0, one line naming the program and a version number.
+legr_run 20 "$T/version" --version
+expect_rc 0 "$T/version" "--version"
+grep -Eq '^legr-mpi [0-9]+\.[0-9]+' "$T/version.out" || fail "--version printed: $(cat "$T/version.out")"
+
+# Usage errors: exit 2, and nothing started (no run directory appears).
+legr_run 20 "$T/unknown_opt" --frobnicate x.cfg
+expect_rc 2 "$T/unknown_opt" "unknown option"
+expect_grep "--frobnicate" "$T/unknown_opt.err" "unknown option is named"
+
+legr_run 20 "$T/no_cfg"
+expect_rc 2 "$T/no_cfg" "no config file"
+expect_grep "usage" "$T/no_cfg.err" "no config prints the usage"
+
+legr_run 20 "$T/resume_no_arg" --resume
+expect_rc 2 "$T/resume_no_arg" "--resume without a file"
+
+legr_run 20 "$T/missing" "$T/does-not-exist.cfg"
+expect_rc 2 "$T/missing" "missing config file"
+expect_grep "$T/does-not-exist.cfg" "$T/missing.err" "the missing path is named"
+
+# An unknown key on line 4: file:line and the full key name.
+write_cfg "$T/unknown_key.cfg" unknown_key 'pretrain: { epoch = 3; };'
+legr_run 20 "$T/unknown_key" "$T/unknown_key.cfg"
+expect_rc 2 "$T/unknown_key" "unknown config key"
+expect_grep "unknown_key.cfg:4" "$T/unknown_key.err" "unknown key: file:line"
+expect_grep "pretrain.epoch" "$T/unknown_key.err" "unknown key: key named"
+
+# A value out of range (line 4) and a wrong type.
+write_cfg "$T/range.cfg" range 'search: { target_flops = 1.5; };'
+legr_run 20 "$T/range" "$T/range.cfg"
+expect_rc 2 "$T/range" "target_flops out of range"
+expect_grep "range.cfg:4" "$T/range.err" "out of range: file:line"
+expect_grep "search.target_flops" "$T/range.err" "out of range: key named"
+
+write_cfg "$T/type.cfg" type 'pretrain: { batch = 2.5; };'
+legr_run 20 "$T/type" "$T/type.cfg"
+expect_rc 2 "$T/type" "float for an integer key"
+expect_grep "pretrain.batch" "$T/type.err" "wrong type: key named"
+
+# The same config error under mpirun -np 2: every rank stops with code 2, mpirun reports it.
+legr_mpirun 2 60 "$T/range_np2" "$T/range.cfg"
+expect_rc 2 "$T/range_np2" "config error under mpirun -np 2"
+expect_grep "search.target_flops" "$T/range_np2.err" "np 2 config error message"
+test ! -e "$T/runs" || fail "a failed config created the run directory"
+
+# --dry-run of ResNet-56 on CIFAR-10 whose data directory does not exist: the dry run reads no
+# data (so it succeeds) and creates no output directory.
+cat >"$T/r56.cfg" <<EOF
+run: { name = "r56"; out_dir = "$T/r56-out"; };
+data: { dataset = "cifar10"; dir = "$T/no/such/cifar-dir"; };
+model: { depth = 56; };
+search: { target_flops = 0.5; };
+family: { flops = [0.7, 0.3]; };
+EOF
+legr_run 120 "$T/dry" --dry-run "$T/r56.cfg"
+expect_rc 0 "$T/dry" "--dry-run of ResNet-56"
+test ! -e "$T/r56-out" || fail "--dry-run created the output directory"
+expect_grep "depth = 56;" "$T/dry.out" "dry run prints the resolved config"
+# Layer by layer: the stem, a stage-3 block, the classifier (names as in PyTorch).
+for layer in conv1 layer1.0.conv1 layer3.8.conv2 fc; do
+    grep -Eq "(^|[[:space:]])$layer[[:space:]]" "$T/dry.out" || fail "dry run lacks layer $layer"
+done
+# ResNet-56, 3x32x32, 10 classes: 125,485,696 MACs and 853,018 parameters (LEGR.md 1.5).
+expect_grep "FLOPs (multiply-accumulates of conv + fc): 125485696" "$T/dry.out" "ResNet-56 FLOPs"
+expect_grep "parameters: 853018" "$T/dry.out" "ResNet-56 parameters"
+# Prune groups: 27 single-conv groups plus the residual group of 28 convs; 1072 ranked filters.
+expect_grep "28 groups of 55 convs, 1072 ranking entries" "$T/dry.out" "prune group summary"
+grep -Eq 'group +0: +64 entries, 28 convs' "$T/dry.out" || fail "the residual group of 28 convs"
+[[ $(grep -Ec 'group +[0-9]+: +[0-9]+ entries, +1 conv ' "$T/dry.out") == 27 ]] ||
+    fail "expected 27 single-conv groups"
+expect_grep "work estimate" "$T/dry.out" "dry run prints a work estimate"
+
+note "ok"
