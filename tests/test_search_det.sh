@@ -1,0 +1,62 @@
+# Deterministic search mode: from the same base network, -np 1, -np 2 and -np 3 produce identical
+# search histories (ids, parents, alpha, kappa, fitness) in search.h5, and the best candidate of
+# that history is the one reported as "search_done" in log.jsonl.
+source "$(dirname "$0")/lib.sh"
+
+# The base network: a short pretraining, saved as base.h5.
+write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 32; };
+search: { enabled = false; };
+family: { enabled = false; };'
+legr_run 120 "$T/base" "$T/base.cfg"
+expect_rc 0 "$T/base" "pretraining the base"
+
+SEARCH='search: { population = 6; sample = 3; evaluations = 20; mutate_fraction = 0.3; tau = 3;
+  batch = 16; val_limit = 48; mode = "deterministic"; sync_batch = 4; checkpoint_every = 5; };
+family: { enabled = false; };'
+for np in 1 2 3; do
+    MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
+        write_cfg "$T/np$np.cfg" "np$np" "$SEARCH"
+    legr_mpirun "$np" 120 "$T/np$np" "$T/np$np.cfg"
+    expect_rc 0 "$T/np$np" "deterministic search -np $np"
+    h5_history "$T/runs/np$np/search.h5" >"$T/hist$np.txt"
+done
+
+[[ $(wc -l <"$T/hist1.txt") == 20 ]] || fail "np 1 history has $(wc -l <"$T/hist1.txt") rows, expected 20"
+cmp -s "$T/hist1.txt" "$T/hist2.txt" || { diff "$T/hist1.txt" "$T/hist2.txt" | head >&2; fail "np 1 and np 2 histories differ"; }
+cmp -s "$T/hist1.txt" "$T/hist3.txt" || { diff "$T/hist1.txt" "$T/hist3.txt" | head >&2; fail "np 1 and np 3 histories differ"; }
+
+# The histories are not trivially equal: children exist, fitness varies, and with several
+# workers more than one rank did the work.
+"$PYTHON" - "$T/runs/np1/search.h5" "$T/runs/np3/search.h5" "$T/runs/np3/log.jsonl" <<'EOF'
+import json, math, sys
+import h5py
+import numpy as np
+
+with h5py.File(sys.argv[1], "r") as f:
+    h = f["search/history"]
+    parents, fit = h["parent"][()], h["fitness"][()]
+    assert (parents >= 0).sum() == 14, "expected 14 children, found %d" % (parents >= 0).sum()
+    assert len(set(np.round(fit, 9))) >= 3, "fitness barely varies: %s" % fit
+    assert all(math.isfinite(x) for x in fit), "non-finite fitness"
+    assert len(f["search/inflight/id"]) == 0, "a finished search has candidates in flight"
+with h5py.File(sys.argv[2], "r") as f:
+    h = f["search/history"]
+    ranks = set(int(r) for r in h["rank"][()])
+    assert ranks == {1, 2}, "np 3: evaluated by ranks %s, expected {1, 2}" % ranks
+    fit, ids = h["fitness"][()], h["id"][()]
+    best = int(np.argmin(fit))
+    best_id, alpha, kappa = int(ids[best]), h["alpha"][best], h["kappa"][best]
+    assert int(f["search"].attrs["best_id"]) == best_id, "best_id attribute"
+
+done = [json.loads(l) for l in open(sys.argv[3]) if '"search_done"' in l]
+assert len(done) == 1, "expected one search_done event, found %d" % len(done)
+d = done[0]
+assert d["best_id"] == best_id, "search_done best_id %d, history best %d" % (d["best_id"], best_id)
+assert abs(d["fitness"] - fit[best]) <= 1e-5 * abs(fit[best]), "search_done fitness"
+assert len(d["alpha"]) == 7 and len(d["kappa"]) == 7, "alpha/kappa lengths"
+assert np.allclose(d["alpha"], alpha, rtol=1e-8), "search_done alpha differs from the history"
+assert np.allclose(d["kappa"], kappa, rtol=1e-8, atol=1e-12), "search_done kappa differs"
+print("best candidate %d, fitness %.6f, identical over np 1/2/3" % (best_id, fit[best]))
+EOF
+
+note "ok"
