@@ -134,15 +134,24 @@ static void log_result(Master *m, const EvoResult *r)
     }
 }
 
+/* Write a checkpoint once checkpoint_every results have been applied since the last one. */
+static int checkpoint_if_due(Master *m, Err *err)
+{
+    if (!m->s->save || m->since_checkpoint < m->s->checkpoint_every) return 0;
+    m->since_checkpoint = 0;
+    return m->s->save(m->e, m->s->save_ctx, err);
+}
+
+/* Apply one result. In deterministic mode checkpoints wait for the end of the batch
+ * (flush_batch): a checkpoint inside a batch would hold part of it as applied and the rest as in
+ * flight, and the resumed search would generate the next children from a population the
+ * uninterrupted search never had, so its history would differ. */
 static int apply_result(Master *m, const EvoResult *r, Err *err)
 {
     if (evolution_report(m->e, r, err) != 0) return -1;
     log_result(m, r);
-    if (m->s->save && ++m->since_checkpoint >= m->s->checkpoint_every) {
-        m->since_checkpoint = 0;
-        if (m->s->save(m->e, m->s->save_ctx, err) != 0) return -1;
-    }
-    return 0;
+    m->since_checkpoint++;
+    return m->s->deterministic ? 0 : checkpoint_if_due(m, err);
 }
 
 static int cmp_result_id(const void *a, const void *b)
@@ -165,7 +174,7 @@ static int flush_batch(Master *m, Err *err)
     for (int i = 0; i < m->n_pending; i++)
         if (apply_result(m, &m->pending[i], err) != 0) return -1;
     m->n_pending = 0;
-    return 0;
+    return checkpoint_if_due(m, err);
 }
 
 /* Receive one result, polling so that a signal is noticed while waiting. Returns 0, or 1 when a
