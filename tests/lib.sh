@@ -32,7 +32,9 @@ TEST_NAME=$(basename "$0" .sh)
 # Each test owns one fresh directory, removed on exit (kept when LEGR_KEEP_TMP=1, for debugging).
 T=$(mktemp -d "${TMPDIR:-/tmp}/${TEST_NAME}.XXXXXX")
 cleanup_tmp() {
-    local rc=$?
+    local rc=$? p
+    # A failed test may leave a background job behind: end it (by pid, only this test's).
+    for p in $(job_pids); do kill -KILL "$p" 2>/dev/null || true; done
     if [[ -n "${LEGR_KEEP_TMP:-}" ]]; then echo "$TEST_NAME: kept $T" >&2; else rm -rf "$T"; fi
     return $rc
 }
@@ -158,3 +160,43 @@ pids_of_rank() {
         fi
     done
 }
+
+# job_pids: every process of this test's runs (mpirun, timeout and the ranks): those whose
+# command line mentions the test's directory $T.
+job_pids() {
+    local p
+    for p in $(pgrep -f -- "$T/" || true); do
+        [[ $p == "$$" || $p == "$BASHPID" ]] && continue
+        echo "$p"
+    done
+}
+
+# start_job PREFIX NP TIMEOUT ARGS...: legr_mpirun in the background, in its own session so that
+# it can be signalled as a group; JOB_PID is its pid (and process group id).
+start_job() {
+    local prefix=$1 np=$2 limit=$3
+    shift 3
+    ASAN_OPTIONS=$LEGR_ASAN_OPTIONS setsid timeout -k 5 $((limit + 10)) \
+        "$MPIEXEC" --oversubscribe --timeout "$limit" -np "$np" \
+        -x ASAN_OPTIONS -x OPENBLAS_NUM_THREADS "$LEGR_BIN" "$@" \
+        >"$prefix.out" 2>"$prefix.err" &
+    JOB_PID=$!
+}
+
+# wait_job: wait for the background job; RC is its exit code.
+wait_job() {
+    RC=0
+    { wait "$JOB_PID"; } 2>/dev/null || RC=$?
+}
+
+# kill_job_hard: SIGKILL the job's process group and every rank of it (Open MPI starts the
+# ranks in process groups of their own, so killing mpirun's group alone would orphan them).
+kill_job_hard() {
+    local p
+    kill -KILL -- "-$JOB_PID" 2>/dev/null || true
+    for p in $(job_pids); do kill -KILL "$p" 2>/dev/null || true; done
+    wait_job
+    wait_until 10 no_job_left || fail "processes of the killed job survive: $(job_pids)"
+}
+
+no_job_left() { [[ -z "$(job_pids)" ]]; }

@@ -22,8 +22,8 @@ for np in 1 2 3; do
 done
 
 [[ $(wc -l <"$T/hist1.txt") == 20 ]] || fail "np 1 history has $(wc -l <"$T/hist1.txt") rows, expected 20"
-cmp -s "$T/hist1.txt" "$T/hist2.txt" || { diff "$T/hist1.txt" "$T/hist2.txt" | head >&2; fail "np 1 and np 2 histories differ"; }
-cmp -s "$T/hist1.txt" "$T/hist3.txt" || { diff "$T/hist1.txt" "$T/hist3.txt" | head >&2; fail "np 1 and np 3 histories differ"; }
+cmp -s "$T/hist1.txt" "$T/hist2.txt" || { diff "$T/hist1.txt" "$T/hist2.txt" | head >&2 || true; fail "np 1 and np 2 histories differ"; }
+cmp -s "$T/hist1.txt" "$T/hist3.txt" || { diff "$T/hist1.txt" "$T/hist3.txt" | head >&2 || true; fail "np 1 and np 3 histories differ"; }
 
 # The histories are not trivially equal: children exist, fitness varies, and with several
 # workers more than one rank did the work.

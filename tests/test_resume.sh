@@ -1,0 +1,114 @@
+# Checkpoint and resume of a deterministic search: after SIGKILL, after SIGTERM to rank 0 and
+# after SIGUSR1 to mpirun, `--resume search.h5 job.cfg` ends with exactly the history of an
+# uninterrupted run (with another rank count, too); corrupt checkpoints and checkpoints of another
+# config are refused with exit code 3.
+source "$(dirname "$0")/lib.sh"
+
+EVALS=40
+write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 32; };
+search: { enabled = false; };
+family: { enabled = false; };'
+legr_run 120 "$T/base" "$T/base.cfg"
+expect_rc 0 "$T/base" "pretraining the base"
+
+# checkpoint_every (7) is not a multiple of sync_batch (4) on purpose: checkpoints then fall
+# inside a batch of the deterministic mode.
+search_cfg() {
+    local name=$1 tau=${2:-6}
+    MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
+        write_cfg "$T/$name.cfg" "$name" "search: { population = 6; sample = 3; evaluations = $EVALS;
+  mutate_fraction = 0.3; tau = $tau; batch = 16; val_limit = 48; mode = \"deterministic\";
+  sync_batch = 4; checkpoint_every = 7; };
+family: { enabled = false; };"
+}
+
+# The uninterrupted reference.
+search_cfg ref
+legr_mpirun 1 120 "$T/ref" "$T/ref.cfg"
+expect_rc 0 "$T/ref" "uninterrupted search"
+h5_history "$T/runs/ref/search.h5" >"$T/ref.txt"
+[[ $(wc -l <"$T/ref.txt") == "$EVALS" ]] || fail "reference history has $(wc -l <"$T/ref.txt") rows"
+
+# An interrupted checkpoint: readable, unfinished, stage "search".
+check_interrupted() {
+    local ck=$1 what=$2 n
+    n=$(h5_history_len "$ck")
+    ((n > 0 && n < EVALS)) || fail "$what: checkpoint holds $n of $EVALS results (not interrupted?)"
+    h5dump -a /stage "$ck" | grep -q '"search"' || fail "$what: checkpoint stage is not 'search'"
+    note "$what: interrupted at $n/$EVALS results"
+}
+
+# resume_and_compare NAME NP WHAT: resume NAME's checkpoint with NP ranks; the final history must
+# equal the reference byte for byte.
+resume_and_compare() {
+    local name=$1 np=$2 what=$3
+    legr_mpirun "$np" 120 "$T/$name.resume" --resume "$T/runs/$name/search.h5" "$T/$name.cfg"
+    expect_rc 0 "$T/$name.resume" "$what: resumed search"
+    expect_grep "resuming" "$T/$name.resume.err" "$what: resume announced"
+    h5_history "$T/runs/$name/search.h5" >"$T/$name.txt"
+    if ! cmp -s "$T/ref.txt" "$T/$name.txt"; then
+        diff "$T/ref.txt" "$T/$name.txt" | cut -c1-100 | head >&2 || true
+        fail "$what: resumed history differs from the uninterrupted one"
+    fi
+}
+
+# 1. SIGKILL of the whole job (-np 2) once the first checkpoint exists; resumed with -np 3.
+search_cfg killed
+start_job "$T/killed" 2 120 "$T/killed.cfg"
+wait_until 60 test -f "$T/runs/killed/search.h5" || fail "no checkpoint appeared"
+kill_job_hard
+[[ $RC != 0 ]] || fail "the killed job exited 0 (finished before the kill?)"
+check_interrupted "$T/runs/killed/search.h5" "SIGKILL"
+resume_and_compare killed 3 "SIGKILL"
+
+# 2. SIGTERM to rank 0 (-np 2): exit code 4, a message on how to resume, a checkpoint that
+# resumes (-np 2) to the same history.
+search_cfg term
+start_job "$T/term" 2 120 "$T/term.cfg"
+wait_until 60 test -f "$T/runs/term/search.h5" || fail "no checkpoint appeared"
+rank0=$(pids_of_rank 0)
+[[ -n $rank0 ]] || fail "rank 0 process not found"
+kill -TERM "$rank0"
+wait_job
+if [[ $RC != 4 ]]; then show_run "$T/term"; fail "SIGTERM: exit code $RC, expected 4"; fi
+expect_grep "legr-mpi --resume $T/runs/term/search.h5 $T/term.cfg" "$T/term.err" "SIGTERM: resume hint"
+wait_until 10 no_job_left || fail "SIGTERM: processes survive: $(job_pids)"
+check_interrupted "$T/runs/term/search.h5" "SIGTERM"
+resume_and_compare term 2 "SIGTERM"
+
+# 3. SIGUSR1 to mpirun (as a batch system sends it; mpirun forwards it to the rank) with one
+# rank, which evaluates candidates itself: exit 4, resumable (-np 2).
+search_cfg usr1
+start_job "$T/usr1" 1 120 "$T/usr1.cfg"
+wait_until 60 test -f "$T/runs/usr1/search.h5" || fail "no checkpoint appeared"
+mpirun_pid=$(pgrep -P "$JOB_PID" | head -n 1)
+[[ -n $mpirun_pid ]] || fail "mpirun process not found"
+kill -USR1 "$mpirun_pid"
+wait_job
+if [[ $RC != 4 ]]; then show_run "$T/usr1"; fail "SIGUSR1: exit code $RC, expected 4"; fi
+expect_grep "--resume" "$T/usr1.err" "SIGUSR1: resume hint"
+check_interrupted "$T/runs/usr1/search.h5" "SIGUSR1"
+resume_and_compare usr1 2 "SIGUSR1"
+
+# 4. Broken checkpoints: truncated, and not HDF5 at all.
+size=$(stat -c %s "$T/runs/ref/search.h5")
+head -c $((size / 2)) "$T/runs/ref/search.h5" >"$T/truncated.h5"
+legr_run 60 "$T/trunc" --resume "$T/truncated.h5" "$T/ref.cfg"
+expect_rc 3 "$T/trunc" "truncated checkpoint"
+expect_grep "$T/truncated.h5" "$T/trunc.err" "truncated checkpoint: file named"
+
+head -c 4096 /dev/urandom >"$T/garbage.h5"
+legr_mpirun 2 60 "$T/garbage" --resume "$T/garbage.h5" "$T/ref.cfg"
+expect_rc 3 "$T/garbage" "garbage checkpoint under -np 2"
+expect_grep "$T/garbage.h5" "$T/garbage.err" "garbage checkpoint: file named"
+
+# 5. A checkpoint of another config (search.tau changed): refused, and the checkpoint is left as
+# it was.
+cp "$T/runs/term/search.h5" "$T/term-copy.h5"
+search_cfg term 7
+legr_run 60 "$T/othercfg" --resume "$T/runs/term/search.h5" "$T/term.cfg"
+expect_rc 3 "$T/othercfg" "checkpoint of another config"
+expect_grep "different config" "$T/othercfg.err" "another config: reason"
+cmp -s "$T/term-copy.h5" "$T/runs/term/search.h5" || fail "a refused resume modified the checkpoint"
+
+note "ok"
