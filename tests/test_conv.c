@@ -215,9 +215,13 @@ int main(void)
         check_conv_shape(&r, extra[i]);
         n_conv++;
     }
-    EXPECT(conv_workspace_floats(2, 24, 6, 6, 48, 1, 1, 0, 1) == 0, "pointwise needs no workspace");
-    EXPECT(conv_workspace_floats(2, 3, 7, 7, 4, 3, 2, 1, 1) == 3LL * 9 * 2 * 4 * 4,
-           "workspace = C*K*K * N*OH*OW");
+    EXPECT(conv_workspace_floats(2, 6, 4, 4, 4, 1, 1, 0, 2) == 0,
+           "a grouped pointwise conv needs no workspace");
+    EXPECT(conv_workspace_floats(2, 6, 7, 7, 4, 3, 2, 1, 2) == 6LL * 9 * 2 * 4 * 4,
+           "grouped workspace = C*K*K * N*OH*OW");
+    /* Ungrouped convs work in cache-sized blocks: far less than a whole-batch col matrix. */
+    EXPECT(conv_workspace_floats(128, 16, 32, 32, 16, 3, 1, 1, 1) < 16LL * 9 * 128 * 32 * 32 / 4,
+           "blocked workspace of a ResNet stage-1 conv is small");
 
     printf("im2col/col2im adjoint: %d shapes, max relative mismatch %.3g\n", n_i2c, worst_i2c);
     printf("conv_forward vs conv_forward_ref: %d shapes, max rel err %.3g (floor 1), "

@@ -46,6 +46,11 @@ long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S
 /* Naive direct-loop reference (7 nested loops), same layout and contract as conv_forward. */
 void conv_forward_ref(float *out, const float *inp, const float *weight,
                       int N, int C, int H, int W, int OC, int K, int S, int P, int G);
+/* Naive reference of conv_backward (same contract: dinp may be NULL; both accumulate), with
+ * every gradient entry summed in double. */
+void conv_backward_ref(float *dinp, float *dweight, const float *dout, const float *inp,
+                       const float *weight, int N, int C, int H, int W, int OC, int K, int S,
+                       int P, int G);
 
 /* ---- batch norm over rows: inp (C, M) with M = N*H*W ---- */
 /* Training mode: normalise with the batch mean and biased variance, save mean and rstd

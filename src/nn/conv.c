@@ -1,6 +1,8 @@
-/* Grouped 2-D convolution on channel-major activations: im2col + one sgemm per group, and a naive reference. */
+/* 2-D convolution on channel-major activations: cache-blocked im2col + tiled GEMM over threads, im2col + sgemm per group for grouped convs, and naive references. */
 #include "legr/layers.h"
 #include "legr/util.h"
+#include "gemm_tile.h"
+#include "parallel.h"
 #include "sgemm.h"
 
 #include <stddef.h>
@@ -24,12 +26,14 @@ static void conv_valid_range(int *lo, int *hi, int out, int in, int S, int off)
     *hi = h;
 }
 
-/* col row (c, kh, kw) holds, for every (n, oh, ow), inp[c, n, oh*S - P + kh, ow*S - P + kw]. */
-void im2col(float *col, const float *inp, int N, int C, int H, int W, int K, int S, int P)
+/* col row (c, kh, kw) (row stride ldc) holds, for every (n, oh, ow), inp[c, n, oh*S - P + kh,
+ * ow*S - P + kw], where channel c of image n starts at inp + c*chan_stride + n*H*W: with
+ * chan_stride = N_total*H*W this reads images [0, N) of a larger batch. */
+static void im2col_strided(float *col, size_t ldc, const float *inp, size_t chan_stride, int N,
+                           int C, int H, int W, int K, int S, int P)
 {
     int OH = conv_out_size(H, K, S, P);
     int OW = conv_out_size(W, K, S, P);
-    size_t ncols = (size_t)N * OH * OW;
     for (int c = 0; c < C; c++) {
         for (int kh = 0; kh < K; kh++) {
             int oh_lo, oh_hi;
@@ -37,22 +41,22 @@ void im2col(float *col, const float *inp, int N, int C, int H, int W, int K, int
             for (int kw = 0; kw < K; kw++) {
                 int ow_lo, ow_hi;
                 conv_valid_range(&ow_lo, &ow_hi, OW, W, S, kw - P);
-                float *row = col + ((size_t)(c * K + kh) * K + kw) * ncols;
+                float *row = col + ((size_t)(c * K + kh) * K + kw) * ldc;
                 for (int n = 0; n < N; n++) {
-                    const float *plane = inp + ((size_t)c * N + n) * H * W;
+                    const float *plane = inp + (size_t)c * chan_stride + (size_t)n * H * W;
                     for (int oh = 0; oh < OH; oh++) {
                         float *dst = row + ((size_t)n * OH + oh) * OW;
                         if (oh < oh_lo || oh >= oh_hi) {
-                            memset(dst, 0, (size_t)OW * sizeof(float));
+                            for (int ow = 0; ow < OW; ow++) dst[ow] = 0.0f;
                             continue;
                         }
-                        /* src[ow*S] is inp at (ih, ow*S - P + kw) for ow in [ow_lo, ow_hi). */
+                        /* src[ow*S] is inp at (ih, ow*S - P + kw) for ow in [ow_lo, ow_hi).
+                         * Rows are short (OW floats), so plain loops beat memcpy calls. */
                         const float *src = plane + (ptrdiff_t)(oh * S - P + kh) * W;
                         int shift = kw - P;
                         for (int ow = 0; ow < ow_lo; ow++) dst[ow] = 0.0f;
                         if (S == 1) {
-                            memcpy(dst + ow_lo, src + ow_lo + shift,
-                                   (size_t)(ow_hi - ow_lo) * sizeof(float));
+                            for (int ow = ow_lo; ow < ow_hi; ow++) dst[ow] = src[ow + shift];
                         } else {
                             for (int ow = ow_lo; ow < ow_hi; ow++) dst[ow] = src[ow * S + shift];
                         }
@@ -64,13 +68,19 @@ void im2col(float *col, const float *inp, int N, int C, int H, int W, int K, int
     }
 }
 
+void im2col(float *col, const float *inp, int N, int C, int H, int W, int K, int S, int P)
+{
+    size_t ncols = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
+    im2col_strided(col, ncols, inp, (size_t)N * H * W, N, C, H, W, K, S, P);
+}
+
 /* Scatter-add of every col entry back to the input pixel im2col read it from; padding entries
- * are dropped. Same loop structure as im2col, so the two are exact adjoints. */
-void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K, int S, int P)
+ * are dropped. Same loop structure and strides as im2col_strided, so the two are exact adjoints. */
+static void col2im_strided_acc(float *dinp, size_t chan_stride, const float *col, size_t ldc,
+                               int N, int C, int H, int W, int K, int S, int P)
 {
     int OH = conv_out_size(H, K, S, P);
     int OW = conv_out_size(W, K, S, P);
-    size_t ncols = (size_t)N * OH * OW;
     for (int c = 0; c < C; c++) {
         for (int kh = 0; kh < K; kh++) {
             int oh_lo, oh_hi;
@@ -78,10 +88,10 @@ void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K
             for (int kw = 0; kw < K; kw++) {
                 int ow_lo, ow_hi;
                 conv_valid_range(&ow_lo, &ow_hi, OW, W, S, kw - P);
-                const float *row = col + ((size_t)(c * K + kh) * K + kw) * ncols;
+                const float *row = col + ((size_t)(c * K + kh) * K + kw) * ldc;
                 int shift = kw - P;
                 for (int n = 0; n < N; n++) {
-                    float *plane = dinp + ((size_t)c * N + n) * H * W;
+                    float *plane = dinp + (size_t)c * chan_stride + (size_t)n * H * W;
                     for (int oh = oh_lo; oh < oh_hi; oh++) {
                         const float *src = row + ((size_t)n * OH + oh) * OW;
                         float *dst = plane + (ptrdiff_t)(oh * S - P + kh) * W;
@@ -97,23 +107,374 @@ void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K
     }
 }
 
+void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K, int S, int P)
+{
+    size_t ncols = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
+    col2im_strided_acc(dinp, (size_t)N * H * W, col, ncols, N, C, H, W, K, S, P);
+}
+
+/*
+ * Ungrouped convolutions run blocked over whole images: a block of nimg images has
+ * cols = nimg*OH*OW output pixels, and its im2col slice colb (KC x cols) is sized to stay in a
+ * core's L2 cache, so im2col, GEMM and col2im of one block all work in cache instead of
+ * streaming a col matrix of the whole batch through memory. Blocks go round-robin to the
+ * engine's threads (block b to thread b % T); blocks are whole images, so the col2im scatters
+ * of different blocks touch disjoint parts of dinp. The GEMMs are gemm_tile.h's kernels, which
+ * are efficient for the thin shapes here (OC = 16..64 rows) where generic BLAS is not.
+ */
+enum { CONV_BLOCK_FLOATS = 3 << 16 }; /* target size of colb: 768 KiB */
+
+static size_t conv_round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+typedef struct {
+    int N, C, H, W, OC, K, S, P, OH, OW, KC;
+    int nimg, nblk;      /* images per block, blocks */
+    size_t ldb;          /* row stride of colb and doutb: nimg*OH*OW rounded up to GT_NR */
+    size_t packed;       /* floats of the packed weight panels (shared by all threads) */
+    size_t per_thread;   /* floats of one thread's colb + doutb + dW partial */
+    float *ap;           /* packed W (forward) or W^T (backward data) */
+    float *work;         /* the first thread region; thread t's is work + t*per_thread */
+    float *out;          /* forward */
+    const float *inp;
+    const float *dout;   /* backward */
+    float *dinp;         /* backward, may be NULL */
+    float *dweight;      /* backward: accumulated directly when T == 1 */
+    int T;
+} ConvPlan;
+
+/* Block sizes and workspace layout; depend on the shape only (never on the thread count). */
+static void conv_plan_init(ConvPlan *p, int N, int C, int H, int W, int OC, int K, int S, int P)
+{
+    memset(p, 0, sizeof *p);
+    p->N = N, p->C = C, p->H = H, p->W = W, p->OC = OC, p->K = K, p->S = S, p->P = P;
+    p->OH = conv_out_size(H, K, S, P);
+    p->OW = conv_out_size(W, K, S, P);
+    p->KC = C * K * K;
+    long long per_img = (long long)p->KC * p->OH * p->OW;
+    long long nimg = CONV_BLOCK_FLOATS / (per_img > 0 ? per_img : 1);
+    p->nimg = (int)(nimg < 1 ? 1 : nimg > N ? N : nimg);
+    p->nblk = (N + p->nimg - 1) / p->nimg;
+    p->ldb = ((size_t)p->nimg * p->OH * p->OW + GT_NR - 1) / GT_NR * GT_NR;
+    size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
+    size_t pb = (size_t)(p->KC + GT_MR - 1) / GT_MR * GT_MR * OC;
+    p->packed = conv_round16(pa > pb ? pa : pb);
+    p->per_thread = conv_round16((size_t)p->KC * p->ldb) + conv_round16((size_t)OC * p->ldb) +
+                    conv_round16((size_t)OC * p->KC);
+}
+
+static size_t conv_plan_floats(const ConvPlan *p)
+{
+    return p->packed + (size_t)PAR_MAX_THREADS * p->per_thread;
+}
+
+/* Zero columns [cols, round up to GT_NR) of `rows` rows: the tile kernels read whole tiles, and
+ * the dW dot products sum over the padding, so it must hold zeros. */
+static void conv_zero_pad(float *m, size_t ld, int rows, int cols)
+{
+    int end = (cols + GT_NR - 1) / GT_NR * GT_NR;
+    if (end == cols) return;
+    for (int r = 0; r < rows; r++) memset(m + (size_t)r * ld + cols, 0, (size_t)(end - cols) * sizeof(float));
+}
+
+static void conv_forward_worker(void *ctx, int t, int T)
+{
+    const ConvPlan *p = ctx;
+    float *colb = p->work + (size_t)t * p->per_thread;
+    size_t plane = (size_t)p->H * p->W, oplane = (size_t)p->OH * p->OW;
+    size_t np = (size_t)p->N * oplane;
+    for (int b = t; b < p->nblk; b += T) {
+        int n0 = b * p->nimg;
+        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        int cols = nn * (int)oplane;
+        im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W,
+                       p->K, p->S, p->P);
+        conv_zero_pad(colb, p->ldb, p->KC, cols);
+        /* M = OC filters, N = cols pixels of this block, K = KC taps. */
+        GtRows rows = {colb, p->ldb, 0, 0, 1};
+        gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + n0 * oplane, np);
+    }
+}
+
+static void conv_backward_worker(void *ctx, int t, int T)
+{
+    const ConvPlan *p = ctx;
+    float *colb = p->work + (size_t)t * p->per_thread;
+    float *doutb = colb + conv_round16((size_t)p->KC * p->ldb);
+    float *dw = T > 1 ? doutb + conv_round16((size_t)p->OC * p->ldb) : p->dweight;
+    size_t plane = (size_t)p->H * p->W, oplane = (size_t)p->OH * p->OW;
+    size_t np = (size_t)p->N * oplane;
+    if (T > 1) memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
+    for (int b = t; b < p->nblk; b += T) {
+        int n0 = b * p->nimg;
+        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        int cols = nn * (int)oplane;
+        int lpad = (cols + GT_NR - 1) / GT_NR * GT_NR;
+        im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W,
+                       p->K, p->S, p->P);
+        conv_zero_pad(colb, p->ldb, p->KC, cols);
+        for (int oc = 0; oc < p->OC; oc++)
+            memcpy(doutb + (size_t)oc * p->ldb, p->dout + oc * np + n0 * oplane,
+                   (size_t)cols * sizeof(float));
+        conv_zero_pad(doutb, p->ldb, p->OC, cols);
+        /* dW (OC x KC) += doutb (OC x cols) x colb^T: M = OC, N = KC, reduction over pixels. */
+        GtRows crows = {colb, p->ldb, 0, 0, 1};
+        gt_gemm_abt_acc(p->OC, p->KC, lpad, doutb, p->ldb, &crows, dw, p->KC);
+        if (!p->dinp) continue;
+        /* dcol (KC x cols) = W^T (KC x OC) x doutb: M = KC taps, N = cols, K = OC; it reuses
+         * colb, which dW no longer needs. */
+        GtRows drows = {doutb, p->ldb, 0, 0, 1};
+        gt_gemm(p->KC, cols, p->OC, p->ap, &drows, colb, p->ldb);
+        col2im_strided_acc(p->dinp + n0 * plane, p->N * plane, colb, p->ldb, nn, p->C, p->H,
+                           p->W, p->K, p->S, p->P);
+    }
+}
+
+/*
+ * "Same" stride-1 convolutions (odd K, P = K/2: every 3x3 pad-1 conv of a ResNet) skip im2col.
+ * A block of nimg images is copied into a zero-padded grid per channel: P zero rows, then per
+ * image its H rows followed by P zero rows, each row being P zeros and then the W pixels
+ * (pitch W + P; a row's right padding is the next row's left padding). In that grid, tap
+ * (kh, kw) of the output centred at q reads q + (kh-P)*pitch + (kw-P), so the im2col row of a
+ * tap is the grid itself shifted by a constant: the GEMM reads its B rows straight from the
+ * grid (GtRows {grid, cs, pitch, 1, K}). Outputs are computed at every centre from the first
+ * pixel to the last, including the few padding positions in between, and only real pixels are
+ * copied out: (H+P)/H * (W+P)/W more FLOPs (7% at 28x28, 31% at 7x7) for no im2col at all.
+ * Backward data is the same kind of conv of the padded dout grid (whose padding is zero) with
+ * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid.
+ */
+static int conv_is_same_s1(int K, int S, int P) { return S == 1 && K % 2 == 1 && P == K / 2; }
+
+typedef struct {
+    int N, C, H, W, OC, K, P, KC, HW;
+    int nimg, nblk;
+    int pitch, qs;     /* grid row pitch; grid index of the first image's first pixel */
+    size_t cs;         /* floats per channel of a block's grid (with zero slack after it) */
+    size_t ldt;        /* row stride of the output staging buffer */
+    size_t packed, per_thread;
+    float *ap, *work;
+    float *out;
+    const float *inp, *dout;
+    float *dinp, *dweight;
+} ShiftPlan;
+
+enum { SHIFT_BLOCK_FLOATS = 3 << 16 }; /* target size of a block's input + output grids */
+
+static void shift_plan_geometry(ShiftPlan *p, int nimg)
+{
+    p->nimg = nimg;
+    p->nblk = (p->N + nimg - 1) / nimg;
+    p->pitch = p->W + p->P;
+    p->qs = p->P * p->pitch + p->P;
+    size_t grid_rows = (size_t)nimg * (p->H + p->P) + p->P;
+    /* Reads reach at most P + GT_NR floats past the grid (see conv_shift_forward_worker). */
+    p->cs = conv_round16(grid_rows * p->pitch + p->P + GT_NR);
+    size_t ncols = (size_t)((nimg - 1) * (p->H + p->P) + p->H - 1) * p->pitch + p->W;
+    p->ldt = (ncols + GT_NR - 1) / GT_NR * GT_NR;
+}
+
+static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P)
+{
+    memset(p, 0, sizeof *p);
+    p->N = N, p->C = C, p->H = H, p->W = W, p->OC = OC, p->K = K, p->P = P;
+    p->KC = C * K * K;
+    p->HW = H * W;
+    long long per_img = (long long)(C + OC) * (H + P) * (W + P);
+    long long nimg = SHIFT_BLOCK_FLOATS / (per_img > 0 ? per_img : 1);
+    shift_plan_geometry(p, (int)(nimg < 1 ? 1 : nimg > N ? N : nimg));
+    size_t mx = (size_t)(C > OC ? C : OC);
+    size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
+    size_t pb = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * OC * K * K;
+    p->packed = conv_round16(pa > pb ? pa : pb);
+    p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs + conv_round16(mx * p->ldt) +
+                    conv_round16((size_t)OC * p->KC);
+}
+
+static size_t shift_plan_floats(const ShiftPlan *p)
+{
+    return p->packed + (size_t)PAR_MAX_THREADS * p->per_thread;
+}
+
+/* Copy images [n0, n0+nn) of src (channels of rows N*HW apart) into grids g (nch x cs). */
+static void shift_fill_grid(const ShiftPlan *p, float *g, const float *src, int nch, int n0, int nn)
+{
+    size_t chan = (size_t)p->N * p->HW;
+    for (int c = 0; c < nch; c++) {
+        float *gc = g + (size_t)c * p->cs;
+        memset(gc, 0, p->cs * sizeof(float));
+        for (int n = 0; n < nn; n++) {
+            const float *img = src + (size_t)c * chan + (size_t)(n0 + n) * p->HW;
+            for (int h = 0; h < p->H; h++) {
+                float *row = gc + p->qs + ((size_t)n * (p->H + p->P) + h) * p->pitch;
+                const float *in = img + (size_t)h * p->W;
+                for (int w = 0; w < p->W; w++) row[w] = in[w];
+            }
+        }
+    }
+}
+
+/* Columns of the staging buffer t (centres relative to qs) back to real pixels of dst:
+ * dst[c, n0+n, h, w] (=, or += when acc) t[c][(n*(H+P)+h)*pitch + w]. */
+static void shift_store(const ShiftPlan *p, float *dst, const float *t, int nch, int n0, int nn,
+                        int acc)
+{
+    size_t chan = (size_t)p->N * p->HW;
+    for (int c = 0; c < nch; c++) {
+        for (int n = 0; n < nn; n++) {
+            float *img = dst + (size_t)c * chan + (size_t)(n0 + n) * p->HW;
+            for (int h = 0; h < p->H; h++) {
+                const float *src = t + (size_t)c * p->ldt + ((size_t)n * (p->H + p->P) + h) * p->pitch;
+                float *o = img + (size_t)h * p->W;
+                if (acc) {
+                    for (int w = 0; w < p->W; w++) o[w] += src[w];
+                } else {
+                    for (int w = 0; w < p->W; w++) o[w] = src[w];
+                }
+            }
+        }
+    }
+}
+
+/* Centres computed for a block of nn images. */
+static int shift_ncols(const ShiftPlan *p, int nn)
+{
+    return ((nn - 1) * (p->H + p->P) + p->H - 1) * p->pitch + p->W;
+}
+
+static void conv_shift_forward_worker(void *ctx, int t, int T)
+{
+    const ShiftPlan *p = ctx;
+    float *gx = p->work + (size_t)t * p->per_thread;
+    float *tmp = gx + (size_t)p->C * p->cs + (size_t)p->OC * p->cs;
+    ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P; /* offset of tap (0, 0) */
+    for (int b = t; b < p->nblk; b += T) {
+        int n0 = b * p->nimg;
+        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
+        /* M = OC filters, N = centres, K = C*K*K taps read from the shifted grid. */
+        GtRows rows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
+        gt_gemm(p->OC, shift_ncols(p, nn), p->C, p->ap, &rows, tmp, p->ldt);
+        shift_store(p, p->out, tmp, p->OC, n0, nn, 0);
+    }
+}
+
+static void conv_shift_backward_worker(void *ctx, int t, int T)
+{
+    const ShiftPlan *p = ctx;
+    float *gx = p->work + (size_t)t * p->per_thread;
+    float *gdy = gx + (size_t)p->C * p->cs;
+    float *tmp = gdy + (size_t)p->OC * p->cs;
+    size_t mx = (size_t)(p->C > p->OC ? p->C : p->OC);
+    float *dw = T > 1 ? tmp + conv_round16(mx * p->ldt) : p->dweight;
+    ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P;
+    if (T > 1) memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
+    for (int b = t; b < p->nblk; b += T) {
+        int n0 = b * p->nimg;
+        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        int ncols = shift_ncols(p, nn);
+        int lpad = (ncols + GT_VL - 1) / GT_VL * GT_VL;
+        shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
+        shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
+        /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels. */
+        GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
+        gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
+        if (!p->dinp) continue;
+        /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
+        GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
+        gt_gemm(p->C, ncols, p->OC, p->ap, &dyrows, tmp, p->ldt);
+        shift_store(p, p->dinp, tmp, p->C, n0, nn, 1);
+    }
+}
+
+/* ap = panels of A'(c, (oc, kh, kw)) = W[oc, c, K-1-kh, K-1-kw], as gt_pack_a lays them out. */
+static void conv_pack_flipped(float *ap, const float *weight, int C, int OC, int K)
+{
+    int KK = K * K;
+    size_t kdim = (size_t)OC * KK;
+    for (int i0 = 0; i0 < C; i0 += GT_MR) {
+        float *pa = ap + (size_t)i0 * kdim;
+        for (size_t k = 0; k < kdim; k++) {
+            int oc = (int)(k / KK), q = (int)(k % KK);
+            int kh = K - 1 - q / K, kw = K - 1 - q % K;
+            for (int r = 0; r < GT_MR; r++) {
+                int c = i0 + r;
+                pa[k * GT_MR + r] = c < C ? weight[(((size_t)oc * C + c) * K + kh) * K + kw] : 0.0f;
+            }
+        }
+    }
+}
+
+static void conv_shift_forward(float *out, float *ws, const float *inp, const float *weight, int N,
+                               int C, int H, int W, int OC, int K, int P)
+{
+    ShiftPlan p;
+    shift_plan_init(&p, N, C, H, W, OC, K, P);
+    p.ap = ws;
+    p.work = ws + p.packed;
+    p.out = out;
+    p.inp = inp;
+    gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
+    int T = par_threads();
+    par_run(T < p.nblk ? T : p.nblk, conv_shift_forward_worker, &p);
+}
+
+static void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *dout,
+                                const float *inp, const float *weight, int N, int C, int H, int W,
+                                int OC, int K, int P)
+{
+    ShiftPlan p;
+    shift_plan_init(&p, N, C, H, W, OC, K, P);
+    p.ap = ws;
+    p.work = ws + p.packed;
+    p.inp = inp;
+    p.dout = dout;
+    p.dinp = dinp;
+    p.dweight = dweight;
+    if (dinp) conv_pack_flipped(p.ap, weight, C, OC, K);
+    int T = par_threads();
+    T = T < p.nblk ? T : p.nblk;
+    par_run(T, conv_shift_backward_worker, &p);
+    if (T == 1) return;
+    size_t mx = (size_t)(C > OC ? C : OC);
+    size_t nw = (size_t)OC * p.KC;
+    for (int t = 0; t < T; t++) {
+        const float *dw = p.work + (size_t)t * p.per_thread + (size_t)(C + OC) * p.cs +
+                          conv_round16(mx * p.ldt);
+        for (size_t i = 0; i < nw; i++) dweight[i] += dw[i];
+    }
+}
+
+/* Threads for a plan: the engine's setting, but never more than there are blocks. */
+static int conv_plan_threads(const ConvPlan *p)
+{
+    int T = par_threads();
+    return T < p->nblk ? T : p->nblk;
+}
+
 long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
-    (void)OC;
-    (void)G;
+    if (G == 1 && conv_is_same_s1(K, S, P)) {
+        ShiftPlan p;
+        shift_plan_init(&p, N, C, H, W, OC, K, P);
+        return (long long)shift_plan_floats(&p);
+    }
+    if (G == 1) {
+        ConvPlan p;
+        conv_plan_init(&p, N, C, H, W, OC, K, S, P);
+        return (long long)conv_plan_floats(&p);
+    }
     if (conv_is_pointwise(K, S, P)) return 0;
-    /* One col matrix: forward fills it with im2col(inp); backward uses it first for
-     * im2col(inp) (dW) and then, once dW is done, overwrites it with dcol (dX). */
+    /* Grouped: one col matrix of the whole batch. Forward fills it with im2col(inp); backward
+     * uses it first for im2col(inp) (dW) and then, once dW is done, overwrites it with dcol. */
     return (long long)C * K * K * N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
 }
 
-/* Per group g (channels [g*C/G, (g+1)*C/G) and filters [g*OC/G, (g+1)*OC/G)), with NP = N*OH*OW
- * and KC = C/G*K*K: out_g (OC/G, NP) = W_g (OC/G, KC) x col_g (KC, NP). The group slices of
- * inp, col, weight and out are all contiguous because activations are channel-major. */
-void conv_forward(float *out, float *col, const float *inp, const float *weight,
-                  int N, int C, int H, int W, int OC, int K, int S, int P, int G)
+/* Grouped convs, per group g (channels [g*C/G, (g+1)*C/G) and filters [g*OC/G, (g+1)*OC/G)),
+ * with NP = N*OH*OW and KC = C/G*K*K: out_g (OC/G, NP) = W_g (OC/G, KC) x col_g (KC, NP). The
+ * group slices of inp, col, weight and out are all contiguous because activations are
+ * channel-major. */
+static void conv_forward_grouped(float *out, float *col, const float *inp, const float *weight,
+                                 int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
-    CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
     int OH = conv_out_size(H, K, S, P);
     int OW = conv_out_size(W, K, S, P);
     int NP = N * OH * OW;
@@ -131,13 +492,35 @@ void conv_forward(float *out, float *col, const float *inp, const float *weight,
     }
 }
 
-/* dW_g += dout_g (OC/G, NP) x col_g^T (NP, KC); dcol_g (KC, NP) = W_g^T (KC, OC/G) x dout_g,
- * then dinp += col2im(dcol). col is recomputed because the workspace is shared by all layers. */
-void conv_backward(float *dinp, float *dweight, float *col, const float *dout, const float *inp,
-                   const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P,
-                   int G)
+void conv_forward(float *out, float *col, const float *inp, const float *weight,
+                  int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
+    if (G > 1) {
+        conv_forward_grouped(out, col, inp, weight, N, C, H, W, OC, K, S, P, G);
+        return;
+    }
+    if (conv_is_same_s1(K, S, P)) {
+        conv_shift_forward(out, col, inp, weight, N, C, H, W, OC, K, P);
+        return;
+    }
+    ConvPlan p;
+    conv_plan_init(&p, N, C, H, W, OC, K, S, P);
+    p.ap = col;
+    p.work = col + p.packed;
+    p.out = out;
+    p.inp = inp;
+    gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
+    par_run(conv_plan_threads(&p), conv_forward_worker, &p);
+}
+
+/* Grouped: dW_g += dout_g (OC/G, NP) x col_g^T (NP, KC); dcol_g (KC, NP) = W_g^T (KC, OC/G) x
+ * dout_g, then dinp += col2im(dcol). col is recomputed because the workspace is shared by all
+ * layers. */
+static void conv_backward_grouped(float *dinp, float *dweight, float *col, const float *dout,
+                                  const float *inp, const float *weight, int N, int C, int H,
+                                  int W, int OC, int K, int S, int P, int G)
+{
     int OH = conv_out_size(H, K, S, P);
     int OW = conv_out_size(W, K, S, P);
     int NP = N * OH * OW;
@@ -164,6 +547,42 @@ void conv_backward(float *dinp, float *dweight, float *col, const float *dout, c
                  NP, beta, dst + (size_t)g * KC * NP, NP);
     }
     if (!pointwise) col2im_acc(dinp, col, N, C, H, W, K, S, P);
+}
+
+/* Ungrouped: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb). With T threads
+ * each accumulates its blocks' dW in its own buffer; the buffers are added to dweight in
+ * thread order, so the result depends on T but not on timing. */
+void conv_backward(float *dinp, float *dweight, float *col, const float *dout, const float *inp,
+                   const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P,
+                   int G)
+{
+    CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
+    if (G > 1) {
+        conv_backward_grouped(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, S, P, G);
+        return;
+    }
+    if (conv_is_same_s1(K, S, P)) {
+        conv_shift_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, P);
+        return;
+    }
+    ConvPlan p;
+    conv_plan_init(&p, N, C, H, W, OC, K, S, P);
+    p.ap = col;
+    p.work = col + p.packed;
+    p.inp = inp;
+    p.dout = dout;
+    p.dinp = dinp;
+    p.dweight = dweight;
+    if (dinp) gt_pack_a(p.ap, weight, p.KC, OC, 1, (size_t)p.KC); /* W^T: (KC x OC) */
+    int T = conv_plan_threads(&p);
+    par_run(T, conv_backward_worker, &p);
+    if (T == 1) return;
+    size_t nw = (size_t)OC * p.KC;
+    for (int t = 0; t < T; t++) {
+        const float *dw = p.work + (size_t)t * p.per_thread + conv_round16((size_t)p.KC * p.ldb) +
+                          conv_round16((size_t)OC * p.ldb);
+        for (size_t i = 0; i < nw; i++) dweight[i] += dw[i];
+    }
 }
 
 /* Direct definition, accumulated in double: out[oc, n, oh, ow] = sum over the group's input
@@ -195,6 +614,67 @@ void conv_forward_ref(float *out, const float *inp, const float *weight,
                         }
                     }
                     out[(((size_t)oc * N + n) * OH + oh) * OW + ow] = (float)acc;
+                }
+            }
+        }
+    }
+}
+
+/* dweight[oc, ic, kh, kw] += sum over (n, oh, ow) of dout[oc, n, oh, ow] * inp[c, n, ih, iw] and
+ * dinp[c, n, ih, iw] += sum over (oc, kh, kw) of dout[oc, n, oh, ow] * weight[oc, ic, kh, kw],
+ * with ih = oh*S-P+kh, iw = ow*S-P+kw inside the image and c = the group's channel ic. */
+void conv_backward_ref(float *dinp, float *dweight, const float *dout, const float *inp,
+                       const float *weight, int N, int C, int H, int W, int OC, int K, int S,
+                       int P, int G)
+{
+    CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
+    int OH = conv_out_size(H, K, S, P);
+    int OW = conv_out_size(W, K, S, P);
+    int Cg = C / G;
+    int OCg = OC / G;
+    for (int oc = 0; oc < OC; oc++) {
+        int c0 = oc / OCg * Cg;
+        for (int ic = 0; ic < Cg; ic++) {
+            for (int kh = 0; kh < K; kh++) {
+                for (int kw = 0; kw < K; kw++) {
+                    double acc = 0.0;
+                    for (int n = 0; n < N; n++) {
+                        for (int oh = 0; oh < OH; oh++) {
+                            int ih = oh * S - P + kh;
+                            if (ih < 0 || ih >= H) continue;
+                            for (int ow = 0; ow < OW; ow++) {
+                                int iw = ow * S - P + kw;
+                                if (iw < 0 || iw >= W) continue;
+                                acc += (double)dout[(((size_t)oc * N + n) * OH + oh) * OW + ow] *
+                                       inp[(((size_t)(c0 + ic) * N + n) * H + ih) * W + iw];
+                            }
+                        }
+                    }
+                    dweight[(((size_t)oc * Cg + ic) * K + kh) * K + kw] += (float)acc;
+                }
+            }
+        }
+    }
+    if (!dinp) return;
+    for (int c = 0; c < C; c++) {
+        int g = c / Cg, ic = c % Cg;
+        for (int n = 0; n < N; n++) {
+            for (int ih = 0; ih < H; ih++) {
+                for (int iw = 0; iw < W; iw++) {
+                    double acc = 0.0;
+                    for (int oc = g * OCg; oc < (g + 1) * OCg; oc++) {
+                        for (int kh = 0; kh < K; kh++) {
+                            int t = ih + P - kh; /* = oh*S */
+                            if (t < 0 || t % S != 0 || t / S >= OH) continue;
+                            for (int kw = 0; kw < K; kw++) {
+                                int u = iw + P - kw;
+                                if (u < 0 || u % S != 0 || u / S >= OW) continue;
+                                acc += (double)dout[(((size_t)oc * N + n) * OH + t / S) * OW + u / S] *
+                                       weight[(((size_t)oc * Cg + ic) * K + kh) * K + kw];
+                            }
+                        }
+                    }
+                    dinp[(((size_t)c * N + n) * H + ih) * W + iw] += (float)acc;
                 }
             }
         }

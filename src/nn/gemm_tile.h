@@ -1,0 +1,151 @@
+/* Register-tiled single-precision GEMM micro-kernels (GCC vector extensions) for the blocked convolution. */
+#ifndef LEGR_NN_GEMM_TILE_H
+#define LEGR_NN_GEMM_TILE_H
+
+#include <stddef.h>
+#include <string.h>
+
+/*
+ * Vectors are as wide as the build's widest float SIMD (-march=native: AVX-512 gives 16 lanes);
+ * without AVX the same code runs on narrower registers. Loads and stores go through an
+ * unaligned, may_alias vector type, so any float pointer is fine.
+ */
+#if defined(__AVX512F__)
+#define GT_VL 16
+#elif defined(__AVX__)
+#define GT_VL 8
+#else
+#define GT_VL 4
+#endif
+typedef float gt_vf __attribute__((vector_size(GT_VL * sizeof(float))));
+typedef float gt_vfu __attribute__((vector_size(GT_VL * sizeof(float)), aligned(4), may_alias));
+
+enum {
+    GT_MR = 8,          /* rows of C per tile (rows of a packed A panel) */
+    GT_NV = 3,          /* vectors of C per tile row */
+    GT_NR = GT_NV * GT_VL /* columns of C per tile; B row strides are multiples of this */
+};
+
+static inline gt_vf gt_load(const float *p) { return *(const gt_vfu *)p; }
+/* All lanes = *p. (Written as x - 0, which folds to a plain broadcast load; x + 0 would not
+ * fold, because -0 + 0 is +0.) */
+static inline gt_vf gt_splat(const float *p) { return *p - (gt_vf){0}; }
+static inline void gt_store(float *p, gt_vf v) { *(gt_vfu *)p = v; }
+
+/* Pack A (M x K, element (i, k) at a[i*rs + k*cs]) into panels of GT_MR rows:
+ * ap[(i/GT_MR)*GT_MR*K + k*GT_MR + i%GT_MR]; rows past M are zero. Needs
+ * ceil(M/GT_MR)*GT_MR*K floats. */
+static inline void gt_pack_a(float *ap, const float *a, int M, int K, size_t rs, size_t cs)
+{
+    for (int i0 = 0; i0 < M; i0 += GT_MR) {
+        float *p = ap + (size_t)i0 * K;
+        for (int k = 0; k < K; k++)
+            for (int r = 0; r < GT_MR; r++)
+                p[(size_t)k * GT_MR + r] = i0 + r < M ? a[(size_t)(i0 + r) * rs + (size_t)k * cs] : 0.0f;
+    }
+}
+
+/*
+ * B operands are addressed as "rows of taps": row k = (c, kh, kw) with kh, kw in [0, kk) starts
+ * at base + c*cs + kh*rs + kw*ws. A plain row-major B (K x N, ldb) is {b, ldb, 0, 0, 1}; an
+ * im2col matrix of a K x K conv is {col, K*K*ldb, K*ldb, ldb, K}; and a padded input grid read
+ * at shifted offsets is an im2col matrix that is never built ({pad, plane, pitch, 1, K}).
+ */
+typedef struct {
+    const float *base;
+    size_t cs;
+    ptrdiff_t rs, ws;
+    int kk;
+} GtRows;
+
+/* One tile: C[r][j] = sum_k ap[k*GT_MR + r] * B_k[j0 + j] for r < mr, j < nr (overwrites),
+ * k over the nc*kk*kk rows of b. Every row must have GT_NR readable floats from j0. */
+static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, float *c,
+                           size_t ldc, int mr, int nr)
+{
+    gt_vf acc[GT_MR][GT_NV];
+    for (int r = 0; r < GT_MR; r++)
+        for (int v = 0; v < GT_NV; v++) acc[r][v] = (gt_vf){0};
+    const float *ak = ap;
+    for (int ch = 0; ch < nc; ch++) {
+        for (int kh = 0; kh < b->kk; kh++) {
+            const float *bk = b->base + j0 + (size_t)ch * b->cs + kh * b->rs;
+            for (int kw = 0; kw < b->kk; kw++, bk += b->ws, ak += GT_MR) {
+                gt_vf bv[GT_NV];
+                for (int v = 0; v < GT_NV; v++) bv[v] = gt_load(bk + v * GT_VL);
+                for (int r = 0; r < GT_MR; r++) {
+                    gt_vf av = gt_splat(ak + r);
+                    for (int v = 0; v < GT_NV; v++) acc[r][v] += av * bv[v];
+                }
+            }
+        }
+    }
+    if (nr == GT_NR) {
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < GT_NV; v++) gt_store(c + (size_t)r * ldc + v * GT_VL, acc[r][v]);
+        return;
+    }
+    for (int r = 0; r < mr; r++) {
+        float row[GT_NR];
+        for (int v = 0; v < GT_NV; v++) gt_store(row + v * GT_VL, acc[r][v]);
+        memcpy(c + (size_t)r * ldc, row, (size_t)nr * sizeof(float));
+    }
+}
+
+/* C (M x N, ldc) = A x B with A packed by gt_pack_a (M x nc*kk*kk) and B given by rows; every
+ * B row must be readable up to N rounded up to GT_NR. */
+static inline void gt_gemm(int M, int N, int nc, const float *ap, const GtRows *b, float *c,
+                           size_t ldc)
+{
+    size_t K = (size_t)nc * b->kk * b->kk;
+    for (int j = 0; j < N; j += GT_NR) {
+        int nr = N - j < GT_NR ? N - j : GT_NR;
+        for (int i = 0; i < M; i += GT_MR) {
+            int mr = M - i < GT_MR ? M - i : GT_MR;
+            gt_tile(nc, ap + (size_t)i * K, b, (size_t)j, c + (size_t)i * ldc + j, ldc, mr, nr);
+        }
+    }
+}
+
+/* Start of B row k. */
+static inline const float *gt_row(const GtRows *b, int k)
+{
+    int kk2 = b->kk * b->kk;
+    int q = k % kk2;
+    return b->base + (size_t)(k / kk2) * b->cs + (q / b->kk) * b->rs + (q % b->kk) * b->ws;
+}
+
+/* C (M x N, ldc) += A (M x L, lda) x B^T, B's N rows given by rows: dot products along rows;
+ * L a multiple of GT_VL. Tiles of 4 x 4 dot products; a short edge tile repeats its last row
+ * (computed and not stored) so every tile runs the same code. */
+static inline void gt_gemm_abt_acc(int M, int N, int L, const float *a, size_t lda,
+                                   const GtRows *b, float *c, size_t ldc)
+{
+    for (int i0 = 0; i0 < M; i0 += 4) {
+        const float *ar[4];
+        for (int r = 0; r < 4; r++) ar[r] = a + (size_t)(i0 + r < M ? i0 + r : M - 1) * lda;
+        for (int j0 = 0; j0 < N; j0 += 4) {
+            const float *br[4];
+            for (int s = 0; s < 4; s++) br[s] = gt_row(b, j0 + s < N ? j0 + s : N - 1);
+            gt_vf acc[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int s = 0; s < 4; s++) acc[r][s] = (gt_vf){0};
+            for (int l = 0; l < L; l += GT_VL) {
+                gt_vf av[4], bv[4];
+                for (int r = 0; r < 4; r++) av[r] = gt_load(ar[r] + l);
+                for (int s = 0; s < 4; s++) bv[s] = gt_load(br[s] + l);
+                for (int r = 0; r < 4; r++)
+                    for (int s = 0; s < 4; s++) acc[r][s] += av[r] * bv[s];
+            }
+            for (int r = 0; r < 4 && i0 + r < M; r++) {
+                for (int s = 0; s < 4 && j0 + s < N; s++) {
+                    float t = 0.0f;
+                    for (int e = 0; e < GT_VL; e++) t += acc[r][s][e];
+                    c[(size_t)(i0 + r) * ldc + j0 + s] += t;
+                }
+            }
+        }
+    }
+}
+
+#endif

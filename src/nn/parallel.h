@@ -1,0 +1,18 @@
+/* A minimal fork-join helper: run one function on T threads (the caller is thread 0). */
+#ifndef LEGR_NN_PARALLEL_H
+#define LEGR_NN_PARALLEL_H
+
+/* The most threads any engine kernel uses; workspaces are sized for this many. */
+enum { PAR_MAX_THREADS = 4 };
+
+/* Threads the engine may use now: OpenBLAS's thread setting (the app sets it from run.threads,
+ * and to 1 when several ranks share the machine), clamped to [1, PAR_MAX_THREADS]. Kernels run
+ * their own threads instead of OpenBLAS's, never both at once, so this never oversubscribes. */
+int par_threads(void);
+
+/* Call fn(ctx, t, T) for t = 0..T-1 concurrently and return when all are done. T <= 1 (or a
+ * failed thread creation) runs the calls in the caller, which gives the same results because
+ * every kernel's split of work depends on T only. */
+void par_run(int T, void (*fn)(void *ctx, int t, int T), void *ctx);
+
+#endif

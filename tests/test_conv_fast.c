@@ -1,0 +1,126 @@
+/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs, grouped sgemm) against the naive forward and backward references, with 1 and 2 engine threads. */
+#include "harness.h"
+#include "layers_testutil.h"
+#include "legr/layers.h"
+#include "legr/util.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int N, C, H, W, OC, K, S, P, G;
+    const char *what;
+} Shape;
+
+static double worst[3]; /* max error / bound for out, dinp, dweight */
+
+/* |got - want| <= 8 * KC_eff * eps * scale + tiny, where scale is the magnitude sum that a float
+ * dot of that length may lose (computed as the reference with |values|). */
+static void expect_close(const char *what, const char *which, int slot, const float *got,
+                         const float *want, const float *bound, long long n, double terms)
+{
+    double w = 0.0;
+    long long bad = -1;
+    for (long long i = 0; i < n; i++) {
+        double tol = 8.0 * terms * FLT_EPSILON * bound[i] + 1e-6;
+        double e = fabs((double)got[i] - want[i]) / tol;
+        if (e > w) w = e;
+        if (e > 1.0 && bad < 0) bad = i;
+    }
+    if (w > worst[slot]) worst[slot] = w;
+    EXPECT(bad < 0, "%s %s[%lld] = %.9g, reference %.9g", what, which, bad, bad < 0 ? 0.0 : got[bad],
+           bad < 0 ? 0.0 : want[bad]);
+}
+
+static void fabs_copy(float *dst, const float *src, long long n)
+{
+    for (long long i = 0; i < n; i++) dst[i] = fabsf(src[i]);
+}
+
+static void check_shape(Rng *r, const Shape *s, int threads)
+{
+    openblas_set_num_threads(threads);
+    int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
+    long long nx = (long long)s->C * s->N * s->H * s->W;
+    long long ny = (long long)s->OC * s->N * OH * OW;
+    long long nw = (long long)s->OC * (s->C / s->G) * s->K * s->K;
+    long long nws = conv_workspace_floats(s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    float *x = xalloc_floats(nx), *xa = xalloc_floats(nx);
+    float *w = xalloc_floats(nw), *wa = xalloc_floats(nw);
+    float *dy = xalloc_floats(ny), *dya = xalloc_floats(ny);
+    float *y = xalloc_floats(ny), *yr = xalloc_floats(ny), *yb = xalloc_floats(ny);
+    float *dx = xalloc_floats(nx), *dxr = xalloc_floats(nx), *dxb = xalloc_floats(nx);
+    float *dw = xalloc_floats(nw), *dwr = xalloc_floats(nw), *dwb = xalloc_floats(nw);
+    float *ws = xalloc_floats(nws + 1);
+    tu_fill_uniform(r, x, nx, -1, 1);
+    tu_fill_uniform(r, w, nw, -1, 1);
+    tu_fill_uniform(r, dy, ny, -1, 1);
+    fabs_copy(xa, x, nx);
+    fabs_copy(wa, w, nw);
+    fabs_copy(dya, dy, ny);
+    /* Gradients start from a nonzero value to check that both paths accumulate. */
+    for (long long i = 0; i < nx; i++) dx[i] = dxr[i] = 0.5f;
+    for (long long i = 0; i < nw; i++) dw[i] = dwr[i] = -0.25f;
+    memset(dxb, 0, (size_t)nx * sizeof(float));
+    memset(dwb, 0, (size_t)nw * sizeof(float));
+
+    conv_forward(y, ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    conv_forward_ref(yr, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    conv_forward_ref(yb, xa, wa, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    conv_backward(dx, dw, ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    conv_backward_ref(dxr, dwr, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    conv_backward_ref(dxb, dwb, dya, xa, wa, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
+                      s->G);
+    for (long long i = 0; i < nx; i++) dxb[i] += 0.5f;
+    for (long long i = 0; i < nw; i++) dwb[i] += 0.25f;
+
+    char what[160];
+    snprintf(what, sizeof what, "%s (N=%d C=%d %dx%d OC=%d K=%d S=%d P=%d G=%d, %d threads)",
+             s->what, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G, threads);
+    double kc = (double)s->C / s->G * s->K * s->K;
+    expect_close(what, "out", 0, y, yr, yb, ny, kc);
+    expect_close(what, "dinp", 1, dx, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
+    expect_close(what, "dweight", 2, dw, dwr, dwb, nw, (double)s->N * OH * OW);
+
+    /* dinp == NULL is allowed and must leave dweight identical. */
+    float *dw2 = xalloc_floats(nw);
+    for (long long i = 0; i < nw; i++) dw2[i] = -0.25f;
+    conv_backward(NULL, dw2, ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    EXPECT(memcmp(dw2, dw, (size_t)nw * sizeof(float)) == 0, "%s: dweight differs without dinp",
+           what);
+    free(dw2);
+    float *all[] = {x, xa, w, wa, dy, dya, y, yr, yb, dx, dxr, dxb, dw, dwr, dwb, ws};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+int main(void)
+{
+    Rng r;
+    rng_init(&r, 7, 3);
+    const Shape shapes[] = {
+        {3, 16, 12, 12, 16, 3, 1, 1, 1, "same 3x3"},
+        {2, 5, 7, 9, 11, 3, 1, 1, 1, "same 3x3, odd (pruned) widths, non-square"},
+        {2, 3, 8, 8, 7, 5, 1, 2, 1, "same 5x5"},
+        /* (16+16)*29*29 floats of grid per image: 7 images per block, so 9 images make a full
+         * block and a short one (and give each of 2 threads a block). */
+        {9, 16, 28, 28, 16, 3, 1, 1, 1, "same 3x3, two blocks"},
+        {4, 13, 10, 10, 9, 1, 1, 0, 1, "pointwise"},
+        {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (im2col blocks)"},
+        {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
+        {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},
+        {2, 3, 9, 9, 5, 2, 2, 0, 1, "even kernel"},
+        /* 144 taps x 14*14 pixels per image: 6 images per block, so 8 make two blocks. */
+        {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, two im2col blocks"},
+        {2, 6, 6, 6, 4, 3, 1, 1, 2, "grouped"},
+        {2, 8, 6, 6, 8, 3, 1, 1, 8, "depthwise"},
+    };
+    int n = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int t = 1; t <= 2; t++)
+        for (int i = 0; i < n; i++) check_shape(&r, &shapes[i], t);
+    printf("fast conv vs reference, %d shapes x {1, 2} threads: worst error / bound: out %.3g, "
+           "dinp %.3g, dweight %.3g\n", n, worst[0], worst[1], worst[2]);
+    return harness_finish("test_conv_fast");
+}

@@ -1,0 +1,191 @@
+/* Engine benchmark (built and driven by tools/bench): sgemm peak, or images/s of a training step and of evaluation for one network. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "legr/arch.h"
+#include "legr/net.h"
+#include "legr/prune.h"
+#include "legr/rng.h"
+#include "legr/train.h"
+
+static double bench_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* GFLOP/s of a square sgemm of size n (best of `reps`): the machine's practical fp32 peak. */
+static double bench_sgemm_peak(int n, int reps)
+{
+    float *a = xalloc_floats((size_t)n * n), *b = xalloc_floats((size_t)n * n);
+    float *c = xalloc_floats((size_t)n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+        c[i] = 0.0f;
+    }
+    double best = 0.0;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = bench_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
+        double g = 2.0 * n * n * (double)n / (bench_now() - t0) * 1e-9;
+        if (r > 0 && g > best) best = g; /* r = 0 warms up */
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+/* The benchmark networks: "r20" ResNet-20 on 1x28x28, "r56" ResNet-56 on 3x32x32 (10 classes). */
+static int bench_arch(Arch *a, const char *name, Err *err)
+{
+    if (strcmp(name, "r20") == 0) return arch_resnet_cifar(a, 20, 1, 28, 28, 10, 1.0, err);
+    if (strcmp(name, "r56") == 0) return arch_resnet_cifar(a, 56, 3, 32, 32, 10, 1.0, err);
+    return err_set(err, LEGR_EXIT_USAGE, "unknown network '%s' (r20, r56)", name);
+}
+
+/* Replace `*net` by its identity-ranked (alpha 1, kappa 0) pruning to `target` of its FLOPs. */
+static int bench_prune(Net *net, double target, Err *err)
+{
+    PruneGraph g;
+    if (prune_graph_build(&g, &net->arch, err) != 0) return -1;
+    double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
+    KeepMask m;
+    Net small;
+    int rc = prune_norms(&g, net, PRUNE_METRIC_L2_WEIGHT, norm, err);
+    if (rc == 0) rc = prune_identity(&g, norm, target, 0.0, &m, err);
+    if (rc == 0) {
+        rc = prune_apply(net, &m, &small, err);
+        prune_mask_free(&m);
+    }
+    free(norm);
+    prune_graph_free(&g);
+    if (rc != 0) return -1;
+    net_free(net);
+    *net = small;
+    return 0;
+}
+
+/* The Arch as JSON for tools/bench_torch.py: input shape and one object per node. */
+static void bench_print_arch_json(const Arch *a, FILE *f)
+{
+    fprintf(f, "{\"nodes\": [");
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *n = &a->nodes[i];
+        fprintf(f, "%s\n {\"kind\": \"%s\", \"in\": [%d, %d], \"c\": %d, \"h\": %d, \"w\": %d, "
+                   "\"k\": %d, \"stride\": %d, \"pad\": %d, \"groups\": %d, \"map\": [",
+                i ? "," : "", op_kind_names[n->kind], n->in[0], n->in[1], n->c, n->h, n->w, n->k,
+                n->stride, n->pad, n->groups);
+        for (int j = 0; j < n->map_len; j++) fprintf(f, "%s%d", j ? ", " : "", n->chan_map[j]);
+        fprintf(f, "]}");
+    }
+    fprintf(f, "],\n \"flops\": %lld}\n", arch_flops(a));
+}
+
+/* Median seconds of a training step (forward, loss, backward, SGD) and of an eval forward. */
+static void bench_run(Net *net, int reps, double *t_train, double *t_eval)
+{
+    const Node *in = &net->arch.nodes[0];
+    int n = net->batch;
+    size_t img = (size_t)in->c * in->h * in->w;
+    float *x = xalloc_floats((size_t)n * img);
+    int *y = xmalloc((size_t)n * sizeof(int));
+    Rng r;
+    rng_init(&r, 1, 2);
+    for (size_t i = 0; i < (size_t)n * img; i++) x[i] = (float)(2 * rng_uniform(&r) - 1);
+    for (int i = 0; i < n; i++) y[i] = i % net->arch.num_classes;
+    SgdCfg sgd = {0.9f, 5e-4f, 1};
+    double *tt = xmalloc((size_t)(reps + 1) * sizeof(double));
+    double *te = xmalloc((size_t)(reps + 1) * sizeof(double));
+    for (int k = 0; k <= reps; k++) {
+        double t0 = bench_now();
+        train_step(net, NULL, x, y, n, n, &sgd, 0.01f, NULL);
+        tt[k] = bench_now() - t0;
+    }
+    for (int k = 0; k <= reps; k++) {
+        double t0 = bench_now();
+        net_forward(net, x, n, 0);
+        te[k] = bench_now() - t0;
+    }
+    *t_train = bench_median(tt + 1, reps); /* the first of each is a warm-up */
+    *t_eval = bench_median(te + 1, reps);
+    free(tt);
+    free(te);
+    free(x);
+    free(y);
+}
+
+static void bench_usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_engine peak THREADS\n"
+            "       bench_engine run NET THREADS REPS [PRUNE_TARGET]\n"
+            "       bench_engine arch NET [PRUNE_TARGET]\n"
+            "NET is r20 (ResNet-20, 1x28x28) or r56 (ResNet-56, 3x32x32); batch 128.\n"
+            "run prints: train_img_s eval_img_s macs_per_image\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        bench_usage();
+        return 2;
+    }
+    Err err = {0};
+    if (strcmp(argv[1], "peak") == 0) {
+        openblas_set_num_threads(atoi(argv[2]));
+        printf("%.2f\n", bench_sgemm_peak(2048, 3));
+        return 0;
+    }
+    int is_run = strcmp(argv[1], "run") == 0;
+    if (!is_run && strcmp(argv[1], "arch") != 0) {
+        bench_usage();
+        return 2;
+    }
+    if (is_run && argc < 5) {
+        bench_usage();
+        return 2;
+    }
+    double target = 0.0;
+    if (argc > (is_run ? 5 : 3)) target = atof(argv[is_run ? 5 : 3]);
+    Arch a;
+    Net net;
+    if (bench_arch(&a, argv[2], &err) != 0 || net_build(&net, &a, 128, &err) != 0) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        return 1;
+    }
+    arch_free(&a);
+    net_init_params(&net, 42);
+    if (target > 0.0 && bench_prune(&net, target, &err) != 0) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        return 1;
+    }
+    if (!is_run) {
+        bench_print_arch_json(&net.arch, stdout);
+    } else {
+        openblas_set_num_threads(atoi(argv[3]));
+        double tt, te;
+        bench_run(&net, atoi(argv[4]), &tt, &te);
+        printf("%.2f %.2f %lld\n", net.batch / tt, net.batch / te, arch_flops(&net.arch));
+    }
+    net_free(&net);
+    return 0;
+}
