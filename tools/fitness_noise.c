@@ -1,0 +1,130 @@
+/* Measures how noisy a search fitness is: one base network, two architectures, many batch seeds.
+ *
+ * usage: legr-fitness-noise job.cfg base.h5 K [target]
+ *
+ * Architecture A is the identity ranking (alpha 1, kappa 0), B the first random member of the
+ * search's initial population; both are pruned to `target` (default search.target_flops) and
+ * fine-tuned search.tau steps exactly as in the search. For seeds s = 0..K-1 it measures
+ *   f_A(s), f_B(s)     with the same mini-batch sequence s for both (search.batches = "shared")
+ *   f_B(K+s)           with another sequence (search.batches = "per_candidate")
+ * and prints the standard deviation of f_A (re-evaluation noise of one architecture), of
+ * f_A(s) - f_B(s) (noise of a comparison under common random numbers) and of f_A(s) - f_B(K+s)
+ * (noise of a comparison with independent batches). Single process, no MPI needed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job_internal.h"
+#include "legr/evolution.h"
+#include "legr/h5io.h"
+#include "legr/search_eval.h"
+
+static void die(const Err *e)
+{
+    fprintf(stderr, "legr-fitness-noise: error: %s\n", e->msg);
+    exit(e->code ? e->code : 1);
+}
+
+static double stddev(const double *x, int n)
+{
+    double m = 0, s = 0;
+    for (int i = 0; i < n; i++) m += x[i] / n;
+    for (int i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    return n > 1 ? sqrt(s / (n - 1)) : 0.0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: legr-fitness-noise job.cfg base.h5 K [target]\n");
+        return 2;
+    }
+    Err err = {0, ""};
+    Config cfg;
+    if (config_load_file(&cfg, argv[1], &err) != 0) die(&err);
+    int K = atoi(argv[3]);
+    double target = argc > 4 ? atof(argv[4]) : cfg.search.target_flops;
+    Dataset train, test;
+    if (job_data_load(&cfg, &train, &test, &err) != 0) die(&err);
+    Arch arch;
+    Net base;
+    if (h5_model_load_arch(argv[2], &arch, &err) != 0 ||
+        net_build(&base, &arch, cfg.search.batch, &err) != 0 ||
+        h5_model_load_params(argv[2], &base, &err) != 0)
+        die(&err);
+
+    int *tr, *va, ntr, nva;
+    data_split(train.n, cfg.data.val_fraction, (uint64_t)cfg.run.seed, &tr, &ntr, &va, &nva);
+    float mean[4], std[4];
+    dataset_channel_stats(&train, mean, std);
+    PruneGraph g;
+    if (prune_graph_build(&g, &base.arch, &err) != 0) die(&err);
+    double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
+    double *kstd = xmalloc((size_t)g.n_convs * sizeof(double));
+    if (prune_norms(&g, &base, (PruneMetric)cfg.search.metric, norm, &err) != 0) die(&err);
+    prune_norm_std(&g, norm, kstd);
+
+    SearchEval se;
+    memset(&se, 0, sizeof se);
+    se.base = &base;
+    se.graph = &g;
+    se.norm = norm;
+    se.target = target;
+    se.safeguard = cfg.search.safeguard;
+    se.data = &train;
+    se.train_idx = tr;
+    se.n_train = ntr;
+    se.val_idx = va;
+    se.n_val = cfg.search.val_limit > 0 && cfg.search.val_limit < nva ? cfg.search.val_limit : nva;
+    se.ft.steps = cfg.search.tau;
+    se.ft.batch = cfg.search.batch;
+    se.ft.sgd.momentum = (float)cfg.search.momentum;
+    se.ft.sgd.weight_decay = (float)cfg.search.weight_decay;
+    se.ft.sched.kind = LR_CONSTANT;
+    se.ft.sched.base_lr = (float)cfg.search.lr;
+    se.ft.aug.crop_pad = cfg.data.augment ? cfg.data.crop_pad : 0;
+    se.ft.aug.flip = cfg.data.augment && cfg.data.flip;
+    for (int c = 0; c < 4; c++) {
+        se.ft.norm.mean[c] = c < train.c ? mean[c] : 0;
+        se.ft.norm.std[c] = c < train.c && std[c] > 0 ? std[c] : 1;
+    }
+
+    /* A = the identity member, B = candidate 0 of a fresh evolution (a random transform). */
+    EvoParams ep;
+    evolution_params_default(&ep);
+    Evolution e;
+    evolution_init(&e, &ep, g.n_convs, kstd, (uint64_t)cfg.run.seed);
+    Candidate a, b;
+    evolution_candidate_alloc(&a, g.n_convs);
+    evolution_candidate_alloc(&b, g.n_convs);
+    CHECK(evolution_next(&e, &b) == EVO_NEXT_CANDIDATE, "no candidate");
+    for (int l = 0; l < g.n_convs; l++) {
+        a.alpha[l] = 1.0;
+        a.kappa[l] = 0.0;
+    }
+    a.id = 1;
+
+    double *fa = xmalloc((size_t)K * sizeof(double)), *dc = xmalloc((size_t)K * sizeof(double));
+    double *di = xmalloc((size_t)K * sizeof(double));
+    printf("# target %.2f, tau %d, batch %d, %d validation images, K %d\n", target, cfg.search.tau,
+           cfg.search.batch, se.n_val, K);
+    printf("# seed  f_A  f_B(same batches)  f_B(other batches)\n");
+    for (int s = 0; s < K; s++) {
+        EvoResult ra, rb, rb2;
+        se.run_seed = (unsigned long long)s;
+        search_evaluate(&a, &ra, &se);
+        search_evaluate(&b, &rb, &se);
+        se.run_seed = (unsigned long long)(K + s);
+        search_evaluate(&b, &rb2, &se);
+        fa[s] = ra.fitness;
+        dc[s] = ra.fitness - rb.fitness;
+        di[s] = ra.fitness - rb2.fitness;
+        printf("%4d  %.5f  %.5f  %.5f\n", s, ra.fitness, rb.fitness, rb2.fitness);
+        fflush(stdout);
+    }
+    printf("std of f_A over batch seeds (re-evaluation noise): %.5f\n", stddev(fa, K));
+    printf("std of f_A - f_B, shared batches:                 %.5f\n", stddev(dc, K));
+    printf("std of f_A - f_B, independent batches:            %.5f\n", stddev(di, K));
+    return 0;
+}
