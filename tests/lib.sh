@@ -96,14 +96,14 @@ expect_grep() {
     fi
 }
 
-# write_cfg FILE NAME [EXTRA_GROUPS]: a tiny, fast job on synthetic 8x8 RGB images with a
+# write_cfg FILE NAME [EXTRA_GROUPS]: a tiny, fast job on 192 synthetic 8x8 RGB images with a
 # ResNet-8 of width 0.5 (7 prunable convs), output under $T/runs/NAME. Groups not given in
 # EXTRA_GROUPS keep these defaults; every group may be given once only, so tests that change
 # run/data/model pass the whole group through the variables RUN_GROUP, DATA_GROUP, MODEL_GROUP.
 write_cfg() {
     local file=$1 name=$2 extra=${3:-}
     local run="run: { name = \"$name\"; seed = 5; out_dir = \"$T/runs\"; log_every = 1; };"
-    local data="data: { dataset = \"synthetic\"; synthetic_n = 384; synthetic_size = 8; val_fraction = 0.25; };"
+    local data="data: { dataset = \"synthetic\"; synthetic_n = 192; synthetic_size = 8; val_fraction = 0.25; };"
     local model="model: { depth = 8; width = 0.5; };"
     {
         printf '%s\n' "${RUN_GROUP:-$run}" "${DATA_GROUP:-$data}" "${MODEL_GROUP:-$model}" "$extra"
@@ -200,3 +200,39 @@ kill_job_hard() {
 }
 
 no_job_left() { [[ -z "$(job_pids)" ]]; }
+
+# nap SECONDS: sleep without forking a process (a read that times out on a silent pipe), so the
+# pause stays short on a loaded machine.
+exec {NAP_FD}<> <(:)
+nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
+
+# freeze_at_first_checkpoint CHECKPOINT: stop the background job's rank 0 (RANK0) with SIGSTOP
+# at the first checkpoint, whatever the machine's speed: rank 0 is stopped as soon as it exists,
+# then let run in slices of about 20 ms until the checkpoint file exists, and left stopped. A
+# search in Release runs a few candidates per slice, so it stops early in the search, while the
+# test inspects and signals it.
+freeze_at_first_checkpoint() {
+    local ck=$1 end=$((SECONDS + 120))
+    RANK0=
+    until [[ -n $RANK0 ]]; do
+        ((SECONDS < end)) || fail "rank 0 did not start"
+        RANK0=$(pids_of_rank 0)
+    done
+    kill -STOP "$RANK0"
+    until [[ -f $ck ]]; do
+        ((SECONDS < end)) || fail "no checkpoint appeared"
+        kill -CONT "$RANK0" 2>/dev/null || fail "rank 0 ended before its first checkpoint"
+        nap 0.02
+        kill -STOP "$RANK0" 2>/dev/null || fail "rank 0 ended before its first checkpoint"
+    done
+}
+
+# signal_pending PID SIGNUM: the (stopped) process has signal SIGNUM pending, per /proc.
+signal_pending() {
+    local pid=$1 sig=$2 mask
+    mask=$(awk '/^(ShdPnd|SigPnd):/ {print $2}' "/proc/$pid/status" 2>/dev/null | tr '\n' ' ')
+    for m in $mask; do
+        (((0x$m >> (sig - 1)) & 1)) && return 0
+    done
+    return 1
+}

