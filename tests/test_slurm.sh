@@ -1,0 +1,135 @@
+# A real single-node SLURM on localhost runs jobs/pipeline.sh: the search job gets USR1 before its
+# 1-minute limit, checkpoints, requeues itself and resumes until the deterministic search is done;
+# its history must equal an uninterrupted run's, and the chained family job must then build the
+# family. Skips (exit 0, with the reason) only when the SLURM daemons cannot be started here.
+source "$(dirname "$0")/lib.sh"
+
+# Open MPI leaks; the jobs inherit this through sbatch's exported environment.
+export ASAN_OPTIONS=$LEGR_ASAN_OPTIONS
+# munged (user munge) must reach the socket under $T.
+chmod 711 "$T"
+slurm_dir=$T/slurm
+port=$((20000 + ($$ % 4000) * 2))
+export LEGR_SLURM_PORT=$port
+
+skip() {
+    echo "test_slurm: SKIP: $*"
+    exit 0
+}
+if ! "$LEGR_SRC/tools/install-deps.sh" --slurm >"$T/deps.log" 2>&1; then
+    tail -3 "$T/deps.log"
+    skip "the SLURM packages are missing and cannot be installed here (see above)"
+fi
+if ! env_line=$("$LEGR_SRC/tools/slurm-local.sh" start "$slurm_dir" 2>"$T/slurm-start.log"); then
+    cat "$T/slurm-start.log"
+    skip "the SLURM daemons cannot start here (see above)"
+fi
+eval "$env_line"
+sid=
+fid=
+stop_slurm() {
+    local rc=$?
+    [[ -n $sid ]] && scancel "$sid" 2>/dev/null
+    [[ -n $fid ]] && scancel "$fid" 2>/dev/null
+    "$LEGR_SRC/tools/slurm-local.sh" stop "$slurm_dir" 2>/dev/null
+    (exit $rc)
+    cleanup_tmp
+}
+trap stop_slurm EXIT
+
+# The base network, trained once outside SLURM.
+write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 32; };
+search: { enabled = false; };
+family: { enabled = false; };'
+legr_run 60 "$T/base" "$T/base.cfg"
+expect_rc 0 "$T/base" "pretraining the base"
+
+# A deterministic search of about a minute of CPU on one worker (longer when the machine is
+# busy): longer than the first start's time
+# before USR1 (10-40 s: --time=1, --signal=B:USR1@50, SLURM checks limits every ~30 s).
+EVALS=280
+job_cfg() {
+    MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
+        write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $EVALS;
+  mutate_fraction = 0.3; tau = 80; batch = 32; val_limit = 96; mode = \"deterministic\";
+  sync_batch = 4; checkpoint_every = 4; };
+family: { flops = [0.5]; epochs = 0; latency_repeats = 3; };"
+}
+job_cfg ref
+job_cfg slurm
+
+cd "$T"
+out=$(LEGR_BIN=$LEGR_BIN LEGR_MPIRUN=$MPIEXEC LEGR_MPIRUN_ARGS="--oversubscribe" \
+      LEGR_POLL_SECONDS=2 \
+      LEGR_SEARCH_SBATCH_ARGS="--ntasks=2 --time=1 --signal=B:USR1@50 --output=$T/search-%j.out" \
+      LEGR_FAMILY_SBATCH_ARGS="--ntasks=2 --time=2 --output=$T/family-%j.out" \
+      "$LEGR_SRC/jobs/pipeline.sh" "$T/slurm.cfg") || fail "pipeline.sh failed: $out"
+read -r sid fid <<<"$(tail -1 <<<"$out")"
+[[ $sid =~ ^[0-9]+$ && $fid =~ ^[0-9]+$ ]] || fail "pipeline.sh printed no job ids: $out"
+note "search job $sid, family job $fid"
+
+# The uninterrupted reference, meanwhile, outside SLURM.
+ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 300 "$LEGR_BIN" "$T/ref.cfg" \
+    >"$T/ref.out" 2>"$T/ref.err" &
+ref_pid=$!
+
+field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
+# Follow both jobs; a requeued search job waits 2 minutes (SLURM's BeginTime after a requeue)
+# unless told to start now.
+max_restarts=0
+end=$((SECONDS + 270))
+while :; do
+    s=$(scontrol show job "$sid" 2>/dev/null) || fail "scontrol lost job $sid"
+    f=$(scontrol show job "$fid" 2>/dev/null) || fail "scontrol lost job $fid"
+    s_state=$(field JobState "$s")
+    f_state=$(field JobState "$f")
+    restarts=$(field Restarts "$s")
+    ((restarts > max_restarts)) && max_restarts=$restarts
+    if [[ $s_state == PENDING && $(field Reason "$s") == BeginTime ]]; then
+        scontrol update JobId="$sid" StartTime=now 2>/dev/null || true
+    fi
+    case $f_state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
+    case $s_state in FAILED | CANCELLED | TIMEOUT) break ;; esac
+    ((SECONDS < end)) || fail "jobs not done after 270 s (search $s_state, family $f_state)"
+    sleep 1
+done
+wait "$ref_pid" || { show_run "$T/ref"; fail "the reference run failed"; }
+
+slog=$(ls "$T"/search-"$sid".out 2>/dev/null || true)
+show_logs() {
+    echo "---- search job log ----" >&2
+    cat "$slog" >&2 || true
+    echo "---- family job log ----" >&2
+    tail -n 20 "$T"/family-"$fid".out >&2 || true
+}
+if [[ $s_state != COMPLETED || $f_state != COMPLETED ]]; then
+    show_logs
+    fail "search job $s_state, family job $f_state (both should be COMPLETED)"
+fi
+note "search job restarted $max_restarts time(s)"
+((max_restarts >= 1)) || { show_logs; fail "the search job was never requeued (search too short?)"; }
+for pat in "USR1: forwarding it to mpirun" "legr-mpi ended with exit code 4" "requeueing" \
+           "search: resuming $T/runs/slurm/search.h5"; do
+    grep -qF -- "$pat" "$slog" || { show_logs; fail "search job log lacks '$pat'"; }
+done
+
+# Same history as the uninterrupted run, the search finished, the family built from it.
+h5_history "$T/runs/ref/search.h5" >"$T/ref.txt"
+h5_history "$T/runs/slurm/search.h5" >"$T/slurm.txt"
+[[ $(wc -l <"$T/ref.txt") == "$EVALS" ]] || fail "reference history has $(wc -l <"$T/ref.txt") rows"
+if ! cmp -s "$T/ref.txt" "$T/slurm.txt"; then
+    diff "$T/ref.txt" "$T/slurm.txt" | cut -c1-100 | head >&2 || true
+    fail "the requeued search's history differs from the uninterrupted one"
+fi
+h5dump -a /stage "$T/runs/slurm/search.h5" | grep -q '"done"' || fail "checkpoint stage is not done"
+test -s "$T/runs/slurm/family.h5" || { show_logs; fail "the family job wrote no family.h5"; }
+grep -qF "family written" "$T"/family-"$fid".out || { show_logs; fail "family job log"; }
+"$PYTHON" - "$T/runs/ref/family.h5" "$T/runs/slurm/family.h5" <<'EOF' || fail "families differ"
+import sys
+import h5py
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+for k in ("flops", "params", "test_top1", "test_loss"):
+    if a["levels/00"].attrs[k] != b["levels/00"].attrs[k]:
+        sys.exit("level 0 %s: %r vs %r" % (k, a["levels/00"].attrs[k], b["levels/00"].attrs[k]))
+EOF
+note "requeued search resumed to the uninterrupted history; family built by the chained job"
