@@ -44,9 +44,9 @@ family: { enabled = false; };'
 legr_run 60 "$T/base" "$T/base.cfg"
 expect_rc 0 "$T/base" "pretraining the base"
 
-# A deterministic search of about a minute of CPU on one worker (longer when the machine is
-# busy): longer than the first start's time
-# before USR1 (10-40 s: --time=1, --signal=B:USR1@50, SLURM checks limits every ~30 s).
+# A deterministic search of about a minute of CPU on one worker (longer on a busy machine), so
+# that it outlasts a start's time before USR1: 10-40 s with --time=1 and --signal=B:USR1@50,
+# since SLURM checks time limits about every 30 s.
 EVALS=280
 job_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
