@@ -18,7 +18,7 @@ build: deps
 	cmake --build $(BUILD) -j2
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j2
 
 # The main job: the whole pipeline on Fashion-MNIST with NP ranks.
