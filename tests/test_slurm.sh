@@ -44,19 +44,27 @@ family: { enabled = false; };'
 legr_run 60 "$T/base" "$T/base.cfg"
 expect_rc 0 "$T/base" "pretraining the base"
 
-# A deterministic search of about a minute of CPU on one worker (longer on a busy machine), so
-# that it outlasts a start's time before USR1: 10-40 s with --time=1 and --signal=B:USR1@50,
-# since SLURM checks time limits about every 30 s.
-EVALS=280
+# A deterministic search that outlasts a start's time before USR1: 10-40 s with --time=1 and
+# --signal=B:USR1@50, since SLURM checks time limits about every 30 s. Its length in candidates
+# is calibrated on this machine and build (sanitizers are slow) to about 70 s of one worker.
 job_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
-        write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $EVALS;
+        write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $2;
   mutate_fraction = 0.3; tau = 80; batch = 32; val_limit = 96; mode = \"deterministic\";
   sync_batch = 4; checkpoint_every = 4; };
 family: { flops = [0.5]; epochs = 0; latency_repeats = 3; };"
 }
-job_cfg ref
-job_cfg slurm
+job_cfg calib 24
+t0=$(date +%s%N)
+legr_run 120 "$T/calib" "$T/calib.cfg"
+expect_rc 0 "$T/calib" "calibration search"
+ms=$((($(date +%s%N) - t0) / 1000000))
+EVALS=$((24 * 70000 / (ms > 1 ? ms : 1)))
+((EVALS < 60)) && EVALS=60
+((EVALS > 1000)) && EVALS=1000
+note "24 candidates took $ms ms: searching $EVALS candidates"
+job_cfg ref "$EVALS"
+job_cfg slurm "$EVALS"
 
 cd "$T"
 out=$(LEGR_BIN=$LEGR_BIN LEGR_MPIRUN=$MPIEXEC LEGR_MPIRUN_ARGS="--oversubscribe" \
@@ -77,7 +85,7 @@ field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
 # Follow both jobs; a requeued search job waits 2 minutes (SLURM's BeginTime after a requeue)
 # unless told to start now.
 max_restarts=0
-end=$((SECONDS + 270))
+end=$((SECONDS + 240))
 while :; do
     s=$(scontrol show job "$sid" 2>/dev/null) || fail "scontrol lost job $sid"
     f=$(scontrol show job "$fid" 2>/dev/null) || fail "scontrol lost job $fid"
@@ -90,7 +98,7 @@ while :; do
     fi
     case $f_state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
     case $s_state in FAILED | CANCELLED | TIMEOUT) break ;; esac
-    ((SECONDS < end)) || fail "jobs not done after 270 s (search $s_state, family $f_state)"
+    ((SECONDS < end)) || fail "jobs not done after 240 s (search $s_state, family $f_state)"
     sleep 1
 done
 wait "$ref_pid" || { show_run "$T/ref"; fail "the reference run failed"; }
