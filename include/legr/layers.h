@@ -68,6 +68,21 @@ void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, co
                  const float *save_mean, const float *save_rstd, const float *gamma, int C, int M,
                  const BnReduce *red);
 
+/* BN followed by ReLU in one pass: out = max(bn(inp), 0), the same values bn_forward_* and then
+ * relu_forward produce, without storing the BN output. */
+void bn_relu_forward_train(float *out, float *save_mean, float *save_rstd, float *run_mean,
+                           float *run_var, const float *inp, const float *gamma, const float *beta,
+                           int C, int M, float momentum, float eps, const BnReduce *red);
+void bn_relu_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+                          const float *run_mean, const float *run_var, int C, int M, float eps);
+/* Backward of ReLU(BN(inp)): dout and out are the ReLU's output gradient and output. Same
+ * result as relu_backward into a zeroed buffer followed by bn_backward; dinp, dgamma, dbeta
+ * accumulate. */
+void bn_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                      const float *out, const float *inp, const float *save_mean,
+                      const float *save_rstd, const float *gamma, int C, int M,
+                      const BnReduce *red);
+
 /* ---- elementwise, over n floats ---- */
 void relu_forward(float *out, const float *inp, long long n);
 void relu_backward(float *dinp, const float *dout, const float *out, long long n); /* uses out>0 */

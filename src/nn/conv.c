@@ -294,21 +294,27 @@ static size_t shift_plan_floats(const ShiftPlan *p)
     return p->packed + (size_t)PAR_MAX_THREADS * p->per_thread;
 }
 
-/* Copy images [n0, n0+nn) of src (channels of rows N*HW apart) into grids g (nch x cs). */
+/* Copy images [n0, n0+nn) of src (channels of rows N*HW apart) into grids g (nch x cs),
+ * writing every float of each grid once: zero rows, and data rows as P zeros then W pixels. */
 static void shift_fill_grid(const ShiftPlan *p, float *g, const float *src, int nch, int n0, int nn)
 {
     size_t chan = (size_t)p->N * p->HW;
+    size_t zrows = (size_t)p->P * p->pitch; /* P zero rows */
     for (int c = 0; c < nch; c++) {
         float *gc = g + (size_t)c * p->cs;
-        memset(gc, 0, p->cs * sizeof(float));
+        memset(gc, 0, zrows * sizeof(float));
+        float *row = gc + zrows;
         for (int n = 0; n < nn; n++) {
             const float *img = src + (size_t)c * chan + (size_t)(n0 + n) * p->HW;
-            for (int h = 0; h < p->H; h++) {
-                float *row = gc + p->qs + ((size_t)n * (p->H + p->P) + h) * p->pitch;
+            for (int h = 0; h < p->H; h++, row += p->pitch) {
                 const float *in = img + (size_t)h * p->W;
-                for (int w = 0; w < p->W; w++) row[w] = in[w];
+                for (int w = 0; w < p->P; w++) row[w] = 0.0f;
+                for (int w = 0; w < p->W; w++) row[p->P + w] = in[w];
             }
+            memset(row, 0, zrows * sizeof(float));
+            row += zrows;
         }
+        memset(row, 0, (p->cs - (size_t)(row - gc)) * sizeof(float));
     }
 }
 

@@ -1,11 +1,51 @@
-/* Elementwise kernels over flat float arrays: ReLU and the residual add. */
+/* Elementwise kernels over flat float arrays: ReLU and the residual add, split over the engine's threads. */
 #include "legr/layers.h"
 
 #include <stddef.h>
 
+#include "parallel.h"
+
+/* Work is cut into chunks of ELT_CHUNK floats that par_for hands out in contiguous ranges. */
+enum { ELT_CHUNK = 1 << 14 };
+
+typedef struct {
+    float *out, *out2;
+    const float *a, *b;
+    long long n;
+} EltArgs;
+
+static void elt_range(const EltArgs *e, int lo, int hi, long long *i0, long long *i1)
+{
+    *i0 = (long long)lo * ELT_CHUNK;
+    *i1 = (long long)hi * ELT_CHUNK < e->n ? (long long)hi * ELT_CHUNK : e->n;
+}
+
+static int elt_chunks(long long n) { return (int)((n + ELT_CHUNK - 1) / ELT_CHUNK); }
+
+static void relu_forward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *out = e->out;
+    const float *a = e->a;
+    for (long long i = i0; i < i1; i++) out[i] = a[i] > 0.0f ? a[i] : 0.0f;
+}
+
 void relu_forward(float *out, const float *inp, long long n)
 {
-    for (long long i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    EltArgs e = {out, NULL, inp, NULL, n};
+    par_for(elt_chunks(n), n, relu_forward_range, &e);
+}
+
+static void relu_backward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *dinp = e->out;
+    const float *dout = e->a, *out = e->b;
+    for (long long i = i0; i < i1; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 /* dinp += dout where the forward output was positive; out > 0 iff inp > 0, so the saved output
@@ -13,19 +53,42 @@ void relu_forward(float *out, const float *inp, long long n)
 void relu_backward(float *dinp, const float *dout, const float *out, long long n)
 {
     if (!dinp) return;
-    for (long long i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+    EltArgs e = {dinp, NULL, dout, out, n};
+    par_for(elt_chunks(n), n, relu_backward_range, &e);
+}
+
+static void add_forward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *out = e->out;
+    const float *a = e->a, *b = e->b;
+    for (long long i = i0; i < i1; i++) out[i] = a[i] + b[i];
 }
 
 void add_forward(float *out, const float *a, const float *b, long long n)
 {
-    for (long long i = 0; i < n; i++) out[i] = a[i] + b[i];
+    EltArgs e = {out, NULL, a, b, n};
+    par_for(elt_chunks(n), n, add_forward_range, &e);
+}
+
+static void add_backward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *da = e->out, *db = e->out2;
+    const float *dout = e->a;
+    if (da)
+        for (long long i = i0; i < i1; i++) da[i] += dout[i];
+    if (db)
+        for (long long i = i0; i < i1; i++) db[i] += dout[i];
 }
 
 /* da += dout, db += dout; either may be NULL (not needed). */
 void add_backward(float *da, float *db, const float *dout, long long n)
 {
-    if (da)
-        for (long long i = 0; i < n; i++) da[i] += dout[i];
-    if (db)
-        for (long long i = 0; i < n; i++) db[i] += dout[i];
+    EltArgs e = {da, db, dout, NULL, n};
+    par_for(elt_chunks(n), n, add_backward_range, &e);
 }

@@ -199,6 +199,20 @@ static void load_input(float *dst, const float *x, int n, int c, int hw)
                    (size_t)hw * sizeof(float));
 }
 
+/* BN node i is fused with the ReLU i+1 when that ReLU is its only consumer: forward writes
+ * max(bn(x), 0) straight into the ReLU's output and never stores the BN output (its slot in the
+ * arena stays unused), and backward runs bn_relu_backward from the ReLU's gradient, so the
+ * BN output's gradient is never formed either. Two passes over the activations fewer each way. */
+static int net_bn_fused(const Arch *a, int i)
+{
+    if (i < 0 || i + 1 >= a->n_nodes || a->nodes[i].kind != OP_BN) return 0;
+    const Node *r = &a->nodes[i + 1];
+    if (r->kind != OP_RELU || r->in[0] != i) return 0;
+    for (int j = i + 2; j < a->n_nodes; j++)
+        if (a->nodes[j].in[0] == i || a->nodes[j].in[1] == i) return 0;
+    return 1;
+}
+
 const float *net_forward(Net *net, const float *x, int n, int train)
 {
     const Arch *a = &net->arch;
@@ -223,15 +237,25 @@ const float *net_forward(Net *net, const float *x, int n, int train)
             float *rm = net->buf + net->bufs[net->node_buf[i]].offset;
             float *rv = net->buf + net->bufs[net->node_buf[i] + 1].offset;
             float *sv = net->saved + net->saved_off[i];
-            if (train)
+            const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
+            if (net_bn_fused(a, i)) {
+                float *rout = net->act + net->act_off[i + 1];
+                if (train)
+                    bn_relu_forward_train(rout, sv, sv + nd->c, rm, rv, inp, w, beta, nd->c,
+                                          (int)m, net->bn_momentum, net->bn_eps, red);
+                else
+                    bn_relu_forward_eval(rout, inp, w, beta, rm, rv, nd->c, (int)m, net->bn_eps);
+            } else if (train) {
                 bn_forward_train(out, sv, sv + nd->c, rm, rv, inp, w, beta, nd->c, (int)m,
-                                 net->bn_momentum, net->bn_eps,
-                                 net->bn_reduce.fn ? &net->bn_reduce : NULL);
-            else
+                                 net->bn_momentum, net->bn_eps, red);
+            } else {
                 bn_forward_eval(out, inp, w, beta, rm, rv, nd->c, (int)m, net->bn_eps);
+            }
             break;
         }
-        case OP_RELU: relu_forward(out, inp, m * nd->c); break;
+        case OP_RELU:
+            if (!net_bn_fused(a, nd->in[0])) relu_forward(out, inp, m * nd->c);
+            break;
         case OP_ADD: add_forward(out, inp, net->act + net->act_off[nd->in[1]], m * nd->c); break;
         case OP_SHORTCUT:
             shortcut_forward(out, inp, nd->chan_map, n, p->c, p->h, p->w, nd->c, nd->stride);
@@ -264,9 +288,11 @@ void net_backward(Net *net, const int *labels, float loss_scale)
     const Arch *a = &net->arch;
     const int n = net->cur_n;
     CHECK(net->train_mode, "backward needs a training-mode forward");
-    /* Activation gradients accumulate from every consumer, so they start at zero. */
+    /* Activation gradients accumulate from every consumer, so they start at zero (except those
+     * of fused BN outputs, which are never formed). */
     for (int i = 0; i < a->n_nodes - 1; i++) {
         const Node *nd = &a->nodes[i];
+        if (net_bn_fused(a, i)) continue;
         memset(net->dact + net->act_off[i], 0, (size_t)nd->c * n * nd->h * nd->w * sizeof(float));
     }
     softmax_ce_backward(net->dact + net->act_off[a->n_nodes - 1], net->probs, labels, n,
@@ -290,14 +316,18 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             break;
         case OP_BN: {
             const float *sv = net->saved + net->saved_off[i];
-            if (dinp || dw)
-                bn_backward(dinp, dw, net->grad + net->params[pi + 1].offset, dout, inp, sv,
-                            sv + nd->c, w, nd->c, (int)m,
-                            net->bn_reduce.fn ? &net->bn_reduce : NULL);
+            const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
+            float *db = net->grad + net->params[pi + 1].offset;
+            if (net_bn_fused(a, i))
+                bn_relu_backward(dinp, dw, db, net->dact + net->act_off[i + 1],
+                                 net->act + net->act_off[i + 1], inp, sv, sv + nd->c, w, nd->c,
+                                 (int)m, red);
+            else
+                bn_backward(dinp, dw, db, dout, inp, sv, sv + nd->c, w, nd->c, (int)m, red);
             break;
         }
         case OP_RELU:
-            if (dinp) relu_backward(dinp, dout, out, m * nd->c);
+            if (dinp && !net_bn_fused(a, nd->in[0])) relu_backward(dinp, dout, out, m * nd->c);
             break;
         case OP_ADD: {
             const Node *q = &a->nodes[nd->in[1]];

@@ -42,3 +42,29 @@ void par_run(int T, void (*fn)(void *ctx, int t, int T), void *ctx)
         else fn(ctx, t, T); /* no thread: do its share here */
     }
 }
+
+typedef struct {
+    void (*fn)(void *ctx, int lo, int hi);
+    void *ctx;
+    int n;
+} ParFor;
+
+static void par_for_worker(void *arg, int t, int T)
+{
+    const ParFor *f = arg;
+    int lo = (int)((long long)f->n * t / T), hi = (int)((long long)f->n * (t + 1) / T);
+    if (lo < hi) f->fn(f->ctx, lo, hi);
+}
+
+void par_for(int n, long long work_floats, void (*fn)(void *ctx, int lo, int hi), void *ctx)
+{
+    if (n <= 0) return;
+    int T = work_floats < PAR_MIN_FLOATS ? 1 : par_threads();
+    if (T > n) T = n;
+    if (T <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    ParFor f = {fn, ctx, n};
+    par_run(T, par_for_worker, &f);
+}
