@@ -1,0 +1,113 @@
+/* Fused BN+ReLU kernels against BN followed by ReLU, the threaded BN/elementwise kernels against their single-thread results, and the threaded add. */
+#include "harness.h"
+#include "layers_testutil.h"
+#include "legr/layers.h"
+#include "legr/util.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { C = 5, M = 20011 }; /* C*M > the threading threshold; M odd for the vector tails */
+
+static double max_rel(const float *a, const float *b, long long n)
+{
+    double w = 0.0;
+    for (long long i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (fabs((double)b[i]) + 1e-3);
+        if (e > w) w = e;
+    }
+    return w;
+}
+
+/* Everything one pass computes, fused or composed. */
+typedef struct {
+    float out[C * M], dx[C * M];
+    float mean[C], rstd[C], rm[C], rv[C], dg[C], db[C];
+    float eval_out[C * M];
+} Result;
+
+static float x[C * M], dy[C * M], gamma_[C], beta_[C];
+
+static void run(Result *r, int fused)
+{
+    static float bn_out[C * M], dbn[C * M];
+    for (int c = 0; c < C; c++) {
+        r->rm[c] = 0.1f * c;
+        r->rv[c] = 1.0f + 0.2f * c;
+        r->dg[c] = r->db[c] = 0.5f;
+    }
+    for (long long i = 0; i < C * M; i++) r->dx[i] = 0.25f;
+    if (fused) {
+        bn_relu_forward_train(r->out, r->mean, r->rstd, r->rm, r->rv, x, gamma_, beta_, C, M,
+                              0.1f, 1e-5f, NULL);
+        bn_relu_backward(r->dx, r->dg, r->db, dy, r->out, x, r->mean, r->rstd, gamma_, C, M, NULL);
+        bn_relu_forward_eval(r->eval_out, x, gamma_, beta_, r->rm, r->rv, C, M, 1e-5f);
+        return;
+    }
+    bn_forward_train(bn_out, r->mean, r->rstd, r->rm, r->rv, x, gamma_, beta_, C, M, 0.1f, 1e-5f,
+                     NULL);
+    relu_forward(r->out, bn_out, (long long)C * M);
+    memset(dbn, 0, sizeof dbn);
+    relu_backward(dbn, dy, r->out, (long long)C * M);
+    bn_backward(r->dx, r->dg, r->db, dbn, x, r->mean, r->rstd, gamma_, C, M, NULL);
+    bn_forward_eval(bn_out, x, gamma_, beta_, r->rm, r->rv, C, M, 1e-5f);
+    relu_forward(r->eval_out, bn_out, (long long)C * M);
+}
+
+static void compare(const char *what, const Result *a, const Result *b, double tol)
+{
+    const struct {
+        const char *name;
+        const float *p, *q;
+        long long n;
+    } t[] = {
+        {"out", a->out, b->out, C * M},       {"dinp", a->dx, b->dx, C * M},
+        {"save_mean", a->mean, b->mean, C},   {"save_rstd", a->rstd, b->rstd, C},
+        {"running_mean", a->rm, b->rm, C},    {"running_var", a->rv, b->rv, C},
+        {"dgamma", a->dg, b->dg, C},          {"dbeta", a->db, b->db, C},
+        {"eval out", a->eval_out, b->eval_out, C * M},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        double e = max_rel(t[i].p, t[i].q, t[i].n);
+        EXPECT(e <= tol, "%s: %s differs by %.3g (relative)", what, t[i].name, e);
+    }
+}
+
+int main(void)
+{
+    Rng r;
+    rng_init(&r, 11, 5);
+    tu_fill_uniform(&r, x, C * M, -2, 3);
+    tu_fill_uniform(&r, dy, C * M, -1, 1);
+    tu_fill_uniform(&r, gamma_, C, 0.5, 1.5);
+    tu_fill_uniform(&r, beta_, C, -0.5, 0.5);
+    static Result fused1, comp1, fused2, comp2;
+    openblas_set_num_threads(1);
+    run(&fused1, 1);
+    run(&comp1, 0);
+    openblas_set_num_threads(2);
+    run(&fused2, 1);
+    run(&comp2, 0);
+    long long zeros = 0;
+    for (long long i = 0; i < C * M; i++) zeros += comp1.out[i] == 0.0f;
+    EXPECT(zeros > C * M / 10 && zeros < C * M * 9 / 10, "ReLU masks %lld of %d values", zeros,
+           C * M);
+    compare("fused vs BN then ReLU, 1 thread", &fused1, &comp1, 1e-5);
+    compare("fused vs BN then ReLU, 2 threads", &fused2, &comp2, 1e-5);
+    /* Threads split rows or chunks, never a sum: results are bit-identical. */
+    EXPECT(memcmp(&fused1, &fused2, sizeof fused1) == 0, "fused kernels differ with 2 threads");
+    EXPECT(memcmp(&comp1, &comp2, sizeof comp1) == 0, "BN/ReLU kernels differ with 2 threads");
+
+    /* The residual add, forward and backward, over the threaded chunks (2 threads set above). */
+    static float sum[C * M], da[C * M], db[C * M];
+    add_forward(sum, x, dy, (long long)C * M);
+    for (long long i = 0; i < C * M; i++) da[i] = db[i] = 1.0f;
+    add_backward(da, db, dy, (long long)C * M);
+    long long bad = 0;
+    for (long long i = 0; i < C * M; i++)
+        bad += sum[i] != x[i] + dy[i] || da[i] != 1.0f + dy[i] || db[i] != 1.0f + dy[i];
+    EXPECT(bad == 0, "add forward/backward wrong at %lld positions", bad);
+    return harness_finish("test_bn_relu");
+}
