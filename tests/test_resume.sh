@@ -100,7 +100,11 @@ n_stop=$(h5_history_len "$T/runs/usr1/search.h5")
 h5_history "$T/runs/usr1/search.h5" >"$T/usr1.txt"
 head -n "$n_stop" "$T/ref.txt" | cmp -s - "$T/usr1.txt" || fail "SIGUSR1: history is not a prefix of the reference"
 
-# 4. Broken checkpoints: truncated, and not HDF5 at all.
+# 4. Broken checkpoints: missing, truncated, and not HDF5 at all.
+legr_run 60 "$T/missing" --resume "$T/no-such-checkpoint.h5" "$T/ref.cfg"
+expect_rc 3 "$T/missing" "missing checkpoint"
+expect_grep "$T/no-such-checkpoint.h5" "$T/missing.err" "missing checkpoint: file named"
+
 size=$(stat -c %s "$T/runs/ref/search.h5")
 head -c $((size / 2)) "$T/runs/ref/search.h5" >"$T/truncated.h5"
 legr_run 60 "$T/trunc" --resume "$T/truncated.h5" "$T/ref.cfg"
