@@ -25,7 +25,7 @@ def steps(path):
     out = []
     for line in open(path):
         ev = json.loads(line)
-        if ev.get("event") == "pretrain_step":
+        if ev.get("event") == "train_step" and ev.get("stage") == "pretrain":
             out.append((ev["epoch"], ev["step"], ev["loss"]))
     return out
 

@@ -59,8 +59,8 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                     format_duration(el / (step + 1) * (total - step - 1), eta, sizeof eta));
             if (p->jsonl)
                 fprintf(p->jsonl,
-                        "{\"event\":\"%s_step\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
-                        "\"lr\":%.6g,\"img_per_s\":%.1f}\n",
+                        "{\"event\":\"train_step\",\"stage\":\"%s\",\"epoch\":%d,\"step\":%lld,"
+                        "\"loss\":%.6f,\"lr\":%.6g,\"img_per_s\":%.1f}\n",
                         p->tag, epoch + 1, step + 1, epoch_loss / epoch_steps, lr, ips);
         }
         if (epoch_done) {
@@ -71,7 +71,7 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                         p->tag, epoch + 1, last_epoch_loss, r.loss, 100.0 * r.acc);
                 if (p->jsonl) {
                     fprintf(p->jsonl,
-                            "{\"event\":\"%s_epoch\",\"epoch\":%d,\"train_loss\":%.6f,"
+                            "{\"event\":\"train_epoch\",\"stage\":\"%s\",\"epoch\":%d,\"train_loss\":%.6f,"
                             "\"test_loss\":%.6f,\"test_acc\":%.6f,\"seconds\":%.2f}\n",
                             p->tag, epoch + 1, last_epoch_loss, r.loss, r.acc, time_now() - t0);
                     fflush(p->jsonl);
