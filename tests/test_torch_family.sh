@@ -15,8 +15,10 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 tool="$PYTHON $LEGR_SRC/tools/legr_torch.py --threads 1"
 # Sanitizer builds run several times slower: a smaller subset keeps them within the time limit.
-train_limit=3000 test_limit=1000
-if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then train_limit=1000 test_limit=500; fi
+train_limit=3000 test_limit=1000 limit=120
+if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+    train_limit=500 test_limit=250 limit=240
+fi
 
 cat >"$dir/job.cfg" <<EOF
 run: { name = "fam"; seed = 5; out_dir = "$dir/runs"; log_every = 100; };
@@ -28,7 +30,7 @@ search: { population = 4; sample = 2; evaluations = 6; tau = 5; val_limit = 200;
 family: { flops = [0.6, 0.4]; epochs = 1; baselines = ["identity"]; latency_repeats = 3; };
 EOF
 rc=0
-"$MPIEXEC" --oversubscribe --timeout 120 -np 2 "$LEGR_BIN" "$dir/job.cfg" 2>"$dir/run.log" || rc=$?
+"$MPIEXEC" --oversubscribe --timeout "$limit" -np 2 "$LEGR_BIN" "$dir/job.cfg" 2>"$dir/run.log" || rc=$?
 if [[ $rc != 0 ]]; then
     tail -20 "$dir/run.log"
     echo "FAIL: legr-mpi exited $rc"
