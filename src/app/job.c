@@ -385,7 +385,7 @@ static int stage_prune(Job *job, const Net *base)
         code = agree(job, err.code, &err);
     if (code == 0 && job->cfg.search.enabled)
         code = stage_search(job, base, &g, norm, alpha, kappa);
-    if (code == 0 && job->cfg.family.enabled)
+    if (code == 0 && job->cfg.family.enabled && job->opts->stop_after != JOB_STOP_SEARCH)
         code = job_family(job, base, &g, norm, job->cfg.search.enabled ? alpha : NULL,
                           job->cfg.search.enabled ? kappa : NULL);
     free(alpha);
@@ -435,7 +435,8 @@ int job_run(const JobOptions *opts, const Dist *d)
         Net base;
         memset(&base, 0, sizeof base);
         if (code == 0) code = stage_base(&job, &base);
-        if (code == 0 && (job.cfg.search.enabled || job.cfg.family.enabled))
+        if (code == 0 && opts->stop_after != JOB_STOP_PRETRAIN &&
+            (job.cfg.search.enabled || job.cfg.family.enabled))
             code = stage_prune(&job, &base);
         net_free(&base);
     }

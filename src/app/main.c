@@ -19,7 +19,12 @@ static void print_usage(FILE *f)
             "  --dry-run        print the resolved config, the network layer by layer with its\n"
             "                   FLOPs and parameters, the prune groups and a work estimate;\n"
             "                   read no data and run nothing\n"
-            "  --resume FILE    continue the search saved in checkpoint FILE (search.h5)\n"
+            "  --resume FILE    continue the search saved in checkpoint FILE (search.h5); a\n"
+            "                   finished search goes on to the family\n"
+            "  --stop-after STAGE\n"
+            "                   end (exit 0) after STAGE: 'pretrain' (base.h5 written) or\n"
+            "                   'search' (search.h5 finished), e.g. to run the family as a\n"
+            "                   separate job\n"
             "  --help           this text\n"
             "  --version        the program version\n"
             "\n"
@@ -31,7 +36,7 @@ static void print_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    JobOptions opts = {NULL, NULL, 0};
+    JobOptions opts = {NULL, NULL, 0, JOB_STOP_NONE};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -42,6 +47,15 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--dry-run")) {
             opts.dry_run = 1;
+        } else if (!strcmp(a, "--stop-after")) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (!strcmp(v, "pretrain")) opts.stop_after = JOB_STOP_PRETRAIN;
+            else if (!strcmp(v, "search")) opts.stop_after = JOB_STOP_SEARCH;
+            else {
+                fprintf(stderr, "legr-mpi: error: --stop-after needs 'pretrain' or 'search', "
+                        "not '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--resume")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "legr-mpi: error: --resume needs a checkpoint file\n");
