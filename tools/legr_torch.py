@@ -13,8 +13,8 @@ The network is built from the stored architecture table (/arch/nodes, /arch/chan
 a hand-written ResNet: any DAG of the node kinds legr-mpi writes can be rebuilt. PyTorch
 state_dict names are the stored tensor names (docs/FORMAT.md).
 
-The reference top-1 is the level's `test_top1` attribute; for the base (which the family file
-stores without accuracy) and for plain model files it is the last "base" event of log.jsonl
+The reference top-1 is the level's (or /base's) `test_top1` attribute; for plain model files it
+is the last "base" event of log.jsonl
 beside the file, when there is one.
 
 Exit codes: 0 agreement (or nothing to compare with); 1 an accuracy differs by more than
@@ -341,7 +341,9 @@ def export_onnx(net, shape, out):
 
 def family_targets(f, args):
     """[(description, group, stored top-1 or None)] of the networks a family run asks for."""
-    base = ("base", f["base"], base_top1_from_log(args.file))
+    b = f["base"]
+    base = ("base", b, float(b.attrs["test_top1"]) if "test_top1" in b.attrs
+            else base_top1_from_log(args.file))
     levels = []
     for k in sorted(f["levels"]) if "levels" in f else []:
         g = f["levels"][k]

@@ -72,6 +72,7 @@ typedef struct {
     int test_images;      /* the first test_images of the test set */
     int channels;
     const float *norm_mean, *norm_std; /* per channel, applied to pixel/255 */
+    double base_loss, base_acc;        /* the base network on that test set */
 } FamilyData;
 
 FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *alpha,

@@ -194,8 +194,14 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
     if (rank == 0) {
         char path[1200];
         snprintf(path, sizeof path, "%s/family.h5", job->out_dir);
+        /* A batch-1 copy of the base: for the file and to rebuild each level's shell. */
+        Net base1;
+        CHECK(net_build(&base1, &base->arch, 1, &err) == 0, "base copy: %s", err.msg);
+        memcpy(base1.param, base->param, base->n_param_floats * sizeof(float));
+        memcpy(base1.buf, base->buf, base->n_buf_floats * sizeof(float));
+        EvalResult br = train_evaluate(&base1, &job->test, job->test_idx, job->n_test, &job->norm);
         FamilyData fd = {cfg_dataset_names[c->data.dataset], c->data.dir, job->n_test,
-                         job->test.c, job->norm.mean, job->norm.std};
+                         job->test.c, job->norm.mean, job->norm.std, br.loss, br.acc};
         FamilyWriter *w = h5_family_begin(path, base, alpha, kappa, g->n_convs, &fd,
                                           job->config_text, &err);
         if (!w) code = err.code;
@@ -204,12 +210,7 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
         for (int j = 0; j < n_jobs; j++) {
             /* A batch-1 shell of the level's architecture receives its tensors. */
             Net shell;
-            Net base1;
-            net_build(&base1, &base->arch, 1, &err);
-            memcpy(base1.param, base->param, base->n_param_floats * sizeof(float));
-            memcpy(base1.buf, base->buf, base->n_buf_floats * sizeof(float));
             CHECK(prune_apply(&base1, &masks[j], &shell, &err) == 0, "family shell: %s", err.msg);
-            net_free(&base1);
             if (j % size != 0) {
                 dist_recv(&stats[j], sizeof(LevelStats), j % size, TAG_LEVEL);
                 dist_recv(shell.param, shell.n_param_floats * sizeof(float), j % size, TAG_LEVEL);
@@ -235,6 +236,7 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
         }
         if (w && code == 0 && h5_family_commit(w, &err) != 0) code = err.code;
         else if (w && code != 0) h5_family_discard(w);
+        net_free(&base1);
         if (code == 0) fprintf(stderr, "\nfamily: wrote %s\n", path);
         else fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
     }

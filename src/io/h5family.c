@@ -43,6 +43,10 @@ FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *a
     hid_t g = H5Gcreate2(w->fid, "base", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = g < 0 ? err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot create /base")
                    : h5u_write_model(g, base, err);
+    if (rc == 0)
+        rc = h5u_set_attr(g, ".", "test_loss", H5T_NATIVE_DOUBLE, &data->base_loss, err) ||
+                     h5u_set_attr(g, ".", "test_top1", H5T_NATIVE_DOUBLE, &data->base_acc, err)
+                 ? -1 : 0;
     if (g >= 0) H5Gclose(g);
     if (rc == 0 && alpha) {
         hid_t s = H5Gcreate2(w->fid, "search", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
