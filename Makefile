@@ -6,12 +6,16 @@ CFG ?= configs/fmnist-quick.cfg
 MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 CTEST_ARGS ?= --output-on-failure -j2
 
-.PHONY: all deps build build-asan demo test test-release test-asan bench clean
+.PHONY: all deps deps-test build build-asan demo test test-release test-asan bench clean
 
 all: build
 
 deps:
 	@bash tools/install-deps.sh
+
+# The tests also bring up a single-node SLURM on localhost (tests/test_slurm.sh).
+deps-test:
+	@bash tools/install-deps.sh --slurm
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -26,7 +30,7 @@ demo: build
 	$(MPIRUN_ENV) mpirun --oversubscribe -np $(NP) $(BUILD)/legr-mpi $(CFG)
 
 # The suite twice: an optimised build, then AddressSanitizer + UndefinedBehaviorSanitizer.
-test: test-release test-asan
+test: deps-test test-release test-asan
 
 test-release: build
 	ctest --test-dir $(BUILD) $(CTEST_ARGS)
