@@ -3,7 +3,7 @@
 # Usage: tools/install-deps.sh [--slurm]   (--slurm adds a single-node SLURM for the jobs/ test)
 set -euo pipefail
 
-pkgs=(gcc g++ make cmake pkg-config
+pkgs=(gcc make cmake pkg-config
       openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev hdf5-tools libconfig-dev zlib1g-dev
       librandom123-dev dataset-fashion-mnist
       python3-numpy python3-h5py python3-torch python3-matplotlib)
