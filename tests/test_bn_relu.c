@@ -1,8 +1,9 @@
-/* Fused BN+ReLU kernels against BN followed by ReLU, the threaded BN/elementwise kernels against their single-thread results, and the threaded add. */
+/* Fused BN+ReLU kernels against BN followed by ReLU, the threaded BN/elementwise kernels against their single-thread results, the threaded add, and the overwriting backward forms. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
 #include "legr/util.h"
+#include "../src/nn/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -109,5 +110,37 @@ int main(void)
     for (long long i = 0; i < C * M; i++)
         bad += sum[i] != x[i] + dy[i] || da[i] != 1.0f + dy[i] || db[i] != 1.0f + dy[i];
     EXPECT(bad == 0, "add forward/backward wrong at %lld positions", bad);
+
+    /* Overwriting forms == accumulating into zeros, whatever the buffer held before. */
+    static float acc[C * M], set[C * M], acc2[C * M], set2[C * M];
+    float dg1[C] = {0}, db1[C] = {0}, dg2[C] = {0}, db2[C] = {0};
+    for (int fusedbn = 0; fusedbn < 2; fusedbn++) {
+        const float *mask = fusedbn ? fused1.out : NULL;
+        memset(acc, 0, sizeof acc);
+        for (long long i = 0; i < C * M; i++) set[i] = NAN;
+        if (fusedbn)
+            bn_relu_backward(acc, dg1, db1, dy, mask, x, fused1.mean, fused1.rstd, gamma_, C, M,
+                             NULL);
+        else
+            bn_backward(acc, dg1, db1, dy, x, fused1.mean, fused1.rstd, gamma_, C, M, NULL);
+        bn_backward_set(set, dg2, db2, dy, mask, x, fused1.mean, fused1.rstd, gamma_, C, M, NULL);
+        EXPECT(memcmp(acc, set, sizeof acc) == 0, "bn_backward_set (mask %d) != accumulate", fusedbn);
+        EXPECT(memcmp(dg1, dg2, sizeof dg1) == 0 && memcmp(db1, db2, sizeof db1) == 0,
+               "bn_backward_set (mask %d): dgamma/dbeta differ", fusedbn);
+    }
+    memset(acc, 0, sizeof acc);
+    for (long long i = 0; i < C * M; i++) set[i] = NAN;
+    relu_backward(acc, dy, x, (long long)C * M);
+    relu_backward_set(set, dy, x, (long long)C * M);
+    EXPECT(memcmp(acc, set, sizeof acc) == 0, "relu_backward_set != accumulate into zeros");
+    for (long long i = 0; i < C * M; i++) {
+        acc[i] = 0.0f;
+        set[i] = NAN;
+        acc2[i] = set2[i] = 2.0f;
+    }
+    add_backward(acc, acc2, dy, (long long)C * M);
+    add_backward_set(set, set2, dy, (long long)C * M, 1, 0);
+    EXPECT(memcmp(acc, set, sizeof acc) == 0 && memcmp(acc2, set2, sizeof acc2) == 0,
+           "add_backward_set (set a, accumulate b) differs");
     return harness_finish("test_bn_relu");
 }

@@ -1,8 +1,9 @@
-/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs, grouped sgemm) against the naive forward and backward references, with 1 and 2 engine threads. */
+/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the BN/ReLU epilogue against separate passes. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
 #include "legr/util.h"
+#include "../src/nn/kernels.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -84,6 +85,29 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     expect_close(what, "out", 0, y, yr, yb, ny, kc);
     expect_close(what, "dinp", 1, dx, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
     expect_close(what, "dweight", 2, dw, dwr, dwb, nw, (double)s->N * OH * OW);
+
+    /* Eval BN (+ ReLU) as the conv's epilogue == conv, then bn_forward_eval, then ReLU. */
+    {
+        float *g = xalloc_floats(4 * (size_t)s->OC);
+        float *beta = g + s->OC, *mean = g + 2 * s->OC, *var = g + 3 * s->OC;
+        float *scale = xalloc_floats((size_t)s->OC);
+        tu_fill_uniform(r, g, s->OC, 0.5, 1.5);
+        tu_fill_uniform(r, beta, s->OC, -0.5, 0.5);
+        tu_fill_uniform(r, mean, s->OC, -0.3, 0.3);
+        tu_fill_uniform(r, var, s->OC, 0.5, 2);
+        for (int c = 0; c < s->OC; c++) scale[c] = (float)(g[c] / sqrt((double)var[c] + 1e-5f));
+        for (int relu = 0; relu < 2; relu++) {
+            bn_forward_eval(yb, y, g, beta, mean, var, s->OC, (int)(ny / s->OC), 1e-5f);
+            if (relu) relu_forward(yb, yb, ny);
+            conv_forward_affine(yr, ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
+                                s->G, mean, scale, beta, relu);
+            EXPECT(memcmp(yr, yb, (size_t)ny * sizeof(float)) == 0,
+                   "%s: conv with BN%s epilogue differs from the separate passes", what,
+                   relu ? "+ReLU" : "");
+        }
+        free(g);
+        free(scale);
+    }
 
     /* dinp == NULL is allowed and must leave dweight identical. */
     float *dw2 = xalloc_floats(nw);

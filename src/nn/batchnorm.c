@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels.h"
 #include "parallel.h"
 
 /* Channels per cross-replica reduction: statistics travel in a stack buffer of 2*BN_CHUNK+1
@@ -114,7 +115,7 @@ typedef struct {
     const float *inp, *dout, *mask;
     const float *mean, *scale, *shift; /* per channel (affine pass) */
     double *buf;                       /* [sums | second sums] of the current chunk */
-    int c0, nc, M, relu;
+    int c0, nc, M, relu; /* relu: affine pass clamps; dx pass: overwrite dinp */
     const float *save_mean, *save_rstd, *gamma;
     float *dinp;
     const double *mean_dy, *mean_dyx;
@@ -264,12 +265,24 @@ static void bn_dx_range(void *ctx, int lo, int hi)
         const float *dy = b->dout + o;
         const float *x = b->inp + o;
         float *dx = b->dinp + o;
+        /* dx = acc * dx + ...: acc is 1 (accumulate) or 0 (overwrite; 0 * dx would keep a NaN
+         * of a stale buffer, so the two cases are separate loops). */
         if (b->mask) {
             const float *m = b->mask + o;
-            for (int j = 0; j < b->M; j++) {
-                float g = m[j] > 0.0f ? dy[j] : 0.0f;
-                dx[j] += k * (g - mean_dy - (x[j] - mean) * rstd * mean_dyx);
+            if (b->relu) {
+                for (int j = 0; j < b->M; j++) {
+                    float g = m[j] > 0.0f ? dy[j] : 0.0f;
+                    dx[j] = k * (g - mean_dy - (x[j] - mean) * rstd * mean_dyx);
+                }
+            } else {
+                for (int j = 0; j < b->M; j++) {
+                    float g = m[j] > 0.0f ? dy[j] : 0.0f;
+                    dx[j] += k * (g - mean_dy - (x[j] - mean) * rstd * mean_dyx);
+                }
             }
+        } else if (b->relu) {
+            for (int j = 0; j < b->M; j++)
+                dx[j] = k * (dy[j] - mean_dy - (x[j] - mean) * rstd * mean_dyx);
         } else {
             for (int j = 0; j < b->M; j++)
                 dx[j] += k * (dy[j] - mean_dy - (x[j] - mean) * rstd * mean_dyx);
@@ -291,7 +304,7 @@ static void bn_dx_range(void *ctx, int lo, int hi)
 static void bn_backward_any(float *dinp, float *dgamma, float *dbeta, const float *dout,
                             const float *mask, const float *inp, const float *save_mean,
                             const float *save_rstd, const float *gamma, int C, int M,
-                            const BnReduce *red)
+                            const BnReduce *red, int overwrite)
 {
     double buf[2 * BN_CHUNK + 1];
     double mdy[BN_CHUNK], mdyx[BN_CHUNK];
@@ -300,7 +313,7 @@ static void bn_backward_any(float *dinp, float *dgamma, float *dbeta, const floa
         int nc = C - c0 < BN_CHUNK ? C - c0 : BN_CHUNK;
         BnPass b = {.inp = inp, .dout = dout, .mask = mask, .buf = buf, .c0 = c0, .nc = nc, .M = M,
                     .save_mean = save_mean, .save_rstd = save_rstd, .gamma = gamma,
-                    .dinp = dinp, .mean_dy = mdy, .mean_dyx = mdyx};
+                    .dinp = dinp, .mean_dy = mdy, .mean_dyx = mdyx, .relu = overwrite};
         par_for(nc, work, bn_grad_sums_range, &b);
         for (int i = 0; i < nc; i++) {
             dbeta[c0 + i] += (float)buf[i];
@@ -322,7 +335,8 @@ void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, co
                  const float *save_mean, const float *save_rstd, const float *gamma, int C, int M,
                  const BnReduce *red)
 {
-    bn_backward_any(dinp, dgamma, dbeta, dout, NULL, inp, save_mean, save_rstd, gamma, C, M, red);
+    bn_backward_any(dinp, dgamma, dbeta, dout, NULL, inp, save_mean, save_rstd, gamma, C, M, red,
+                    0);
 }
 
 void bn_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -330,5 +344,14 @@ void bn_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dou
                       const float *save_rstd, const float *gamma, int C, int M,
                       const BnReduce *red)
 {
-    bn_backward_any(dinp, dgamma, dbeta, dout, out, inp, save_mean, save_rstd, gamma, C, M, red);
+    bn_backward_any(dinp, dgamma, dbeta, dout, out, inp, save_mean, save_rstd, gamma, C, M, red,
+                    0);
+}
+
+void bn_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                     const float *mask, const float *inp, const float *save_mean,
+                     const float *save_rstd, const float *gamma, int C, int M, const BnReduce *red)
+{
+    bn_backward_any(dinp, dgamma, dbeta, dout, mask, inp, save_mean, save_rstd, gamma, C, M, red,
+                    1);
 }

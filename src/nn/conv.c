@@ -2,6 +2,7 @@
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "gemm_tile.h"
+#include "kernels.h"
 #include "parallel.h"
 #include "sgemm.h"
 
@@ -113,6 +114,27 @@ void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K
     col2im_strided_acc(dinp, (size_t)N * H * W, col, ncols, N, C, H, W, K, S, P);
 }
 
+/* An eval-mode BN (and ReLU) applied to a conv's output while it is still in cache:
+ * y = (y - mean[oc]) * scale[oc] + shift[oc], then max(y, 0) when relu. */
+typedef struct {
+    const float *mean, *scale, *shift;
+    int relu;
+} ConvEpilogue;
+
+/* Apply channel oc's epilogue to n floats (the same arithmetic as bn_forward_eval and relu). */
+static void conv_epilogue_row(float *o, size_t n, const ConvEpilogue *ep, int oc)
+{
+    float mu = ep->mean[oc], sc = ep->scale[oc], sh = ep->shift[oc];
+    if (ep->relu) {
+        for (size_t i = 0; i < n; i++) {
+            float v = (o[i] - mu) * sc + sh;
+            o[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) o[i] = (o[i] - mu) * sc + sh;
+    }
+}
+
 /*
  * Ungrouped convolutions run blocked over whole images: a block of nimg images has
  * cols = nimg*OH*OW output pixels, and its im2col slice colb (KC x cols) is sized to stay in a
@@ -139,7 +161,7 @@ typedef struct {
     const float *dout;   /* backward */
     float *dinp;         /* backward, may be NULL */
     float *dweight;      /* backward: accumulated directly when T == 1 */
-    int T;
+    const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
 } ConvPlan;
 
 /* Block sizes and workspace layout; depend on the shape only (never on the thread count). */
@@ -192,6 +214,9 @@ static void conv_forward_worker(void *ctx, int t, int T)
         /* M = OC filters, N = cols pixels of this block, K = KC taps. */
         GtRows rows = {colb, p->ldb, 0, 0, 1};
         gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + n0 * oplane, np);
+        if (p->ep)
+            for (int oc = 0; oc < p->OC; oc++)
+                conv_epilogue_row(p->out + oc * np + n0 * oplane, (size_t)cols, p->ep, oc);
     }
 }
 
@@ -255,6 +280,7 @@ typedef struct {
     float *out;
     const float *inp, *dout;
     float *dinp, *dweight;
+    const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
 } ShiftPlan;
 
 enum { SHIFT_BLOCK_FLOATS = 3 << 16 }; /* target size of a block's input + output grids */
@@ -334,6 +360,7 @@ static void shift_store(const ShiftPlan *p, float *dst, const float *t, int nch,
                     for (int w = 0; w < p->W; w++) o[w] += src[w];
                 } else {
                     for (int w = 0; w < p->W; w++) o[w] = src[w];
+                    if (p->ep) conv_epilogue_row(o, (size_t)p->W, p->ep, c);
                 }
             }
         }
@@ -410,10 +437,11 @@ static void conv_pack_flipped(float *ap, const float *weight, int C, int OC, int
 }
 
 static void conv_shift_forward(float *out, float *ws, const float *inp, const float *weight, int N,
-                               int C, int H, int W, int OC, int K, int P)
+                               int C, int H, int W, int OC, int K, int P, const ConvEpilogue *ep)
 {
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
+    p.ep = ep;
     p.ap = ws;
     p.work = ws + p.packed;
     p.out = out;
@@ -498,16 +526,20 @@ static void conv_forward_grouped(float *out, float *col, const float *inp, const
     }
 }
 
-void conv_forward(float *out, float *col, const float *inp, const float *weight,
-                  int N, int C, int H, int W, int OC, int K, int S, int P, int G)
+static void conv_forward_ep(float *out, float *col, const float *inp, const float *weight, int N,
+                            int C, int H, int W, int OC, int K, int S, int P, int G,
+                            const ConvEpilogue *ep)
 {
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
     if (G > 1) {
         conv_forward_grouped(out, col, inp, weight, N, C, H, W, OC, K, S, P, G);
+        size_t np = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
+        if (ep)
+            for (int oc = 0; oc < OC; oc++) conv_epilogue_row(out + oc * np, np, ep, oc);
         return;
     }
     if (conv_is_same_s1(K, S, P)) {
-        conv_shift_forward(out, col, inp, weight, N, C, H, W, OC, K, P);
+        conv_shift_forward(out, col, inp, weight, N, C, H, W, OC, K, P, ep);
         return;
     }
     ConvPlan p;
@@ -516,8 +548,23 @@ void conv_forward(float *out, float *col, const float *inp, const float *weight,
     p.work = col + p.packed;
     p.out = out;
     p.inp = inp;
+    p.ep = ep;
     gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
     par_run(conv_plan_threads(&p), conv_forward_worker, &p);
+}
+
+void conv_forward(float *out, float *col, const float *inp, const float *weight,
+                  int N, int C, int H, int W, int OC, int K, int S, int P, int G)
+{
+    conv_forward_ep(out, col, inp, weight, N, C, H, W, OC, K, S, P, G, NULL);
+}
+
+void conv_forward_affine(float *out, float *col, const float *inp, const float *weight, int N,
+                         int C, int H, int W, int OC, int K, int S, int P, int G,
+                         const float *mean, const float *scale, const float *shift, int relu)
+{
+    ConvEpilogue ep = {mean, scale, shift, relu};
+    conv_forward_ep(out, col, inp, weight, N, C, H, W, OC, K, S, P, G, &ep);
 }
 
 /* Grouped: dW_g += dout_g (OC/G, NP) x col_g^T (NP, KC); dcol_g (KC, NP) = W_g^T (KC, OC/G) x

@@ -2,7 +2,9 @@
 #include "legr/layers.h"
 
 #include <stddef.h>
+#include <string.h>
 
+#include "kernels.h"
 #include "parallel.h"
 
 /* Work is cut into chunks of ELT_CHUNK floats that par_for hands out in contiguous ranges. */
@@ -12,6 +14,7 @@ typedef struct {
     float *out, *out2;
     const float *a, *b;
     long long n;
+    int set; /* backward: overwrite instead of accumulate */
 } EltArgs;
 
 static void elt_range(const EltArgs *e, int lo, int hi, long long *i0, long long *i1)
@@ -34,7 +37,7 @@ static void relu_forward_range(void *ctx, int lo, int hi)
 
 void relu_forward(float *out, const float *inp, long long n)
 {
-    EltArgs e = {out, NULL, inp, NULL, n};
+    EltArgs e = {out, NULL, inp, NULL, n, 0};
     par_for(elt_chunks(n), n, relu_forward_range, &e);
 }
 
@@ -45,7 +48,10 @@ static void relu_backward_range(void *ctx, int lo, int hi)
     elt_range(e, lo, hi, &i0, &i1);
     float *dinp = e->out;
     const float *dout = e->a, *out = e->b;
-    for (long long i = i0; i < i1; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+    if (e->set)
+        for (long long i = i0; i < i1; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    else
+        for (long long i = i0; i < i1; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 /* dinp += dout where the forward output was positive; out > 0 iff inp > 0, so the saved output
@@ -53,7 +59,13 @@ static void relu_backward_range(void *ctx, int lo, int hi)
 void relu_backward(float *dinp, const float *dout, const float *out, long long n)
 {
     if (!dinp) return;
-    EltArgs e = {dinp, NULL, dout, out, n};
+    EltArgs e = {dinp, NULL, dout, out, n, 0};
+    par_for(elt_chunks(n), n, relu_backward_range, &e);
+}
+
+void relu_backward_set(float *dinp, const float *dout, const float *out, long long n)
+{
+    EltArgs e = {dinp, NULL, dout, out, n, 1};
     par_for(elt_chunks(n), n, relu_backward_range, &e);
 }
 
@@ -69,7 +81,7 @@ static void add_forward_range(void *ctx, int lo, int hi)
 
 void add_forward(float *out, const float *a, const float *b, long long n)
 {
-    EltArgs e = {out, NULL, a, b, n};
+    EltArgs e = {out, NULL, a, b, n, 0};
     par_for(elt_chunks(n), n, add_forward_range, &e);
 }
 
@@ -80,15 +92,25 @@ static void add_backward_range(void *ctx, int lo, int hi)
     elt_range(e, lo, hi, &i0, &i1);
     float *da = e->out, *db = e->out2;
     const float *dout = e->a;
-    if (da)
+    if (da && (e->set & 1))
+        memcpy(da + i0, dout + i0, (size_t)(i1 - i0) * sizeof(float));
+    else if (da)
         for (long long i = i0; i < i1; i++) da[i] += dout[i];
-    if (db)
+    if (db && (e->set & 2))
+        memcpy(db + i0, dout + i0, (size_t)(i1 - i0) * sizeof(float));
+    else if (db)
         for (long long i = i0; i < i1; i++) db[i] += dout[i];
 }
 
 /* da += dout, db += dout; either may be NULL (not needed). */
 void add_backward(float *da, float *db, const float *dout, long long n)
 {
-    EltArgs e = {da, db, dout, NULL, n};
+    EltArgs e = {da, db, dout, NULL, n, 0};
+    par_for(elt_chunks(n), n, add_backward_range, &e);
+}
+
+void add_backward_set(float *da, float *db, const float *dout, long long n, int set_a, int set_b)
+{
+    EltArgs e = {da, db, dout, NULL, n, (set_a ? 1 : 0) | (set_b ? 2 : 0)};
     par_for(elt_chunks(n), n, add_backward_range, &e);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "legr/rng.h"
+#include "kernels.h"
 
 /* Append a tensor spec to a table; returns its index. */
 static int spec_push(ParamSpec **tab, int *n, size_t *total, int node, const char *node_name,
@@ -213,6 +214,65 @@ static int net_bn_fused(const Arch *a, int i)
     return 1;
 }
 
+/* The one node that reads node i's output, or -1 when none or several do. */
+static int net_sole_consumer(const Arch *a, int i)
+{
+    int found = -1;
+    for (int j = i + 1; j < a->n_nodes; j++) {
+        const Node *nd = &a->nodes[j];
+        int uses = (nd->in[0] == i) + (nd->in[1] == i);
+        if (!uses) continue;
+        if (uses > 1 || found >= 0) return -1;
+        found = j;
+    }
+    return found;
+}
+
+/* Node i's gradient is written once, by overwriting, instead of being zeroed and accumulated:
+ * when a single node consumes it and that node's backward has an overwriting form (a BN, fused
+ * or not; a ReLU that is not fused into its BN producer; an add). */
+static int net_grad_set(const Arch *a, int i)
+{
+    int j = net_sole_consumer(a, i);
+    if (j < 0) return 0;
+    switch (a->nodes[j].kind) {
+    case OP_BN:
+    case OP_ADD: return 1;
+    case OP_RELU: return !net_bn_fused(a, i);
+    default: return 0;
+    }
+}
+
+/* In eval mode a conv i whose only consumer is the BN i+1 (of at most NET_FOLD_MAX channels)
+ * runs with that BN, and the ReLU fused into it if any, as its output epilogue: the BN's and
+ * the ReLU's own passes are skipped, and the conv's own output is not stored. */
+enum { NET_FOLD_MAX = 1024 };
+
+static int net_conv_bn_folded(const Arch *a, int i)
+{
+    return i >= 0 && a->nodes[i].kind == OP_CONV && i + 1 < a->n_nodes &&
+           a->nodes[i + 1].kind == OP_BN && a->nodes[i + 1].in[0] == i &&
+           a->nodes[i + 1].c <= NET_FOLD_MAX && net_sole_consumer(a, i) == i + 1;
+}
+
+/* Eval-mode conv i with BN i+1 (and ReLU i+2 when fused) as epilogue. */
+static void net_conv_bn_eval(Net *net, int i, const float *inp, const float *w, int n)
+{
+    const Arch *a = &net->arch;
+    const Node *nd = &a->nodes[i], *p = &a->nodes[nd->in[0]], *bn = &a->nodes[i + 1];
+    int pi = net->node_param[i + 1], bi = net->node_buf[i + 1];
+    const float *gamma = net->param + net->params[pi].offset;
+    const float *beta = net->param + net->params[pi + 1].offset;
+    const float *rm = net->buf + net->bufs[bi].offset;
+    const float *rv = net->buf + net->bufs[bi + 1].offset;
+    float scale[NET_FOLD_MAX];
+    for (int c = 0; c < bn->c; c++) scale[c] = (float)(gamma[c] / sqrt((double)rv[c] + net->bn_eps));
+    int relu = net_bn_fused(a, i + 1);
+    float *out = net->act + net->act_off[relu ? i + 2 : i + 1];
+    conv_forward_affine(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k, nd->stride,
+                        nd->pad, nd->groups, rm, scale, beta, relu);
+}
+
 const float *net_forward(Net *net, const float *x, int n, int train)
 {
     const Arch *a = &net->arch;
@@ -229,10 +289,14 @@ const float *net_forward(Net *net, const float *x, int n, int train)
         switch (nd->kind) {
         case OP_INPUT: load_input(out, x, n, nd->c, nd->h * nd->w); break;
         case OP_CONV:
-            conv_forward(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k, nd->stride,
-                         nd->pad, nd->groups);
+            if (!train && net_conv_bn_folded(a, i))
+                net_conv_bn_eval(net, i, inp, w, n);
+            else
+                conv_forward(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k,
+                             nd->stride, nd->pad, nd->groups);
             break;
         case OP_BN: {
+            if (!train && net_conv_bn_folded(a, nd->in[0])) break; /* done by the conv */
             const float *beta = net->param + net->params[net->node_param[i] + 1].offset;
             float *rm = net->buf + net->bufs[net->node_buf[i]].offset;
             float *rv = net->buf + net->bufs[net->node_buf[i] + 1].offset;
@@ -288,11 +352,11 @@ void net_backward(Net *net, const int *labels, float loss_scale)
     const Arch *a = &net->arch;
     const int n = net->cur_n;
     CHECK(net->train_mode, "backward needs a training-mode forward");
-    /* Activation gradients accumulate from every consumer, so they start at zero (except those
-     * of fused BN outputs, which are never formed). */
+    /* Activation gradients accumulate from every consumer, so they start at zero; except those
+     * of fused BN outputs, which are never formed, and those their single consumer overwrites. */
     for (int i = 0; i < a->n_nodes - 1; i++) {
         const Node *nd = &a->nodes[i];
-        if (net_bn_fused(a, i)) continue;
+        if (net_bn_fused(a, i) || net_grad_set(a, i)) continue;
         memset(net->dact + net->act_off[i], 0, (size_t)nd->c * n * nd->h * nd->w * sizeof(float));
     }
     softmax_ce_backward(net->dact + net->act_off[a->n_nodes - 1], net->probs, labels, n,
@@ -318,21 +382,31 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             const float *sv = net->saved + net->saved_off[i];
             const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
             float *db = net->grad + net->params[pi + 1].offset;
-            if (net_bn_fused(a, i))
-                bn_relu_backward(dinp, dw, db, net->dact + net->act_off[i + 1],
-                                 net->act + net->act_off[i + 1], inp, sv, sv + nd->c, w, nd->c,
-                                 (int)m, red);
+            int fused = net_bn_fused(a, i);
+            const float *dy = fused ? net->dact + net->act_off[i + 1] : dout;
+            const float *mask = fused ? net->act + net->act_off[i + 1] : NULL;
+            if (dinp && net_grad_set(a, nd->in[0]))
+                bn_backward_set(dinp, dw, db, dy, mask, inp, sv, sv + nd->c, w, nd->c, (int)m,
+                                red);
+            else if (fused)
+                bn_relu_backward(dinp, dw, db, dy, mask, inp, sv, sv + nd->c, w, nd->c, (int)m,
+                                 red);
             else
-                bn_backward(dinp, dw, db, dout, inp, sv, sv + nd->c, w, nd->c, (int)m, red);
+                bn_backward(dinp, dw, db, dy, inp, sv, sv + nd->c, w, nd->c, (int)m, red);
             break;
         }
         case OP_RELU:
-            if (dinp && !net_bn_fused(a, nd->in[0])) relu_backward(dinp, dout, out, m * nd->c);
+            if (!dinp || net_bn_fused(a, nd->in[0])) break;
+            if (net_grad_set(a, nd->in[0]))
+                relu_backward_set(dinp, dout, out, m * nd->c);
+            else
+                relu_backward(dinp, dout, out, m * nd->c);
             break;
         case OP_ADD: {
             const Node *q = &a->nodes[nd->in[1]];
             float *db = q->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[1]];
-            add_backward(dinp, db, dout, m * nd->c);
+            add_backward_set(dinp, db, dout, m * nd->c, net_grad_set(a, nd->in[0]),
+                             net_grad_set(a, nd->in[1]));
             break;
         }
         case OP_SHORTCUT:

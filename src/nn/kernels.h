@@ -1,0 +1,26 @@
+/* Engine-internal fused kernels: backward forms that OVERWRITE the input gradient (for a gradient with a single writer, so no zeroing pass), and a conv with an eval-mode BN/ReLU epilogue. */
+#ifndef LEGR_NN_KERNELS_H
+#define LEGR_NN_KERNELS_H
+
+#include "legr/layers.h"
+
+/* bn_backward (mask NULL) or bn_relu_backward (mask = the ReLU output), with dinp overwritten;
+ * dgamma and dbeta still accumulate. dinp must not be NULL. */
+void bn_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                     const float *mask, const float *inp, const float *save_mean,
+                     const float *save_rstd, const float *gamma, int C, int M, const BnReduce *red);
+/* relu_backward with dinp overwritten (dinp must not be NULL). */
+void relu_backward_set(float *dinp, const float *dout, const float *out, long long n);
+/* add_backward where da (set_a != 0) and/or db (set_b != 0) are overwritten, the other
+ * accumulated; either may be NULL. */
+void add_backward_set(float *da, float *db, const float *dout, long long n, int set_a, int set_b);
+
+/* conv_forward, then y = (y - mean[oc]) * scale[oc] + shift[oc] and, with relu != 0, max(y, 0),
+ * applied while each output block is still in cache: an eval-mode BN (scale = gamma /
+ * sqrt(running_var + eps)) and ReLU folded into the conv, with the same arithmetic as
+ * bn_forward_eval and relu_forward. */
+void conv_forward_affine(float *out, float *col, const float *inp, const float *weight, int N,
+                         int C, int H, int W, int OC, int K, int S, int P, int G,
+                         const float *mean, const float *scale, const float *shift, int relu);
+
+#endif
