@@ -107,7 +107,7 @@ int job_dry_run(Job *job)
     double family = 0;
     if (c->family.enabled)
         for (int i = 0; i < c->family.n_flops; i++)
-            family += c->family.epochs * n_train * c->family.flops[i];
+            family += (1 + c->family.n_baselines) * c->family.epochs * n_train * c->family.flops[i];
     char b1[32], b2[32], b3[32];
     printf("\n# work estimate (one rank: %.2f ms per training image, measured here)\n",
            1e3 * spi);
@@ -116,8 +116,8 @@ int job_dry_run(Job *job)
            "FLOPs, ~%s of rank time (divide by the worker count)\n",
            c->search.enabled ? c->search.evaluations : 0, c->search.tau, c->search.batch, n_val,
            100 * c->search.target_flops, format_duration(search * spi, b2, sizeof b2));
-    printf("family:   %d level(s) x %d epoch(s), ~%s of rank time\n",
-           c->family.enabled ? c->family.n_flops : 0, c->family.epochs,
+    printf("family:   %d level(s) x %d ranking(s) x %d epoch(s), ~%s of rank time\n",
+           c->family.enabled ? c->family.n_flops : 0, 1 + c->family.n_baselines, c->family.epochs,
            format_duration(family * spi, b3, sizeof b3));
     return 0;
 }
