@@ -120,6 +120,44 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
+/* Outputs and both gradients are bit-identical with 1 and 2 threads: blocks write disjoint
+ * outputs and dW is summed in fixed lanes, whatever thread computes a block. */
+static void check_threads_identical(Rng *r, const Shape *s)
+{
+    int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
+    long long nx = (long long)s->C * s->N * s->H * s->W;
+    long long ny = (long long)s->OC * s->N * OH * OW;
+    long long nw = (long long)s->OC * (s->C / s->G) * s->K * s->K;
+    long long nws = conv_workspace_floats(s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+    float *x = xalloc_floats(nx), *w = xalloc_floats(nw), *dy = xalloc_floats(ny);
+    float *ws = xalloc_floats(nws + 1);
+    float *res[2][3];
+    tu_fill_uniform(r, x, nx, -1, 1);
+    tu_fill_uniform(r, w, nw, -1, 1);
+    tu_fill_uniform(r, dy, ny, -1, 1);
+    for (int t = 0; t < 2; t++) {
+        openblas_set_num_threads(t + 1);
+        res[t][0] = xalloc_floats(ny);
+        res[t][1] = xalloc_floats(nx);
+        res[t][2] = xalloc_floats(nw);
+        memset(res[t][1], 0, (size_t)nx * sizeof(float));
+        memset(res[t][2], 0, (size_t)nw * sizeof(float));
+        conv_forward(res[t][0], ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
+        conv_backward(res[t][1], res[t][2], ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K,
+                      s->S, s->P, s->G);
+    }
+    EXPECT(memcmp(res[0][0], res[1][0], (size_t)ny * sizeof(float)) == 0 &&
+               memcmp(res[0][1], res[1][1], (size_t)nx * sizeof(float)) == 0 &&
+               memcmp(res[0][2], res[1][2], (size_t)nw * sizeof(float)) == 0,
+           "%s: results differ between 1 and 2 threads", s->what);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++) free(res[t][k]);
+    free(x);
+    free(w);
+    free(dy);
+    free(ws);
+}
+
 int main(void)
 {
     Rng r;
@@ -144,6 +182,7 @@ int main(void)
     int n = (int)(sizeof shapes / sizeof shapes[0]);
     for (int t = 1; t <= 2; t++)
         for (int i = 0; i < n; i++) check_shape(&r, &shapes[i], t);
+    for (int i = 0; i < n; i++) check_threads_identical(&r, &shapes[i]);
     printf("fast conv vs reference, %d shapes x {1, 2} threads: worst error / bound: out %.3g, "
            "dinp %.3g, dweight %.3g\n", n, worst[0], worst[1], worst[2]);
     return harness_finish("test_conv_fast");

@@ -6,6 +6,7 @@
 #include "parallel.h"
 #include "sgemm.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -139,12 +140,34 @@ static void conv_epilogue_row(float *o, size_t n, const ConvEpilogue *ep, int oc
  * Ungrouped convolutions run blocked over whole images: a block of nimg images has
  * cols = nimg*OH*OW output pixels, and its im2col slice colb (KC x cols) is sized to stay in a
  * core's L2 cache, so im2col, GEMM and col2im of one block all work in cache instead of
- * streaming a col matrix of the whole batch through memory. Blocks go round-robin to the
- * engine's threads (block b to thread b % T); blocks are whole images, so the col2im scatters
- * of different blocks touch disjoint parts of dinp. The GEMMs are gemm_tile.h's kernels, which
+ * streaming a col matrix of the whole batch through memory. Blocks are whole images, so the
+ * col2im scatters of different blocks touch disjoint parts of dinp. The GEMMs are gemm_tile.h's kernels, which
  * are efficient for the thin shapes here (OC = 16..64 rows) where generic BLAS is not.
  */
 enum { CONV_BLOCK_FLOATS = 3 << 16 }; /* target size of colb: 768 KiB */
+
+/*
+ * Scheduling. Threads take blocks (forward) or dW lanes (backward) from an atomic counter, so a
+ * thread that the OS descheduled on a busy machine does not hold up the others. Forward blocks
+ * write disjoint outputs and backward blocks (whole images) scatter into disjoint dinp parts, so
+ * who computes what does not matter. dW is a sum over blocks: block b is added into lane
+ * b % nlanes, every lane sums its blocks in order, and the lanes are added to dweight in lane
+ * order. nlanes depends on the shape only, so dW is bit-identical for any thread count and
+ * any timing.
+ */
+enum { CONV_LANES = 8 };
+
+static int conv_lanes(int nblk) { return nblk < CONV_LANES ? nblk : CONV_LANES; }
+
+/* dweight += the lanes, in lane order. */
+static void conv_add_lanes(float *dweight, const float *lanes, size_t lane_floats, int nlanes,
+                           size_t nw)
+{
+    for (int l = 0; l < nlanes; l++) {
+        const float *dw = lanes + (size_t)l * lane_floats;
+        for (size_t i = 0; i < nw; i++) dweight[i] += dw[i];
+    }
+}
 
 static size_t conv_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -153,14 +176,18 @@ typedef struct {
     int nimg, nblk;      /* images per block, blocks */
     size_t ldb;          /* row stride of colb and doutb: nimg*OH*OW rounded up to GT_NR */
     size_t packed;       /* floats of the packed weight panels (shared by all threads) */
-    size_t per_thread;   /* floats of one thread's colb + doutb + dW partial */
+    size_t per_thread;   /* floats of one thread's colb + doutb */
+    size_t lane_floats;  /* floats of one dW lane */
+    int nlanes;
+    atomic_int next;     /* the next block (forward) or lane (backward) to take */
     float *ap;           /* packed W (forward) or W^T (backward data) */
+    float *lanes;        /* CONV_LANES dW partial sums */
     float *work;         /* the first thread region; thread t's is work + t*per_thread */
     float *out;          /* forward */
     const float *inp;
     const float *dout;   /* backward */
     float *dinp;         /* backward, may be NULL */
-    float *dweight;      /* backward: accumulated directly when T == 1 */
+    float *dweight;      /* backward */
     const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
 } ConvPlan;
 
@@ -180,13 +207,23 @@ static void conv_plan_init(ConvPlan *p, int N, int C, int H, int W, int OC, int 
     size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
     size_t pb = (size_t)(p->KC + GT_MR - 1) / GT_MR * GT_MR * OC;
     p->packed = conv_round16(pa > pb ? pa : pb);
-    p->per_thread = conv_round16((size_t)p->KC * p->ldb) + conv_round16((size_t)OC * p->ldb) +
-                    conv_round16((size_t)OC * p->KC);
+    p->per_thread = conv_round16((size_t)p->KC * p->ldb) + conv_round16((size_t)OC * p->ldb);
+    p->lane_floats = conv_round16((size_t)OC * p->KC);
+    p->nlanes = conv_lanes(p->nblk);
+    atomic_init(&p->next, 0);
+}
+
+/* Workspace: packed weights, dW lanes, then PAR_MAX_THREADS thread regions. */
+static void conv_plan_bind(ConvPlan *p, float *ws)
+{
+    p->ap = ws;
+    p->lanes = ws + p->packed;
+    p->work = p->lanes + CONV_LANES * p->lane_floats;
 }
 
 static size_t conv_plan_floats(const ConvPlan *p)
 {
-    return p->packed + (size_t)PAR_MAX_THREADS * p->per_thread;
+    return p->packed + CONV_LANES * p->lane_floats + (size_t)PAR_MAX_THREADS * p->per_thread;
 }
 
 /* Zero columns [cols, round up to GT_NR) of `rows` rows: the tile kernels read whole tiles, and
@@ -200,11 +237,12 @@ static void conv_zero_pad(float *m, size_t ld, int rows, int cols)
 
 static void conv_forward_worker(void *ctx, int t, int T)
 {
-    const ConvPlan *p = ctx;
+    (void)T;
+    ConvPlan *p = ctx;
     float *colb = p->work + (size_t)t * p->per_thread;
     size_t plane = (size_t)p->H * p->W, oplane = (size_t)p->OH * p->OW;
     size_t np = (size_t)p->N * oplane;
-    for (int b = t; b < p->nblk; b += T) {
+    for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
         int cols = nn * (int)oplane;
@@ -220,37 +258,44 @@ static void conv_forward_worker(void *ctx, int t, int T)
     }
 }
 
-static void conv_backward_worker(void *ctx, int t, int T)
+/* One block of the im2col path's backward: dw += its dW, dinp += its dX. */
+static void conv_backward_block(const ConvPlan *p, float *colb, float *doutb, float *dw, int b)
 {
-    const ConvPlan *p = ctx;
-    float *colb = p->work + (size_t)t * p->per_thread;
-    float *doutb = colb + conv_round16((size_t)p->KC * p->ldb);
-    float *dw = T > 1 ? doutb + conv_round16((size_t)p->OC * p->ldb) : p->dweight;
     size_t plane = (size_t)p->H * p->W, oplane = (size_t)p->OH * p->OW;
     size_t np = (size_t)p->N * oplane;
-    if (T > 1) memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
-    for (int b = t; b < p->nblk; b += T) {
-        int n0 = b * p->nimg;
-        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
-        int cols = nn * (int)oplane;
-        int lpad = (cols + GT_NR - 1) / GT_NR * GT_NR;
-        im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W,
+    int n0 = b * p->nimg;
+    int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+    int cols = nn * (int)oplane;
+    int lpad = (cols + GT_NR - 1) / GT_NR * GT_NR;
+    im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W, p->K,
+                   p->S, p->P);
+    conv_zero_pad(colb, p->ldb, p->KC, cols);
+    for (int oc = 0; oc < p->OC; oc++)
+        memcpy(doutb + (size_t)oc * p->ldb, p->dout + oc * np + n0 * oplane,
+               (size_t)cols * sizeof(float));
+    conv_zero_pad(doutb, p->ldb, p->OC, cols);
+    /* dW (OC x KC) += doutb (OC x cols) x colb^T: M = OC, N = KC, reduction over pixels. */
+    GtRows crows = {colb, p->ldb, 0, 0, 1};
+    gt_gemm_abt_acc(p->OC, p->KC, lpad, doutb, p->ldb, &crows, dw, p->KC);
+    if (!p->dinp) return;
+    /* dcol (KC x cols) = W^T (KC x OC) x doutb: M = KC taps, N = cols, K = OC; it reuses colb,
+     * which dW no longer needs. */
+    GtRows drows = {doutb, p->ldb, 0, 0, 1};
+    gt_gemm(p->KC, cols, p->OC, p->ap, &drows, colb, p->ldb);
+    col2im_strided_acc(p->dinp + n0 * plane, p->N * plane, colb, p->ldb, nn, p->C, p->H, p->W,
                        p->K, p->S, p->P);
-        conv_zero_pad(colb, p->ldb, p->KC, cols);
-        for (int oc = 0; oc < p->OC; oc++)
-            memcpy(doutb + (size_t)oc * p->ldb, p->dout + oc * np + n0 * oplane,
-                   (size_t)cols * sizeof(float));
-        conv_zero_pad(doutb, p->ldb, p->OC, cols);
-        /* dW (OC x KC) += doutb (OC x cols) x colb^T: M = OC, N = KC, reduction over pixels. */
-        GtRows crows = {colb, p->ldb, 0, 0, 1};
-        gt_gemm_abt_acc(p->OC, p->KC, lpad, doutb, p->ldb, &crows, dw, p->KC);
-        if (!p->dinp) continue;
-        /* dcol (KC x cols) = W^T (KC x OC) x doutb: M = KC taps, N = cols, K = OC; it reuses
-         * colb, which dW no longer needs. */
-        GtRows drows = {doutb, p->ldb, 0, 0, 1};
-        gt_gemm(p->KC, cols, p->OC, p->ap, &drows, colb, p->ldb);
-        col2im_strided_acc(p->dinp + n0 * plane, p->N * plane, colb, p->ldb, nn, p->C, p->H,
-                           p->W, p->K, p->S, p->P);
+}
+
+static void conv_backward_worker(void *ctx, int t, int T)
+{
+    (void)T;
+    ConvPlan *p = ctx;
+    float *colb = p->work + (size_t)t * p->per_thread;
+    float *doutb = colb + conv_round16((size_t)p->KC * p->ldb);
+    for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
+        float *dw = p->lanes + (size_t)l * p->lane_floats;
+        memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
+        for (int b = l; b < p->nblk; b += p->nlanes) conv_backward_block(p, colb, doutb, dw, b);
     }
 }
 
@@ -275,8 +320,10 @@ typedef struct {
     int pitch, qs;     /* grid row pitch; grid index of the first image's first pixel */
     size_t cs;         /* floats per channel of a block's grid (with zero slack after it) */
     size_t ldt;        /* row stride of the output staging buffer */
-    size_t packed, per_thread;
-    float *ap, *work;
+    size_t packed, per_thread, lane_floats;
+    int nlanes;
+    atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
+    float *ap, *lanes, *work;
     float *out;
     const float *inp, *dout;
     float *dinp, *dweight;
@@ -311,13 +358,23 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
     size_t pb = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * OC * K * K;
     p->packed = conv_round16(pa > pb ? pa : pb);
-    p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs + conv_round16(mx * p->ldt) +
-                    conv_round16((size_t)OC * p->KC);
+    p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs + conv_round16(mx * p->ldt);
+    p->lane_floats = conv_round16((size_t)OC * p->KC);
+    p->nlanes = conv_lanes(p->nblk);
+    atomic_init(&p->next, 0);
+}
+
+/* Workspace: packed weights, dW lanes, then PAR_MAX_THREADS thread regions. */
+static void shift_plan_bind(ShiftPlan *p, float *ws)
+{
+    p->ap = ws;
+    p->lanes = ws + p->packed;
+    p->work = p->lanes + CONV_LANES * p->lane_floats;
 }
 
 static size_t shift_plan_floats(const ShiftPlan *p)
 {
-    return p->packed + (size_t)PAR_MAX_THREADS * p->per_thread;
+    return p->packed + CONV_LANES * p->lane_floats + (size_t)PAR_MAX_THREADS * p->per_thread;
 }
 
 /* Copy images [n0, n0+nn) of src (channels of rows N*HW apart) into grids g (nch x cs),
@@ -375,11 +432,12 @@ static int shift_ncols(const ShiftPlan *p, int nn)
 
 static void conv_shift_forward_worker(void *ctx, int t, int T)
 {
-    const ShiftPlan *p = ctx;
+    (void)T;
+    ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
     float *tmp = gx + (size_t)p->C * p->cs + (size_t)p->OC * p->cs;
     ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P; /* offset of tap (0, 0) */
-    for (int b = t; b < p->nblk; b += T) {
+    for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
         shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
@@ -390,31 +448,38 @@ static void conv_shift_forward_worker(void *ctx, int t, int T)
     }
 }
 
+/* One block of the shifted path's backward: dw += its dW, dinp += its dX. */
+static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *tmp,
+                                      float *dw, int b)
+{
+    ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P;
+    int n0 = b * p->nimg;
+    int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+    int ncols = shift_ncols(p, nn);
+    int lpad = (ncols + GT_VL - 1) / GT_VL * GT_VL;
+    shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
+    shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
+    /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels. */
+    GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
+    gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
+    if (!p->dinp) return;
+    /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
+    GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
+    gt_gemm(p->C, ncols, p->OC, p->ap, &dyrows, tmp, p->ldt);
+    shift_store(p, p->dinp, tmp, p->C, n0, nn, 1);
+}
+
 static void conv_shift_backward_worker(void *ctx, int t, int T)
 {
-    const ShiftPlan *p = ctx;
+    (void)T;
+    ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
     float *gdy = gx + (size_t)p->C * p->cs;
     float *tmp = gdy + (size_t)p->OC * p->cs;
-    size_t mx = (size_t)(p->C > p->OC ? p->C : p->OC);
-    float *dw = T > 1 ? tmp + conv_round16(mx * p->ldt) : p->dweight;
-    ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P;
-    if (T > 1) memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
-    for (int b = t; b < p->nblk; b += T) {
-        int n0 = b * p->nimg;
-        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
-        int ncols = shift_ncols(p, nn);
-        int lpad = (ncols + GT_VL - 1) / GT_VL * GT_VL;
-        shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
-        shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
-        /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels. */
-        GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
-        gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
-        if (!p->dinp) continue;
-        /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
-        GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
-        gt_gemm(p->C, ncols, p->OC, p->ap, &dyrows, tmp, p->ldt);
-        shift_store(p, p->dinp, tmp, p->C, n0, nn, 1);
+    for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
+        float *dw = p->lanes + (size_t)l * p->lane_floats;
+        memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
+        for (int b = l; b < p->nblk; b += p->nlanes) conv_shift_backward_block(p, gx, gdy, tmp, dw, b);
     }
 }
 
@@ -441,9 +506,8 @@ static void conv_shift_forward(float *out, float *ws, const float *inp, const fl
 {
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
+    shift_plan_bind(&p, ws);
     p.ep = ep;
-    p.ap = ws;
-    p.work = ws + p.packed;
     p.out = out;
     p.inp = inp;
     gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
@@ -457,24 +521,15 @@ static void conv_shift_backward(float *dinp, float *dweight, float *ws, const fl
 {
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
-    p.ap = ws;
-    p.work = ws + p.packed;
+    shift_plan_bind(&p, ws);
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
     p.dweight = dweight;
     if (dinp) conv_pack_flipped(p.ap, weight, C, OC, K);
     int T = par_threads();
-    T = T < p.nblk ? T : p.nblk;
-    par_run(T, conv_shift_backward_worker, &p);
-    if (T == 1) return;
-    size_t mx = (size_t)(C > OC ? C : OC);
-    size_t nw = (size_t)OC * p.KC;
-    for (int t = 0; t < T; t++) {
-        const float *dw = p.work + (size_t)t * p.per_thread + (size_t)(C + OC) * p.cs +
-                          conv_round16(mx * p.ldt);
-        for (size_t i = 0; i < nw; i++) dweight[i] += dw[i];
-    }
+    par_run(T < p.nlanes ? T : p.nlanes, conv_shift_backward_worker, &p);
+    conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);
 }
 
 /* Threads for a plan: the engine's setting, but never more than there are blocks. */
@@ -544,8 +599,7 @@ static void conv_forward_ep(float *out, float *col, const float *inp, const floa
     }
     ConvPlan p;
     conv_plan_init(&p, N, C, H, W, OC, K, S, P);
-    p.ap = col;
-    p.work = col + p.packed;
+    conv_plan_bind(&p, col);
     p.out = out;
     p.inp = inp;
     p.ep = ep;
@@ -602,9 +656,8 @@ static void conv_backward_grouped(float *dinp, float *dweight, float *col, const
     if (!pointwise) col2im_acc(dinp, col, N, C, H, W, K, S, P);
 }
 
-/* Ungrouped: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb). With T threads
- * each accumulates its blocks' dW in its own buffer; the buffers are added to dweight in
- * thread order, so the result depends on T but not on timing. */
+/* Ungrouped: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb); dW goes through
+ * the lanes (see "Scheduling" above), so it does not depend on the thread count. */
 void conv_backward(float *dinp, float *dweight, float *col, const float *dout, const float *inp,
                    const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P,
                    int G)
@@ -620,22 +673,15 @@ void conv_backward(float *dinp, float *dweight, float *col, const float *dout, c
     }
     ConvPlan p;
     conv_plan_init(&p, N, C, H, W, OC, K, S, P);
-    p.ap = col;
-    p.work = col + p.packed;
+    conv_plan_bind(&p, col);
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
     p.dweight = dweight;
     if (dinp) gt_pack_a(p.ap, weight, p.KC, OC, 1, (size_t)p.KC); /* W^T: (KC x OC) */
-    int T = conv_plan_threads(&p);
-    par_run(T, conv_backward_worker, &p);
-    if (T == 1) return;
-    size_t nw = (size_t)OC * p.KC;
-    for (int t = 0; t < T; t++) {
-        const float *dw = p.work + (size_t)t * p.per_thread + conv_round16((size_t)p.KC * p.ldb) +
-                          conv_round16((size_t)OC * p.ldb);
-        for (size_t i = 0; i < nw; i++) dweight[i] += dw[i];
-    }
+    int T = par_threads();
+    par_run(T < p.nlanes ? T : p.nlanes, conv_backward_worker, &p);
+    conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);
 }
 
 /* Direct definition, accumulated in double: out[oc, n, oh, ow] = sum over the group's input

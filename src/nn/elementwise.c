@@ -114,3 +114,44 @@ void add_backward_set(float *da, float *db, const float *dout, long long n, int 
     EltArgs e = {da, db, dout, NULL, n, (set_a ? 1 : 0) | (set_b ? 2 : 0)};
     par_for(elt_chunks(n), n, add_backward_range, &e);
 }
+
+static void add_relu_forward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *out = e->out;
+    const float *a = e->a, *b = e->b;
+    for (long long i = i0; i < i1; i++) {
+        float v = a[i] + b[i];
+        out[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+void add_relu_forward(float *out, const float *a, const float *b, long long n)
+{
+    EltArgs e = {out, NULL, a, b, n, 0};
+    par_for(elt_chunks(n), n, add_relu_forward_range, &e);
+}
+
+/* g = dout where out > 0, else 0, into da and db (each overwritten or accumulated per set). */
+static void add_relu_backward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *da = e->out, *db = e->out2;
+    const float *dout = e->a, *out = e->b;
+    for (long long i = i0; i < i1; i++) {
+        float g = out[i] > 0.0f ? dout[i] : 0.0f;
+        if (da) da[i] = (e->set & 1) ? g : da[i] + g;
+        if (db) db[i] = (e->set & 2) ? g : db[i] + g;
+    }
+}
+
+void add_relu_backward(float *da, float *db, const float *dout, const float *out, long long n,
+                       int set_a, int set_b)
+{
+    EltArgs e = {da, db, dout, out, n, (set_a ? 1 : 0) | (set_b ? 2 : 0)};
+    par_for(elt_chunks(n), n, add_relu_backward_range, &e);
+}

@@ -1,29 +1,53 @@
 /* Fully connected layer from channel-major features (IN, N) to row-major logits (N, OUT). */
 #include "legr/layers.h"
-#include "sgemm.h"
 
 #include <stddef.h>
 
-/* out[n, o] = bias[o] + sum_i weight[o, i] * inp[i, n], i.e. out = inp^T x weight^T + bias. */
+/*
+ * Plain loops rather than BLAS: the layer is tiny (a ResNet's is 64 x 10 per image), and an
+ * OpenBLAS call here would wake OpenBLAS's own threads, which then spin for a while and compete
+ * with the engine's threads that run the convolutions.
+ */
+
+/* out[n, o] = bias[o] + sum_i weight[o, i] * inp[i, n]. */
 void fc_forward(float *out, const float *inp, const float *weight, const float *bias,
                 int N, int IN, int OUT)
 {
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < OUT; o++) out[(size_t)n * OUT + o] = bias[o];
-    /* M = N samples, N = OUT features, K = IN features; inp is stored (IN, N), weight (OUT, IN). */
-    sgemm_tt(N, OUT, IN, 1.0f, inp, N, weight, IN, 1.0f, out, OUT);
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OUT; o++) {
+            const float *w = weight + (size_t)o * IN;
+            float acc = 0.0f;
+            for (int i = 0; i < IN; i++) acc += w[i] * inp[(size_t)i * N + n];
+            out[(size_t)n * OUT + o] = bias[o] + acc;
+        }
+    }
 }
 
-/* dinp (IN, N) += weight^T x dout^T; dweight (OUT, IN) += dout^T x inp^T; dbias += column sums of
- * dout. All accumulate; dinp may be NULL. */
+/* dweight[o, i] += sum_n dout[n, o] * inp[i, n]; dbias[o] += sum_n dout[n, o];
+ * dinp[i, n] += sum_o weight[o, i] * dout[n, o]. All accumulate; dinp may be NULL. */
 void fc_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                  const float *weight, int N, int IN, int OUT)
 {
-    /* M = OUT, N = IN, K = N samples; dout is stored (N, OUT), inp (IN, N). */
-    sgemm_tt(OUT, IN, N, 1.0f, dout, OUT, inp, N, 1.0f, dweight, IN);
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < OUT; o++) dbias[o] += dout[(size_t)n * OUT + o];
+    for (int o = 0; o < OUT; o++) {
+        float *dw = dweight + (size_t)o * IN;
+        for (int i = 0; i < IN; i++) {
+            const float *x = inp + (size_t)i * N;
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OUT + o] * x[n];
+            dw[i] += acc;
+        }
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++) acc += dout[(size_t)n * OUT + o];
+        dbias[o] += acc;
+    }
     if (!dinp) return;
-    /* M = IN, N = N samples, K = OUT; weight is stored (OUT, IN), dout (N, OUT). */
-    sgemm_tt(IN, N, OUT, 1.0f, weight, IN, dout, OUT, 1.0f, dinp, N);
+    for (int i = 0; i < IN; i++) {
+        float *dx = dinp + (size_t)i * N;
+        for (int n = 0; n < N; n++) {
+            const float *g = dout + (size_t)n * OUT;
+            float acc = 0.0f;
+            for (int o = 0; o < OUT; o++) acc += weight[(size_t)o * IN + i] * g[o];
+            dx[n] += acc;
+        }
+    }
 }

@@ -15,6 +15,13 @@ void relu_backward_set(float *dinp, const float *dout, const float *out, long lo
  * accumulated; either may be NULL. */
 void add_backward_set(float *da, float *db, const float *dout, long long n, int set_a, int set_b);
 
+/* out = max(a + b, 0): a residual add and the ReLU after it in one pass. */
+void add_relu_forward(float *out, const float *a, const float *b, long long n);
+/* Its backward from the ReLU's gradient dout and output out: g = dout where out > 0, else 0,
+ * goes to da and db (either may be NULL), overwriting (set_x != 0) or accumulating. */
+void add_relu_backward(float *da, float *db, const float *dout, const float *out, long long n,
+                       int set_a, int set_b);
+
 /* conv_forward, then y = (y - mean[oc]) * scale[oc] + shift[oc] and, with relu != 0, max(y, 0),
  * applied while each output block is still in cache: an eval-mode BN (scale = gamma /
  * sqrt(running_var + eps)) and ReLU folded into the conv, with the same arithmetic as

@@ -214,6 +214,18 @@ static int net_bn_fused(const Arch *a, int i)
     return 1;
 }
 
+static int net_sole_consumer(const Arch *a, int i);
+
+/* ADD node i is fused with the ReLU i+1 when that ReLU is its only consumer: forward writes
+ * max(a + b, 0) into the ReLU's output and backward sends the masked gradient straight to
+ * both inputs; the add's own output and gradient are never formed. */
+static int net_add_fused(const Arch *a, int i)
+{
+    return i >= 0 && i + 1 < a->n_nodes && a->nodes[i].kind == OP_ADD &&
+           a->nodes[i + 1].kind == OP_RELU && a->nodes[i + 1].in[0] == i &&
+           net_sole_consumer(a, i) == i + 1;
+}
+
 /* The one node that reads node i's output, or -1 when none or several do. */
 static int net_sole_consumer(const Arch *a, int i)
 {
@@ -238,7 +250,7 @@ static int net_grad_set(const Arch *a, int i)
     switch (a->nodes[j].kind) {
     case OP_BN:
     case OP_ADD: return 1;
-    case OP_RELU: return !net_bn_fused(a, i);
+    case OP_RELU: return !net_bn_fused(a, i) && !net_add_fused(a, i);
     default: return 0;
     }
 }
@@ -318,9 +330,16 @@ const float *net_forward(Net *net, const float *x, int n, int train)
             break;
         }
         case OP_RELU:
-            if (!net_bn_fused(a, nd->in[0])) relu_forward(out, inp, m * nd->c);
+            if (!net_bn_fused(a, nd->in[0]) && !net_add_fused(a, nd->in[0]))
+                relu_forward(out, inp, m * nd->c);
             break;
-        case OP_ADD: add_forward(out, inp, net->act + net->act_off[nd->in[1]], m * nd->c); break;
+        case OP_ADD:
+            if (net_add_fused(a, i))
+                add_relu_forward(net->act + net->act_off[i + 1], inp,
+                                 net->act + net->act_off[nd->in[1]], m * nd->c);
+            else
+                add_forward(out, inp, net->act + net->act_off[nd->in[1]], m * nd->c);
+            break;
         case OP_SHORTCUT:
             shortcut_forward(out, inp, nd->chan_map, n, p->c, p->h, p->w, nd->c, nd->stride);
             break;
@@ -356,7 +375,7 @@ void net_backward(Net *net, const int *labels, float loss_scale)
      * of fused BN outputs, which are never formed, and those their single consumer overwrites. */
     for (int i = 0; i < a->n_nodes - 1; i++) {
         const Node *nd = &a->nodes[i];
-        if (net_bn_fused(a, i) || net_grad_set(a, i)) continue;
+        if (net_bn_fused(a, i) || net_add_fused(a, i) || net_grad_set(a, i)) continue;
         memset(net->dact + net->act_off[i], 0, (size_t)nd->c * n * nd->h * nd->w * sizeof(float));
     }
     softmax_ce_backward(net->dact + net->act_off[a->n_nodes - 1], net->probs, labels, n,
@@ -396,7 +415,7 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             break;
         }
         case OP_RELU:
-            if (!dinp || net_bn_fused(a, nd->in[0])) break;
+            if (!dinp || net_bn_fused(a, nd->in[0]) || net_add_fused(a, nd->in[0])) break;
             if (net_grad_set(a, nd->in[0]))
                 relu_backward_set(dinp, dout, out, m * nd->c);
             else
@@ -405,8 +424,13 @@ void net_backward(Net *net, const int *labels, float loss_scale)
         case OP_ADD: {
             const Node *q = &a->nodes[nd->in[1]];
             float *db = q->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[1]];
-            add_backward_set(dinp, db, dout, m * nd->c, net_grad_set(a, nd->in[0]),
-                             net_grad_set(a, nd->in[1]));
+            if (net_add_fused(a, i))
+                add_relu_backward(dinp, db, net->dact + net->act_off[i + 1],
+                                  net->act + net->act_off[i + 1], m * nd->c,
+                                  net_grad_set(a, nd->in[0]), net_grad_set(a, nd->in[1]));
+            else
+                add_backward_set(dinp, db, dout, m * nd->c, net_grad_set(a, nd->in[0]),
+                                 net_grad_set(a, nd->in[1]));
             break;
         }
         case OP_SHORTCUT:
