@@ -142,5 +142,24 @@ int main(void)
     add_backward_set(set, set2, dy, (long long)C * M, 1, 0);
     EXPECT(memcmp(acc, set, sizeof acc) == 0 && memcmp(acc2, set2, sizeof acc2) == 0,
            "add_backward_set (set a, accumulate b) differs");
+
+    /* add+ReLU fused == add, then ReLU; its backward == relu_backward, then add_backward. */
+    static float ar[C * M], ar2[C * M], g[C * M];
+    add_relu_forward(ar, x, dy, (long long)C * M);
+    add_forward(ar2, x, dy, (long long)C * M);
+    relu_forward(ar2, ar2, (long long)C * M);
+    EXPECT(memcmp(ar, ar2, sizeof ar) == 0, "add_relu_forward != add then relu");
+    for (long long i = 0; i < C * M; i++) {
+        acc[i] = 0.0f; /* da is overwritten: the same as accumulating into zeros */
+        acc2[i] = 0.5f;
+        set[i] = NAN;
+        set2[i] = 0.5f;
+        g[i] = 0.0f;
+    }
+    relu_backward(g, x, ar, (long long)C * M); /* x plays the ReLU's output gradient */
+    add_backward(acc, acc2, g, (long long)C * M);
+    add_relu_backward(set, set2, x, ar, (long long)C * M, 1, 0);
+    EXPECT(memcmp(acc, set, sizeof acc) == 0 && memcmp(acc2, set2, sizeof acc2) == 0,
+           "add_relu_backward differs from relu_backward then add_backward");
     return harness_finish("test_bn_relu");
 }
