@@ -8,8 +8,8 @@
  * NC classes.
  *
  * Activation layout is channel-major, (C, N, H, W): every channel's values for the whole batch
- * are one contiguous row of N*H*W floats. A convolution is then a single GEMM over the batch
- * and batch norm works on contiguous rows. (Inputs arrive as NCHW and are transposed once by
+ * are one contiguous row of N*H*W floats. A convolution is then a GEMM over the batch (run in
+ * cache-sized blocks of whole images, see conv.c) and batch norm works on contiguous rows. (Inputs arrive as NCHW and are transposed once by
  * net_forward; weights use PyTorch's layout.)
  *
  * Argument order: outputs, then saved state/workspace, then inputs, then weights, then shapes.

@@ -187,7 +187,6 @@ typedef struct {
     const float *inp;
     const float *dout;   /* backward */
     float *dinp;         /* backward, may be NULL */
-    float *dweight;      /* backward */
     const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
 } ConvPlan;
 
@@ -326,7 +325,7 @@ typedef struct {
     float *ap, *lanes, *work;
     float *out;
     const float *inp, *dout;
-    float *dinp, *dweight;
+    float *dinp;
     const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
 } ShiftPlan;
 
@@ -525,7 +524,6 @@ static void conv_shift_backward(float *dinp, float *dweight, float *ws, const fl
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
-    p.dweight = dweight;
     if (dinp) conv_pack_flipped(p.ap, weight, C, OC, K);
     int T = par_threads();
     par_run(T < p.nlanes ? T : p.nlanes, conv_shift_backward_worker, &p);
@@ -677,7 +675,6 @@ void conv_backward(float *dinp, float *dweight, float *col, const float *dout, c
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
-    p.dweight = dweight;
     if (dinp) gt_pack_a(p.ap, weight, p.KC, OC, 1, (size_t)p.KC); /* W^T: (KC x OC) */
     int T = par_threads();
     par_run(T < p.nlanes ? T : p.nlanes, conv_backward_worker, &p);
