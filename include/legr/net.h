@@ -36,8 +36,11 @@ typedef struct {
     /* Per node: index of its first entry in params (weight, then bias/beta) and bufs, or -1. */
     int *node_param, *node_buf;
 
-    /* Activation arena and its gradient: node i's output starts at act + act_off[i] and holds
-     * c*batch*h*w floats (channel-major). saved: per-node BN mean/rstd (2*c floats). */
+    /* Activation arena and its gradient: node i has c*batch*h*w floats (channel-major) at
+     * act + act_off[i]. Fused nodes skip their intermediate output: a BN or add followed by a
+     * ReLU writes only the ReLU's region, and in eval mode a conv followed by BN(+ReLU) writes
+     * only the last of them; every ReLU output and the logits are always written.
+     * saved: per-node BN mean/rstd (2*c floats). */
     size_t *act_off, act_floats;
     float *act, *dact;
     size_t *saved_off, saved_floats;
