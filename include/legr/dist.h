@@ -30,6 +30,11 @@ void dist_bcast_net(Net *net, int root);
 /* Broadcast a string: non-root ranks receive a malloc'd copy in *s. */
 void dist_bcast_string(char **s, int root);
 void dist_barrier(void);
+
+/* SIGTERM and SIGUSR1 ask the job to checkpoint and stop (exit code 4): the handlers only set a
+ * flag, which the stages poll at safe points (rank 0 decides, then tells the others). */
+void dist_install_signal_handlers(void);
+int dist_stop_requested(void);
 /* Point-to-point transfer of bytes (message kind `tag`), any size. */
 void dist_send(const void *buf, size_t bytes, int dest, int tag);
 void dist_recv(void *buf, size_t bytes, int src, int tag);

@@ -34,6 +34,18 @@ int h5_model_load_arch(const char *path, Arch *arch, Err *err);
  * tensor, the expected and found shapes, with a hint. */
 int h5_model_load_params(const char *path, Net *net, Err *err);
 
+/* The `format` root attribute of a legr-mpi HDF5 file into buf (e.g. "legr-checkpoint"); -1 with
+ * LEGR_EXIT_DATA naming the file when it is missing, not HDF5 or has no format. */
+int h5_file_format(const char *path, char *buf, size_t size, Err *err);
+
+/* Pretraining checkpoint: a legr-model file (so any model reader can use it) plus the SGD
+ * momentum of every parameter (/momentum/<name>) and the root attribute epochs_done. */
+int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
+                     Err *err);
+/* Load parameters, statistics and momentum into net (built for the file's architecture);
+ * *epochs_done and *config_text (malloc'd; may be NULL) receive what was saved. */
+int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err);
+
 /* Write the full search state (evolution_get_state), its params, L, kappa_std and seed, the
  * config text (may be NULL), the base network's net_hash and a short stage label (may be NULL,
  * e.g. "search"). */

@@ -30,11 +30,8 @@ typedef struct {
 /* Every rank calls this. Rank 0 owns e (fresh or restored) and hands out candidates as workers
  * become free (ranks 1..size-1; with one rank, rank 0 evaluates them itself through the same
  * evaluate function). Returns LEGR_EXIT_OK when all evaluations are in, LEGR_EXIT_STOPPED when
- * SIGTERM/SIGUSR1 arrived and the state was checkpointed (on rank 0; other ranks return once the
+ * SIGTERM/SIGUSR1 arrived (dist_stop_requested) and the state was checkpointed (on rank 0; other ranks return once the
  * master told them to stop), or another code with err filled on rank 0. */
 int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err);
-
-/* Install the SIGTERM/SIGUSR1 handlers that ask a running search to checkpoint and stop. */
-void search_install_signal_handlers(void);
 
 #endif

@@ -74,6 +74,11 @@ typedef struct {
     int log_every;       /* progress line every this many steps (0: none) */
     const char *tag;     /* prefix of progress lines, e.g. "pretrain" */
     FILE *jsonl;         /* JSON-lines log (rank 0), or NULL */
+    int start_epoch;     /* resume: skip the epochs before this one (epoch runs only) */
+    /* Called on every replica after each epoch (after rank 0's evaluation) with the number of
+     * epochs done; a non-zero return ends the run there (it must agree on all replicas). */
+    int (*epoch_end)(void *ctx, int epochs_done);
+    void *epoch_ctx;
 } TrainParams;
 
 typedef struct {

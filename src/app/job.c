@@ -123,7 +123,68 @@ static int load_base(Job *job, Net *base, const char *path)
     return 0;
 }
 
-/* Train the base network data-parallel over all ranks and save it (rank 0). */
+/* After every pretraining epoch: rank 0 saves pretrain.h5 and decides, for all ranks, whether a
+ * signal asked to stop there. */
+typedef struct {
+    const Job *job;
+    const Net *net;
+    char path[1200];
+    int stopped, failed;
+} PretrainCkpt;
+
+static int pretrain_epoch_end(void *ctx, int epochs_done)
+{
+    PretrainCkpt *pc = ctx;
+    Err err = {0, ""};
+    int verdict = 0; /* 1: stop after a clean checkpoint, 2: the checkpoint failed */
+    if (pc->job->d->rank == 0) {
+        if (h5_pretrain_save(pc->path, pc->net, epochs_done, pc->job->config_text, &err) != 0) {
+            fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+            verdict = 2;
+        } else if (dist_stop_requested()) {
+            verdict = 1;
+        }
+    }
+    verdict = dist_bcast_int(verdict, 0);
+    pc->stopped = verdict == 1;
+    pc->failed = verdict == 2;
+    if (pc->stopped && pc->job->d->rank == 0)
+        fprintf(stderr, "pretrain: stopped by a signal after epoch %d; state saved in %s; "
+                "continue with: legr-mpi --resume %s %s\n", epochs_done, pc->path, pc->path,
+                pc->job->opts->config_path);
+    return verdict;
+}
+
+/* Rank 0 loads --resume's pretraining checkpoint into net (it must come from this config);
+ * every rank gets its tensors, momentum and epoch count. */
+static int load_pretrain(Job *job, Net *net, int *epochs_done)
+{
+    Err err = {0, ""};
+    int code = 0;
+    if (job->d->rank == 0) {
+        char *text = NULL;
+        if (h5_pretrain_load(job->resume_pretrain, net, epochs_done, &text, &err) != 0) {
+            code = err.code;
+        } else if (strcmp(text, job->config_text) != 0) {
+            err_set(&err, LEGR_EXIT_DATA, "%s: this pretraining checkpoint belongs to a "
+                    "different config; resume with the config it was written with",
+                    job->resume_pretrain);
+            code = LEGR_EXIT_DATA;
+        }
+        free(text);
+    }
+    if ((code = agree(job, code, &err)) != 0) return code;
+    dist_bcast_net(net, 0);
+    dist_bcast(net->mom, net->n_param_floats * sizeof(float), 0);
+    *epochs_done = dist_bcast_int(*epochs_done, 0);
+    if (job->d->rank == 0)
+        fprintf(stderr, "pretrain: resuming %s after epoch %d\n", job->resume_pretrain,
+                *epochs_done);
+    return 0;
+}
+
+/* Train the base network data-parallel over all ranks (checkpointing every epoch to
+ * pretrain.h5, from which --resume continues) and save it as base.h5 (rank 0). */
 static int pretrain_base(Job *job, Net *base)
 {
     const Config *c = &job->cfg;
@@ -145,6 +206,10 @@ static int pretrain_base(Job *job, Net *base)
     net_init_params(&net, (uint64_t)c->run.seed);
     TrainParams p;
     job_train_params(job, &p);
+    if (job->resume_pretrain && (code = load_pretrain(job, &net, &p.start_epoch)) != 0) {
+        net_free(&net);
+        return code;
+    }
     p.epochs = c->pretrain.epochs;
     p.batch = c->pretrain.batch;
     p.sgd.momentum = (float)c->pretrain.momentum;
@@ -157,6 +222,10 @@ static int pretrain_base(Job *job, Net *base)
     p.sched.gamma = (float)c->pretrain.gamma;
     p.sched.total = c->pretrain.epochs;
     p.tag = "pretrain";
+    PretrainCkpt ck = {job, &net, "", 0, 0};
+    snprintf(ck.path, sizeof ck.path, "%s/pretrain.h5", job->out_dir);
+    p.epoch_end = pretrain_epoch_end;
+    p.epoch_ctx = &ck;
     Collective col = dist_collective();
     train_attach_collective(&net, &col);
     Replicas rep = {job->d->rank, size, &col};
@@ -168,6 +237,8 @@ static int pretrain_base(Job *job, Net *base)
     memcpy(base->param, net.param, net.n_param_floats * sizeof(float));
     memcpy(base->buf, net.buf, net.n_buf_floats * sizeof(float));
     net_free(&net);
+    if (ck.failed) return LEGR_EXIT_INTERNAL;
+    if (ck.stopped) return LEGR_EXIT_STOPPED;
 
     char path[1200];
     snprintf(path, sizeof path, "%s/base.h5", job->out_dir);
@@ -175,6 +246,30 @@ static int pretrain_base(Job *job, Net *base)
         code = err.code;
     if ((code = agree(job, code, &err)) != 0) return code;
     if (job->d->rank == 0) fprintf(stderr, "pretrain: saved %s\n", path);
+    return 0;
+}
+
+/* Which stage --resume continues: a search checkpoint or a pretraining checkpoint. */
+static int classify_resume(Job *job)
+{
+    Err err = {0, ""};
+    int kind = 0, code = 0; /* kind 1: search, 2: pretraining */
+    if (job->d->rank == 0) {
+        char fmt[64];
+        if (h5_file_format(job->opts->resume_path, fmt, sizeof fmt, &err) != 0) code = err.code;
+        else if (!strcmp(fmt, H5IO_CHECKPOINT_FORMAT)) kind = 1;
+        else if (!strcmp(fmt, H5IO_MODEL_FORMAT)) kind = 2;
+        else {
+            err_set(&err, LEGR_EXIT_DATA, "%s: a '%s' file cannot be resumed; --resume takes a "
+                    "search checkpoint (search.h5) or a pretraining checkpoint (pretrain.h5)",
+                    job->opts->resume_path, fmt);
+            code = LEGR_EXIT_DATA;
+        }
+    }
+    if ((code = agree(job, code, &err)) != 0) return code;
+    kind = dist_bcast_int(kind, 0);
+    if (kind == 1) job->resume_search = job->opts->resume_path;
+    else job->resume_pretrain = job->opts->resume_path;
     return 0;
 }
 
@@ -188,7 +283,7 @@ static int stage_base(Job *job, Net *base)
     int code;
     if (c->model.init[0]) {
         code = load_base(job, base, c->model.init);
-    } else if (job->opts->resume_path) {
+    } else if (job->resume_search) {
         char path[1200];
         snprintf(path, sizeof path, "%s/base.h5", job->out_dir);
         code = load_base(job, base, path);
@@ -226,24 +321,24 @@ static int save_checkpoint(const Evolution *e, void *ctx, Err *err)
 static int start_evolution(Job *job, Evolution *e, const EvoParams *ep, int L, const double *std,
                            unsigned long long base_hash, Err *err)
 {
-    if (!job->opts->resume_path) {
+    if (!job->resume_search) {
         evolution_init(e, ep, L, std, (uint64_t)job->cfg.run.seed);
         return 0;
     }
     char *text = NULL;
     unsigned long long hash = 0;
-    if (h5_checkpoint_load(job->opts->resume_path, e, &text, &hash, NULL, err) != 0) return -1;
+    if (h5_checkpoint_load(job->resume_search, e, &text, &hash, NULL, err) != 0) return -1;
     int bad_cfg = !text || strcmp(text, job->config_text) != 0;
     free(text);
     if (bad_cfg || hash != base_hash || e->n_layers != L) {
         evolution_free(e);
         return err_set(err, LEGR_EXIT_DATA,
                        "%s: this checkpoint belongs to a different %s; resume with the config "
-                       "and base network it was written with", job->opts->resume_path,
+                       "and base network it was written with", job->resume_search,
                        bad_cfg ? "config" : "base network");
     }
     fprintf(stderr, "search: resuming %s at %d/%d evaluations (%d in flight are redone)\n",
-            job->opts->resume_path, e->n_history, e->p.evaluations, e->n_inflight);
+            job->resume_search, e->n_history, e->p.evaluations, e->n_inflight);
     return 0;
 }
 
@@ -329,7 +424,6 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         fprintf(stderr, "search: %d evaluations at %.0f%% FLOPs, tau %d, %s mode, %d worker(s)\n",
                 ep.evaluations, 100 * se.target, c->search.tau, cfg_mode_names[c->search.mode],
                 job->d->size > 1 ? job->d->size - 1 : 1);
-    search_install_signal_handlers();
     code = search_run(&e, &run, job->d, &err);
     if (job->d->rank == 0 && code == LEGR_EXIT_STOPPED) {
         fprintf(stderr, "search: stopped by a signal; state saved in %s (%d/%d evaluations); "
@@ -431,6 +525,8 @@ int job_run(const JobOptions *opts, const Dist *d)
             }
         }
         code = agree(&job, c2, &err);
+        dist_install_signal_handlers();
+        if (code == 0 && opts->resume_path) code = classify_resume(&job);
         if (code == 0) code = stage_data(&job);
         Net base;
         memset(&base, 0, sizeof base);

@@ -21,6 +21,8 @@ typedef struct {
     Dataset train, test;
     Normalize norm;
     int *train_idx, n_train, *val_idx, n_val, *test_idx, n_test;
+    const char *resume_search;   /* --resume named a search checkpoint (legr-checkpoint) */
+    const char *resume_pretrain; /* --resume named a pretraining checkpoint (pretrain.h5) */
 } Job;
 
 /* Input shape and class count of the configured dataset (no file is read). */

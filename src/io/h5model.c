@@ -320,3 +320,70 @@ out:
     h5u_quiet_end(&q);
     return rc;
 }
+
+int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
+                     Err *err)
+{
+    H5Quiet q;
+    h5u_quiet_begin(&q);
+    char tmp[4096];
+    int rc = -1;
+    hid_t fid = h5u_create_tmp(path, tmp, sizeof tmp, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION,
+                               config_text, err);
+    if (fid < 0) goto out;
+    if (h5u_write_model(fid, net, err) ||
+        write_tensors(fid, "momentum", net->params, net->n_params, net->mom, err) ||
+        h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &epochs_done, err)) {
+        h5u_discard(fid, tmp);
+        goto out;
+    }
+    rc = h5u_commit(fid, tmp, path, err);
+out:
+    h5u_quiet_end(&q);
+    return rc;
+}
+
+int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err)
+{
+    H5Quiet q;
+    h5u_quiet_begin(&q);
+    int rc = -1;
+    hid_t fid = h5u_open_read(path, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION, err);
+    if (fid < 0) goto out;
+    if (H5Aexists(fid, "epochs_done") <= 0) {
+        err_set(err, LEGR_EXIT_DATA, "%s: a model file, not a pretraining checkpoint (no "
+                "epochs_done); pass it as model.init instead", path);
+        goto out;
+    }
+    if (read_tensors(fid, "params", net->params, net->n_params, net->param, path, err) ||
+        read_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, path, err) ||
+        read_tensors(fid, "momentum", net->params, net->n_params, net->mom, path, err) ||
+        h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, epochs_done, path, err))
+        goto out;
+    if (config_text && h5u_get_attr_string(fid, ".", "config", config_text, path, err)) goto out;
+    rc = 0;
+out:
+    if (fid >= 0) H5Fclose(fid);
+    h5u_quiet_end(&q);
+    return rc;
+}
+
+int h5_file_format(const char *path, char *buf, size_t size, Err *err)
+{
+    H5Quiet q;
+    h5u_quiet_begin(&q);
+    int rc = -1;
+    char *fmt = NULL;
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (fid < 0)
+        err_set(err, LEGR_EXIT_DATA, "%s: cannot open as HDF5 (missing, truncated or not HDF5)",
+                path);
+    else if (h5u_get_attr_string(fid, ".", "format", &fmt, path, err) == 0) {
+        snprintf(buf, size, "%s", fmt);
+        rc = 0;
+    }
+    free(fmt);
+    if (fid >= 0) H5Fclose(fid);
+    h5u_quiet_end(&q);
+    return rc;
+}

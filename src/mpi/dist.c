@@ -2,6 +2,7 @@
 #include "legr/dist.h"
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,26 @@ void dist_bcast_string(char **s, int root)
 }
 
 void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+static volatile sig_atomic_t stop_flag = 0;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+void dist_install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+int dist_stop_requested(void) { return stop_flag != 0; }
 
 void dist_send(const void *buf, size_t bytes, int dest, int tag)
 {

@@ -3,7 +3,6 @@
 
 #include <math.h>
 #include <mpi.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,24 +12,6 @@ enum { TAG_WORK = 1, TAG_RESULT = 2, TAG_STOP = 3 };
 
 /* A result on the wire: id, fitness, accuracy, flops, seconds, rank. */
 #define RESULT_DOUBLES 6
-
-static volatile sig_atomic_t stop_requested = 0;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-void search_install_signal_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-}
 
 /* Work message: id, parent, alpha[L], kappa[L]. */
 static void pack_candidate(double *msg, const Candidate *c, int L)
@@ -199,7 +180,7 @@ static int receive_result(EvoResult *r)
             unpack_result(r, msg);
             return 0;
         }
-        if (stop_requested) return 1;
+        if (dist_stop_requested()) return 1;
         if (probes >= SPIN_PROBES) {
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);
@@ -217,7 +198,7 @@ static int master_serial(Master *m, Candidate *c, Err *err)
 {
     const SearchRun *s = m->s;
     for (;;) {
-        if (stop_requested) return LEGR_EXIT_STOPPED;
+        if (dist_stop_requested()) return LEGR_EXIT_STOPPED;
         int k = evolution_next(m->e, c);
         if (k == EVO_NEXT_DONE) break;
         if (k == EVO_NEXT_WAIT) {
@@ -253,7 +234,7 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
 
     for (;;) {
         /* Hand out work while workers are idle and the evolution has a candidate. */
-        while (n_idle > 0 && !exhausted && !closed && !stop_requested) {
+        while (n_idle > 0 && !exhausted && !closed && !dist_stop_requested()) {
             int k = evolution_next(m->e, c);
             if (k == EVO_NEXT_DONE) exhausted = 1;
             if (k != EVO_NEXT_CANDIDATE) {
@@ -266,7 +247,7 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
             if (s->deterministic && ++issued == s->sync_batch) closed = 1;
         }
         if (busy == 0) {
-            if (stop_requested || (exhausted && m->n_pending == 0)) break;
+            if (dist_stop_requested() || (exhausted && m->n_pending == 0)) break;
             if (m->n_pending == 0 && !s->deterministic)
                 CHECK(0, "search stalled: nothing to hand out and nothing in flight");
         } else {
@@ -292,7 +273,7 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
     if (code != LEGR_EXIT_OK) return code;
     /* After a stop, busy workers' results are dropped on purpose: their ids stay in flight in
      * the checkpoint and are evaluated again after the resume. */
-    if (stop_requested) return LEGR_EXIT_STOPPED;
+    if (dist_stop_requested()) return LEGR_EXIT_STOPPED;
     stop_workers(m->size);
     return LEGR_EXIT_OK;
 }

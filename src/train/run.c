@@ -36,7 +36,8 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
 
     double t0 = time_now(), epoch_loss = 0.0, last_epoch_loss = 0.0;
     int epoch = -1, epoch_steps = 0;
-    for (long long step = 0; step < total; step++) {
+    const long long first = p->steps > 0 ? 0 : (long long)p->start_epoch * per_epoch;
+    for (long long step = first; step < total; step++) {
         if (step % per_epoch == 0) {
             epoch = (int)(step / per_epoch);
             data_epoch_order(order, idx, n, p->seed, epoch);
@@ -52,11 +53,12 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
         const int epoch_done = (b == per_epoch - 1) || step == total - 1;
         if (rep->rank == 0 && p->log_every > 0 && ((step + 1) % p->log_every == 0 || epoch_done)) {
             double el = time_now() - t0;
-            double ips = (double)(step + 1) * B / el;
+            double ips = (double)(step + 1 - first) * B / el;
             char eta[32];
             fprintf(stderr, "%s: epoch %d step %lld/%lld loss %.4f lr %.4g %.0f img/s ETA %s\n",
                     p->tag, epoch + 1, step + 1, total, epoch_loss / epoch_steps, lr, ips,
-                    format_duration(el / (step + 1) * (total - step - 1), eta, sizeof eta));
+                    format_duration(el / (step + 1 - first) * (total - step - 1), eta,
+                                    sizeof eta));
             if (p->jsonl)
                 fprintf(p->jsonl,
                         "{\"event\":\"train_step\",\"stage\":\"%s\",\"epoch\":%d,\"step\":%lld,"
@@ -77,6 +79,7 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                     fflush(p->jsonl);
                 }
             }
+            if (p->epoch_end && p->epoch_end(p->epoch_ctx, epoch + 1)) break;
         }
     }
     free(x);
