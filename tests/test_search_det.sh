@@ -42,7 +42,8 @@ with h5py.File(sys.argv[1], "r") as f:
 with h5py.File(sys.argv[2], "r") as f:
     h = f["search/history"]
     ranks = set(int(r) for r in h["rank"][()])
-    assert ranks == {1, 2}, "np 3: evaluated by ranks %s, expected {1, 2}" % ranks
+    # Both workers evaluate; with this few workers the master evaluates too while they are busy.
+    assert {1, 2} <= ranks <= {0, 1, 2}, "np 3: evaluated by ranks %s, expected {1, 2} (+0)" % ranks
     fit, ids = h["fitness"][()], h["id"][()]
     best = int(np.argmin(fit))
     best_id, alpha, kappa = int(ids[best]), h["alpha"][best], h["kappa"][best]

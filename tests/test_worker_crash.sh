@@ -3,7 +3,7 @@
 # readable with h5py and resumable to a complete search.
 source "$(dirname "$0")/lib.sh"
 
-EVALS=40
+EVALS=160
 write_cfg "$T/job.cfg" crash "pretrain: { epochs = 1; batch = 32; };
 search: { population = 6; sample = 3; evaluations = $EVALS; mutate_fraction = 0.3; tau = 2;
   batch = 8; val_limit = 16; mode = \"async\"; checkpoint_every = 4; };

@@ -25,6 +25,8 @@ typedef struct {
     int checkpoint_every;   /* results between checkpoints */
     FILE *jsonl;            /* rank 0 log, or NULL */
     int quiet;              /* no progress lines (benchmarks) */
+    int master_evaluates;   /* rank 0 also evaluates while every worker is busy (worth it with
+                               few workers only: dispatch waits while it computes) */
 } SearchRun;
 
 /* Every rank calls this. Rank 0 owns e (fresh or restored) and hands out candidates as workers

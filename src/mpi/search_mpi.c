@@ -188,6 +188,14 @@ static int receive_result(EvoResult *r)
     }
 }
 
+/* A worker's result is ready to be received. */
+static int result_waiting(void)
+{
+    int flag = 0;
+    MPI_Iprobe(MPI_ANY_SOURCE, TAG_RESULT, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+    return flag;
+}
+
 static void stop_workers(int size)
 {
     for (int w = 1; w < size; w++) MPI_Send(NULL, 0, MPI_DOUBLE, w, TAG_STOP, MPI_COMM_WORLD);
@@ -245,6 +253,28 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
             MPI_Send(msg, 2 + 2 * L, MPI_DOUBLE, idle[--n_idle], TAG_WORK, MPI_COMM_WORLD);
             busy++;
             if (s->deterministic && ++issued == s->sync_batch) closed = 1;
+        }
+        /* With few workers the master evaluates too, while all of them are busy and no result
+         * is waiting; with many it must not, since dispatch would stall while it computes. */
+        if (s->master_evaluates && n_idle == 0 && !exhausted && !closed &&
+            !dist_stop_requested() && !result_waiting()) {
+            int k = evolution_next(m->e, c);
+            if (k == EVO_NEXT_DONE) exhausted = 1;
+            if (k != EVO_NEXT_CANDIDATE) {
+                closed = s->deterministic;
+            } else {
+                EvoResult r;
+                memset(&r, 0, sizeof r);
+                s->evaluate(c, &r, s->eval_ctx);
+                r.id = c->id;
+                r.rank = 0;
+                if (s->deterministic && ++issued == s->sync_batch) closed = 1;
+                if (absorb(m, &r, err) != 0) {
+                    code = LEGR_EXIT_INTERNAL;
+                    break;
+                }
+                continue;
+            }
         }
         if (busy == 0) {
             if (dist_stop_requested() || (exhausted && m->n_pending == 0)) break;
