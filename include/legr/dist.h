@@ -38,6 +38,10 @@ int dist_stop_requested(void);
 /* Point-to-point transfer of bytes (message kind `tag`), any size. */
 void dist_send(const void *buf, size_t bytes, int dest, int tag);
 void dist_recv(void *buf, size_t bytes, int src, int tag);
+/* End every rank of the job now with exit code `code` (MPI_Abort), without an error message:
+ * for a clean stop while other ranks may be busy. */
+_Noreturn void dist_abort(int code);
+
 /* Largest value of v over all ranks (agreement on errors). */
 int dist_max_int(int v);
 

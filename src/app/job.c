@@ -442,7 +442,7 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
     if (code == LEGR_EXIT_STOPPED && job->d->rank == 0 && job->d->size > 1) {
         /* Workers may be busy inside a candidate: end the job now, the state is safe. */
-        legr_fail(LEGR_EXIT_STOPPED, __FILE__, __LINE__, "exiting with code 4 (resumable)");
+        dist_abort(LEGR_EXIT_STOPPED);
     }
     code = dist_bcast_int(code, 0);
     if (code == LEGR_EXIT_OK && job->d->rank == 0) {

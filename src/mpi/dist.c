@@ -2,6 +2,7 @@
 #include "legr/dist.h"
 
 #include <mpi.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,13 @@ void dist_bcast_string(char **s, int root)
 }
 
 void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+_Noreturn void dist_abort(int code)
+{
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code); /* MPI_Abort does not return; this keeps the compiler's promise */
+}
 
 static volatile sig_atomic_t stop_flag = 0;
 
