@@ -127,9 +127,10 @@ int h5u_write_model(hid_t loc, const Net *net, Err *err)
     return 0;
 }
 
-int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err)
+/* A legr-model file; with epochs_done >= 0 also the pretraining extras (momentum, epochs_done). */
+static int save_model_file(const char *path, const Net *net, int epochs_done,
+                           const char *config_text, Err *err)
 {
-    if (check_names(net, err)) return -1;
     H5Quiet q;
     h5u_quiet_begin(&q);
     char tmp[4096];
@@ -137,7 +138,10 @@ int h5_model_save(const char *path, const Net *net, const char *config_text, Err
     hid_t fid = h5u_create_tmp(path, tmp, sizeof tmp, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION,
                                config_text, err);
     if (fid < 0) goto out;
-    if (h5u_write_model(fid, net, err)) {
+    if (h5u_write_model(fid, net, err) ||
+        (epochs_done >= 0 &&
+         (write_tensors(fid, "momentum", net->params, net->n_params, net->mom, err) ||
+          h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &epochs_done, err)))) {
         h5u_discard(fid, tmp);
         goto out;
     }
@@ -145,6 +149,11 @@ int h5_model_save(const char *path, const Net *net, const char *config_text, Err
 out:
     h5u_quiet_end(&q);
     return rc;
+}
+
+int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err)
+{
+    return save_model_file(path, net, -1, config_text, err);
 }
 
 static int parse_kind(const char *s)
@@ -324,23 +333,7 @@ out:
 int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
                      Err *err)
 {
-    H5Quiet q;
-    h5u_quiet_begin(&q);
-    char tmp[4096];
-    int rc = -1;
-    hid_t fid = h5u_create_tmp(path, tmp, sizeof tmp, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION,
-                               config_text, err);
-    if (fid < 0) goto out;
-    if (h5u_write_model(fid, net, err) ||
-        write_tensors(fid, "momentum", net->params, net->n_params, net->mom, err) ||
-        h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &epochs_done, err)) {
-        h5u_discard(fid, tmp);
-        goto out;
-    }
-    rc = h5u_commit(fid, tmp, path, err);
-out:
-    h5u_quiet_end(&q);
-    return rc;
+    return save_model_file(path, net, epochs_done, config_text, err);
 }
 
 int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err)
