@@ -110,6 +110,16 @@ write_cfg() {
     } >"$file"
 }
 
+# pretrain_base EPOCHS BATCH: pretrain the default small network (run "base"; search and family
+# off) into $T/runs/base/base.h5, for tests that start from a trained base network.
+pretrain_base() {
+    write_cfg "$T/base.cfg" base "pretrain: { epochs = $1; batch = $2; };
+search: { enabled = false; };
+family: { enabled = false; };"
+    legr_run 120 "$T/base" "$T/base.cfg"
+    expect_rc 0 "$T/base" "pretraining the base"
+}
+
 # wait_until SECONDS CMD...: poll CMD every 0.1 s until it succeeds; 1 on time-out.
 wait_until() {
     local limit=$1

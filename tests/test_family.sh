@@ -3,11 +3,7 @@
 # have the same metrics whichever rank fine-tuned them.
 source "$(dirname "$0")/lib.sh"
 
-write_cfg "$T/base.cfg" base 'pretrain: { epochs = 2; batch = 32; };
-search: { enabled = false; };
-family: { enabled = false; };'
-legr_run 120 "$T/base" "$T/base.cfg"
-expect_rc 0 "$T/base" "pretraining the base"
+pretrain_base 2 32
 
 # Two LeGR levels and the uniform baseline at the same levels: 4 level jobs, dealt over the ranks.
 for np in 2 1; do

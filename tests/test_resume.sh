@@ -8,11 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 
 EVALS=48
-write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 16; };
-search: { enabled = false; };
-family: { enabled = false; };'
-legr_run 120 "$T/base" "$T/base.cfg"
-expect_rc 0 "$T/base" "pretraining the base"
+pretrain_base 1 16
 
 # checkpoint_every (7) is not a multiple of sync_batch (4) on purpose: checkpoints then fall
 # inside a batch of the deterministic mode.

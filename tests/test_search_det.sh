@@ -4,11 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 
 # The base network: a short pretraining, saved as base.h5.
-write_cfg "$T/base.cfg" base 'pretrain: { epochs = 1; batch = 16; };
-search: { enabled = false; };
-family: { enabled = false; };'
-legr_run 120 "$T/base" "$T/base.cfg"
-expect_rc 0 "$T/base" "pretraining the base"
+pretrain_base 1 16
 
 SEARCH='search: { population = 6; sample = 3; evaluations = 20; mutate_fraction = 0.3; tau = 2;
   batch = 8; val_limit = 16; mode = "deterministic"; sync_batch = 4; checkpoint_every = 5; };

@@ -1,7 +1,10 @@
 /* The family stage: prune the base network at every FLOP level, fine-tune, measure, write one file. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "job_internal.h"
 #include "legr/h5io.h"
@@ -69,11 +72,106 @@ static double latency_ms(Net *net, const Job *job, int n, int repeats)
     return med;
 }
 
-/* Prune, measure, fine-tune and measure one level on this rank; params/bufs receive copies of
- * the fine-tuned tensors (malloc'd). */
-static void run_level(const Job *job, const Net *base, const KeepMask *m, const LevelJob *lj,
-                      int index, int n_jobs, LevelStats *st, float **params, float **bufs,
-                      size_t *n_params, size_t *n_bufs)
+/* FNV-1a over the kept channels of every node: a level's identity in its checkpoint's key. */
+static unsigned long long mask_hash(const KeepMask *m)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const int *v[2] = {m->node_keep_off, m->node_keep};
+    int n[2] = {m->n_nodes + 1, m->node_keep_off[m->n_nodes]};
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < n[a]; i++) {
+            h ^= (uint64_t)(uint32_t)v[a][i];
+            h *= 1099511628211ULL;
+        }
+    return h;
+}
+
+/*
+ * Fine-tuning checkpoints. The owner of level j saves it to out_dir/family-level-<j>.h5 after
+ * every epoch (the last one included, which marks the level finished) and stops there when a
+ * signal asked to (dist_stop_requested). A later run of the same job (same config, base network
+ * and search result: the file's level_key and config must match) continues each level from its
+ * file, whichever rank now owns it; files that do not match, or cannot be read, are reported and
+ * the level starts over. The files are removed once family.h5 is written.
+ */
+typedef struct {
+    const Job *job;
+    const Net *net;
+    const char *path, *key;
+    double t0, seconds0; /* this run's fine-tuning start; fine-tuning time of earlier runs */
+    int code;            /* 0, LEGR_EXIT_STOPPED, or the code of a failed checkpoint */
+} LevelCkpt;
+
+static int level_epoch_end(void *ctx, int epochs_done)
+{
+    LevelCkpt *lc = ctx;
+    Err err = {0, ""};
+    double secs = lc->seconds0 + (time_now() - lc->t0);
+    if (h5_level_save(lc->path, lc->net, epochs_done, lc->key, secs, lc->job->config_text,
+                      &err) != 0) {
+        fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+        lc->code = err.code;
+        return 1;
+    }
+    if (dist_stop_requested()) {
+        lc->code = LEGR_EXIT_STOPPED;
+        return 1;
+    }
+    return 0;
+}
+
+/* Continue from the level's checkpoint when it matches: *start and *seconds receive its epoch
+ * count and fine-tuning time. On any mismatch or read error net is rebuilt from the mask and
+ * the level starts over. */
+static void level_resume(const Job *job, const Net *base, const KeepMask *m, int index,
+                         const LevelCkpt *lc, Net *net, int *start, double *seconds)
+{
+    *start = 0;
+    *seconds = 0.0;
+    if (access(lc->path, F_OK) != 0) return;
+    Err err = {0, ""};
+    char *key = NULL, *text = NULL;
+    int done = 0;
+    double secs = 0.0;
+    if (h5_level_load(lc->path, net, &done, &key, &secs, &text, &err) == 0) {
+        if (strcmp(key, lc->key) != 0 || strcmp(text, job->config_text) != 0)
+            err_set(&err, LEGR_EXIT_DATA, "%s belongs to another level, base network, search "
+                    "result or config", lc->path);
+        else if (done < 0 || done > job->cfg.family.epochs)
+            err_set(&err, LEGR_EXIT_DATA, "%s: epochs_done = %d does not fit family.epochs = %d",
+                    lc->path, done, job->cfg.family.epochs);
+    }
+    if (err.code != 0) {
+        /* The first line only: a reader's hints are about model files given by the user. */
+        fprintf(stderr, "family: level %d: %.*s; fine-tuning it from the start\n", index + 1,
+                (int)strcspn(err.msg, "\n"), err.msg);
+        net_free(net);
+        if (prune_apply(base, m, net, &err) != 0)
+            legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "family level %d surgery: %s",
+                      index, err.msg);
+    } else {
+        *start = done;
+        *seconds = secs;
+        fprintf(stderr, "family: level %d: resuming %s after epoch %d\n", index + 1, lc->path,
+                done);
+    }
+    free(key);
+    free(text);
+}
+
+/* The checkpoint path of level index. */
+static void level_path(char *buf, size_t n, const Job *job, int index)
+{
+    snprintf(buf, n, "%s/family-level-%02d.h5", job->out_dir, index);
+}
+
+/* Prune, measure, fine-tune (from the level's checkpoint if there is one) and measure one level
+ * on this rank; params/bufs receive copies of the fine-tuned tensors (malloc'd). Returns 0,
+ * LEGR_EXIT_STOPPED when a signal stopped it after a checkpoint, or a checkpoint error's code;
+ * the outputs are set only on 0. */
+static int run_level(const Job *job, const Net *base, unsigned long long base_hash,
+                     const KeepMask *m, const LevelJob *lj, int index, int n_jobs, LevelStats *st,
+                     float **params, float **bufs, size_t *n_params, size_t *n_bufs)
 {
     const Config *c = &job->cfg;
     Err err;
@@ -82,8 +180,15 @@ static void run_level(const Job *job, const Net *base, const KeepMask *m, const 
         legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "family level %d surgery: %s", index,
                   err.msg);
     EvalResult before = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
+    char path[1200], key[256];
+    level_path(path, sizeof path, job, index);
+    snprintf(key, sizeof key, "%s %.6g, %d epochs, base network %016llx, kept channels %016llx",
+             prune_method_names[lj->method], lj->target, c->family.epochs, base_hash,
+             mask_hash(m));
+    LevelCkpt lc = {job, &net, path, key, 0.0, 0.0, 0};
     TrainParams p;
     job_train_params(job, &p);
+    level_resume(job, base, m, index, &lc, &net, &p.start_epoch, &lc.seconds0);
     p.epochs = c->family.epochs;
     p.batch = c->family.batch;
     p.sgd.momentum = (float)c->family.momentum;
@@ -104,11 +209,17 @@ static void run_level(const Job *job, const Net *base, const KeepMask *m, const 
     p.tag = tag;
     p.log_every = c->run.log_every * 4;
     if (job->d->rank != 0) p.jsonl = NULL;
+    p.epoch_end = level_epoch_end;
+    p.epoch_ctx = &lc;
     Replicas single = {0, 1, NULL};
-    double t0 = time_now();
-    if (c->family.epochs > 0)
+    lc.t0 = time_now();
+    if (p.start_epoch < c->family.epochs)
         train_run(&net, &job->train, job->train_idx, job->n_train, NULL, NULL, 0, &p, &single);
-    st->seconds = time_now() - t0;
+    if (lc.code != 0) {
+        net_free(&net);
+        return lc.code;
+    }
+    st->seconds = lc.seconds0 + (p.start_epoch < c->family.epochs ? time_now() - lc.t0 : 0.0);
     EvalResult after = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
     st->loss_before = before.loss;
     st->acc_before = before.acc;
@@ -123,6 +234,7 @@ static void run_level(const Job *job, const Net *base, const KeepMask *m, const 
     memcpy(*params, net.param, *n_params * sizeof(float));
     memcpy(*bufs, net.buf, *n_bufs * sizeof(float));
     net_free(&net);
+    return 0;
 }
 
 /* The list of levels: the configured ranking at every target, then each baseline. */
@@ -148,6 +260,80 @@ static void print_table_row(const LevelJob *lj, const KeepMask *m, const LevelSt
     fprintf(stderr, "%-9s %6.0f%% %9.3f %9lld %8.2f%% %8.2f%% %9.3f %9.3f\n",
             prune_method_names[lj->method], 100 * lj->target, m->flops / 1e6, m->params,
             100 * st->acc_before, 100 * st->acc, st->lat1, st->lat64);
+}
+
+/* Rank 0: receive the other ranks' levels (in table order) and write out_dir/family.h5, one
+ * level at a time; prints the family table. Returns 0 or an error code (reported here). */
+static int write_family(Job *job, const Net *base, const PruneGraph *g, const double *alpha,
+                        const double *kappa, const LevelJob *jobs, KeepMask *masks,
+                        LevelStats *stats, float **params, float **bufs, int n_jobs)
+{
+    const Config *c = &job->cfg;
+    const int size = job->d->size;
+    Err err = {0, ""};
+    int code = 0;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/family.h5", job->out_dir);
+    /* A batch-1 copy of the base: for the file and to rebuild each level's shell. */
+    Net base1;
+    CHECK(net_build(&base1, &base->arch, 1, &err) == 0, "base copy: %s", err.msg);
+    memcpy(base1.param, base->param, base->n_param_floats * sizeof(float));
+    memcpy(base1.buf, base->buf, base->n_buf_floats * sizeof(float));
+    EvalResult br = train_evaluate(&base1, &job->test, job->test_idx, job->n_test, &job->norm);
+    FamilyData fd = {cfg_dataset_names[c->data.dataset], c->data.dir, job->n_test,
+                     job->test.c, job->norm.mean, job->norm.std, br.loss, br.acc};
+    FamilyWriter *w = h5_family_begin(path, base, alpha, kappa, g->n_convs, &fd,
+                                      job->config_text, &err);
+    if (!w) code = err.code;
+    fprintf(stderr, "\n%-9s %7s %9s %9s %9s %9s %9s %9s\n", "method", "target", "MFLOPs",
+            "params", "top1-pre", "top1", "ms@b1", "ms@b64");
+    for (int j = 0; j < n_jobs; j++) {
+        /* A batch-1 shell of the level's architecture receives its tensors. */
+        Net shell;
+        CHECK(prune_apply(&base1, &masks[j], &shell, &err) == 0, "family shell: %s", err.msg);
+        if (j % size != 0) {
+            dist_recv(&stats[j], sizeof(LevelStats), j % size, TAG_LEVEL);
+            dist_recv(shell.param, shell.n_param_floats * sizeof(float), j % size, TAG_LEVEL);
+            dist_recv(shell.buf, shell.n_buf_floats * sizeof(float), j % size, TAG_LEVEL);
+        } else {
+            memcpy(shell.param, params[j], shell.n_param_floats * sizeof(float));
+            memcpy(shell.buf, bufs[j], shell.n_buf_floats * sizeof(float));
+        }
+        print_table_row(&jobs[j], &masks[j], &stats[j]);
+        FamilyLevel lv = {prune_method_names[jobs[j].method], jobs[j].target, &shell,
+                          &masks[j], &base->arch, stats[j].loss_before, stats[j].acc_before,
+                          stats[j].loss, stats[j].acc, stats[j].lat1, stats[j].lat64,
+                          stats[j].seconds};
+        if (w && code == 0 && h5_family_add(w, &lv, &err) != 0) code = err.code;
+        if (job->jsonl)
+            fprintf(job->jsonl, "{\"event\":\"family_level\",\"method\":\"%s\",\"target\":%g,"
+                    "\"flops\":%lld,\"params\":%lld,\"test_top1_before\":%.6f,"
+                    "\"test_top1\":%.6f,\"test_loss\":%.6f,\"latency_b1_ms\":%.4f,"
+                    "\"latency_b64_ms\":%.4f}\n", lv.method, lv.target, masks[j].flops,
+                    masks[j].params, lv.acc_before, lv.acc, lv.loss, lv.latency_b1_ms,
+                    lv.latency_b64_ms);
+        net_free(&shell);
+    }
+    if (w && code == 0 && h5_family_commit(w, &err) != 0) code = err.code;
+    else if (w && code != 0) h5_family_discard(w);
+    net_free(&base1);
+    if (code == 0) fprintf(stderr, "\nfamily: wrote %s\n", path);
+    else fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+    return code;
+}
+
+/* Rank 0, after a stop: where the state is and how to continue. */
+static void print_stop_hint(const Job *job)
+{
+    const Config *c = &job->cfg;
+    char hint[1300] = "";
+    if (c->search.enabled)
+        snprintf(hint, sizeof hint, "--resume %s/search.h5 ", job->out_dir);
+    else if (!c->model.init[0])
+        snprintf(hint, sizeof hint, "--resume %s/pretrain.h5 ", job->out_dir);
+    fprintf(stderr, "family: stopped by a signal; finished levels and the fine-tuning state are "
+            "saved in %s/family-level-*.h5; continue with: legr-mpi %s%s\n", job->out_dir, hint,
+            job->opts->config_path);
 }
 
 int job_family(Job *job, const Net *base, const PruneGraph *g, const double *norm,
@@ -181,64 +367,37 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
     float **params = xcalloc((size_t)n_jobs, sizeof(float *));
     float **bufs = xcalloc((size_t)n_jobs, sizeof(float *));
     size_t *np = xcalloc((size_t)n_jobs, sizeof(size_t)), *nb = xcalloc((size_t)n_jobs, sizeof(size_t));
-    for (int j = rank; j < n_jobs; j += size)
-        run_level(job, base, &masks[j], &jobs[j], j, n_jobs, &stats[j], &params[j], &bufs[j],
-                  &np[j], &nb[j]);
-    /* Sent only once all are done: rank 0 receives after finishing its own levels. */
-    for (int j = rank; j < n_jobs && rank != 0; j += size) {
-        dist_send(&stats[j], sizeof(LevelStats), 0, TAG_LEVEL);
-        dist_send(params[j], np[j] * sizeof(float), 0, TAG_LEVEL);
-        dist_send(bufs[j], nb[j] * sizeof(float), 0, TAG_LEVEL);
-    }
-
-    if (rank == 0) {
-        char path[1200];
-        snprintf(path, sizeof path, "%s/family.h5", job->out_dir);
-        /* A batch-1 copy of the base: for the file and to rebuild each level's shell. */
-        Net base1;
-        CHECK(net_build(&base1, &base->arch, 1, &err) == 0, "base copy: %s", err.msg);
-        memcpy(base1.param, base->param, base->n_param_floats * sizeof(float));
-        memcpy(base1.buf, base->buf, base->n_buf_floats * sizeof(float));
-        EvalResult br = train_evaluate(&base1, &job->test, job->test_idx, job->n_test, &job->norm);
-        FamilyData fd = {cfg_dataset_names[c->data.dataset], c->data.dir, job->n_test,
-                         job->test.c, job->norm.mean, job->norm.std, br.loss, br.acc};
-        FamilyWriter *w = h5_family_begin(path, base, alpha, kappa, g->n_convs, &fd,
-                                          job->config_text, &err);
-        if (!w) code = err.code;
-        fprintf(stderr, "\n%-9s %7s %9s %9s %9s %9s %9s %9s\n", "method", "target", "MFLOPs",
-                "params", "top1-pre", "top1", "ms@b1", "ms@b64");
-        for (int j = 0; j < n_jobs; j++) {
-            /* A batch-1 shell of the level's architecture receives its tensors. */
-            Net shell;
-            CHECK(prune_apply(&base1, &masks[j], &shell, &err) == 0, "family shell: %s", err.msg);
-            if (j % size != 0) {
-                dist_recv(&stats[j], sizeof(LevelStats), j % size, TAG_LEVEL);
-                dist_recv(shell.param, shell.n_param_floats * sizeof(float), j % size, TAG_LEVEL);
-                dist_recv(shell.buf, shell.n_buf_floats * sizeof(float), j % size, TAG_LEVEL);
-            } else {
-                memcpy(shell.param, params[j], shell.n_param_floats * sizeof(float));
-                memcpy(shell.buf, bufs[j], shell.n_buf_floats * sizeof(float));
-            }
-            print_table_row(&jobs[j], &masks[j], &stats[j]);
-            FamilyLevel lv = {prune_method_names[jobs[j].method], jobs[j].target, &shell,
-                              &masks[j], &base->arch, stats[j].loss_before, stats[j].acc_before,
-                              stats[j].loss, stats[j].acc, stats[j].lat1, stats[j].lat64,
-                              stats[j].seconds};
-            if (w && code == 0 && h5_family_add(w, &lv, &err) != 0) code = err.code;
-            if (job->jsonl)
-                fprintf(job->jsonl, "{\"event\":\"family_level\",\"method\":\"%s\",\"target\":%g,"
-                        "\"flops\":%lld,\"params\":%lld,\"test_top1_before\":%.6f,"
-                        "\"test_top1\":%.6f,\"test_loss\":%.6f,\"latency_b1_ms\":%.4f,"
-                        "\"latency_b64_ms\":%.4f}\n", lv.method, lv.target, masks[j].flops,
-                        masks[j].params, lv.acc_before, lv.acc, lv.loss, lv.latency_b1_ms,
-                        lv.latency_b64_ms);
-            net_free(&shell);
+    unsigned long long base_hash = net_hash(base);
+    int own = 0; /* 0, LEGR_EXIT_STOPPED or an error code of this rank's levels */
+    for (int j = rank; j < n_jobs && own == 0; j += size)
+        own = run_level(job, base, base_hash, &masks[j], &jobs[j], j, n_jobs, &stats[j],
+                        &params[j], &bufs[j], &np[j], &nb[j]);
+    /* An error anywhere wins over a stop; a stop anywhere stops the job (every level's state
+     * is in its checkpoint, so nothing is lost). */
+    int failed = dist_max_int(own != 0 && own != LEGR_EXIT_STOPPED ? own : 0);
+    int stopped = dist_max_int(own == LEGR_EXIT_STOPPED);
+    if (failed) {
+        code = failed;
+    } else if (stopped) {
+        if (rank == 0) print_stop_hint(job);
+        code = LEGR_EXIT_STOPPED;
+    } else {
+        /* Sent only once all are done: rank 0 receives after finishing its own levels. */
+        for (int j = rank; j < n_jobs && rank != 0; j += size) {
+            dist_send(&stats[j], sizeof(LevelStats), 0, TAG_LEVEL);
+            dist_send(params[j], np[j] * sizeof(float), 0, TAG_LEVEL);
+            dist_send(bufs[j], nb[j] * sizeof(float), 0, TAG_LEVEL);
         }
-        if (w && code == 0 && h5_family_commit(w, &err) != 0) code = err.code;
-        else if (w && code != 0) h5_family_discard(w);
-        net_free(&base1);
-        if (code == 0) fprintf(stderr, "\nfamily: wrote %s\n", path);
-        else fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+        if (rank == 0)
+            code = write_family(job, base, g, alpha, kappa, jobs, masks, stats, params, bufs,
+                                n_jobs);
+        code = dist_bcast_int(code, 0);
+        /* family.h5 holds every level now: each owner removes its checkpoints. */
+        for (int j = rank; j < n_jobs && code == 0; j += size) {
+            char path[1200];
+            level_path(path, sizeof path, job, j);
+            unlink(path);
+        }
     }
     for (int j = 0; j < n_jobs; j++) {
         free(params[j]);
@@ -252,5 +411,5 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
     free(stats);
     free(masks);
     free(jobs);
-    return dist_bcast_int(code, 0);
+    return code;
 }

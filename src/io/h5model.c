@@ -127,8 +127,16 @@ int h5u_write_model(hid_t loc, const Net *net, Err *err)
     return 0;
 }
 
-/* A legr-model file; with epochs_done >= 0 also the pretraining extras (momentum, epochs_done). */
-static int save_model_file(const char *path, const Net *net, int epochs_done,
+/* Extras of a training checkpoint; a model file has none (epochs_done < 0). */
+typedef struct {
+    int epochs_done;       /* < 0: a plain model file */
+    const char *level_key; /* family level checkpoints only, else NULL */
+    double train_seconds;  /* with level_key */
+} TrainExtras;
+
+/* A legr-model file, with a training checkpoint's extras (momentum, epochs_done and, for a
+ * family level, level_key and train_seconds) when x->epochs_done >= 0. */
+static int save_model_file(const char *path, const Net *net, const TrainExtras *x,
                            const char *config_text, Err *err)
 {
     H5Quiet q;
@@ -139,9 +147,12 @@ static int save_model_file(const char *path, const Net *net, int epochs_done,
                                config_text, err);
     if (fid < 0) goto out;
     if (h5u_write_model(fid, net, err) ||
-        (epochs_done >= 0 &&
+        (x->epochs_done >= 0 &&
          (write_tensors(fid, "momentum", net->params, net->n_params, net->mom, err) ||
-          h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &epochs_done, err)))) {
+          h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &x->epochs_done, err))) ||
+        (x->level_key &&
+         (h5u_set_attr_string(fid, ".", "level_key", x->level_key, err) ||
+          h5u_set_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &x->train_seconds, err)))) {
         h5u_discard(fid, tmp);
         goto out;
     }
@@ -153,7 +164,8 @@ out:
 
 int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err)
 {
-    return save_model_file(path, net, -1, config_text, err);
+    TrainExtras x = {-1, NULL, 0.0};
+    return save_model_file(path, net, &x, config_text, err);
 }
 
 static int parse_kind(const char *s)
@@ -333,10 +345,21 @@ out:
 int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
                      Err *err)
 {
-    return save_model_file(path, net, epochs_done, config_text, err);
+    TrainExtras x = {epochs_done, NULL, 0.0};
+    return save_model_file(path, net, &x, config_text, err);
 }
 
-int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err)
+int h5_level_save(const char *path, const Net *net, int epochs_done, const char *level_key,
+                  double train_seconds, const char *config_text, Err *err)
+{
+    TrainExtras x = {epochs_done, level_key, train_seconds};
+    return save_model_file(path, net, &x, config_text, err);
+}
+
+/* Read a training checkpoint into net; level_key and train_seconds are read when level_key is
+ * not NULL (a family level checkpoint). Any of config_text, level_key may be NULL. */
+static int load_train_ckpt(const char *path, Net *net, int *epochs_done, char **config_text,
+                           char **level_key, double *train_seconds, Err *err)
 {
     H5Quiet q;
     h5u_quiet_begin(&q);
@@ -348,17 +371,36 @@ int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config
                 "epochs_done); pass it as model.init instead", path);
         goto out;
     }
+    if (level_key && H5Aexists(fid, "level_key") <= 0) {
+        err_set(err, LEGR_EXIT_DATA, "%s: not a family level checkpoint (no level_key)", path);
+        goto out;
+    }
     if (read_tensors(fid, "params", net->params, net->n_params, net->param, path, err) ||
         read_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, path, err) ||
         read_tensors(fid, "momentum", net->params, net->n_params, net->mom, path, err) ||
         h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, epochs_done, path, err))
         goto out;
     if (config_text && h5u_get_attr_string(fid, ".", "config", config_text, path, err)) goto out;
+    if (level_key &&
+        (h5u_get_attr_string(fid, ".", "level_key", level_key, path, err) ||
+         h5u_get_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, train_seconds, path, err)))
+        goto out;
     rc = 0;
 out:
     if (fid >= 0) H5Fclose(fid);
     h5u_quiet_end(&q);
     return rc;
+}
+
+int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err)
+{
+    return load_train_ckpt(path, net, epochs_done, config_text, NULL, NULL, err);
+}
+
+int h5_level_load(const char *path, Net *net, int *epochs_done, char **level_key,
+                  double *train_seconds, char **config_text, Err *err)
+{
+    return load_train_ckpt(path, net, epochs_done, config_text, level_key, train_seconds, err);
 }
 
 int h5_file_format(const char *path, char *buf, size_t size, Err *err)
