@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The family stage checkpoints every level after every fine-tune epoch: a SIGTERM stops it with
-# exit 4, and --resume continues the unfinished levels (skipping the finished ones) to a
+# The family stage checkpoints every level after every fine-tune epoch and on SIGTERM after the
+# current step: the job stops with exit 4, and --resume continues the unfinished levels
+# (skipping the finished ones, at the step where they stopped) to a
 # family.h5 identical to an uninterrupted run's; unreadable or foreign level files are reported
 # and those levels start over; the level files are removed once family.h5 is written.
 source "$(dirname "$0")/lib.sh"
@@ -32,9 +33,11 @@ wait_job
 expect_rc 4 "$T/cut" "family stopped by SIGTERM"
 expect_grep "continue with: legr-mpi --resume $T/runs/job/search.h5 $T/job.cfg" "$T/cut.err" "resume hint"
 [[ ! -f $T/runs/job/family.h5 ]] || fail "a stopped family wrote family.h5"
-done0=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['epochs_done']))" "$T/runs/job/family-level-00.h5")
-((done0 >= 1 && done0 < 4)) || fail "level 1 checkpoint holds $done0 epochs, expected 1..3"
-note "level 1 stopped after epoch $done0 of 4; level files: $(cd "$T/runs/job" && echo family-level-*.h5)"
+# 144 training images in batches of 32: 4 steps per epoch, 16 per level. Rank 0 was frozen at
+# the end of level 1's first epoch and stops after the step it was in when it resumed.
+done0=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['steps_done']))" "$T/runs/job/family-level-00.h5")
+((done0 >= 4 && done0 < 16)) || fail "level 1 checkpoint holds $done0 steps, expected 4..15"
+note "level 1 stopped after step $done0 of 16; level files: $(cd "$T/runs/job" && echo family-level-*.h5)"
 
 # A file that is not HDF5 in place of level 4's checkpoint, and level 1's checkpoint copied to
 # level 3 (another mask), are reported and those levels start over.
@@ -42,7 +45,7 @@ echo "not a checkpoint" >"$T/runs/job/family-level-03.h5"
 cp "$T/runs/job/family-level-00.h5" "$T/runs/job/family-level-02.h5"
 legr_mpirun 2 180 "$T/res" --resume "$T/runs/job/search.h5" "$T/job.cfg"
 expect_rc 0 "$T/res" "resumed family"
-expect_grep "family: level 1: resuming $T/runs/job/family-level-00.h5 after epoch $done0" "$T/res.err" "resume message"
+expect_grep "family: level 1: resuming $T/runs/job/family-level-00.h5 after step $done0 of 16" "$T/res.err" "resume message"
 expect_grep "family: level 4: $T/runs/job/family-level-03.h5: not an HDF5 file" "$T/res.err" "bad level file message"
 expect_grep "family: level 3: $T/runs/job/family-level-02.h5" "$T/res.err" "foreign level file message"
 expect_grep "; fine-tuning it from the start" "$T/res.err" "bad level file consequence"

@@ -32,7 +32,8 @@ void dist_bcast_string(char **s, int root);
 void dist_barrier(void);
 
 /* SIGTERM and SIGUSR1 ask the job to checkpoint and stop (exit code 4): the handlers only set a
- * flag, which the stages poll at safe points (rank 0 decides, then tells the others). */
+ * flag, which the stages poll at safe points (in pretraining and the search rank 0 decides and
+ * tells the others; in the family every rank stops its own level, then all agree). */
 void dist_install_signal_handlers(void);
 int dist_stop_requested(void);
 /* Point-to-point transfer of bytes (message kind `tag`), any size. */

@@ -46,14 +46,20 @@ int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const ch
  * *epochs_done and *config_text (malloc'd; may be NULL) receive what was saved. */
 int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err);
 
-/* Fine-tuning checkpoint of one family level: a pretraining checkpoint plus the root attributes
- * level_key (what the level is: method, target, base network and kept channels, so a resume
- * never continues another level) and train_seconds (fine-tuning wall time so far). */
-int h5_level_save(const char *path, const Net *net, int epochs_done, const char *level_key,
-                  double train_seconds, const char *config_text, Err *err);
-/* Its reader; *level_key and *config_text (may be NULL) receive malloc'd strings. */
-int h5_level_load(const char *path, Net *net, int *epochs_done, char **level_key,
-                  double *train_seconds, char **config_text, Err *err);
+/* Fine-tuning checkpoint of one family level: a pretraining checkpoint (epochs_done = whole
+ * epochs) plus the root attributes steps_done, level_key (what the level is: method, target,
+ * base network and kept channels, so a resume never continues another level) and train_seconds
+ * (fine-tuning wall time so far). */
+typedef struct {
+    long long steps_done;
+    int epochs_done;
+    double train_seconds;
+    char *level_key; /* h5_level_load: malloc'd */
+} LevelCkptInfo;
+int h5_level_save(const char *path, const Net *net, const LevelCkptInfo *info,
+                  const char *config_text, Err *err);
+/* Its reader; info->level_key and *config_text (may be NULL) receive malloc'd strings. */
+int h5_level_load(const char *path, Net *net, LevelCkptInfo *info, char **config_text, Err *err);
 
 /* Write the full search state (evolution_get_state), its params, L, kappa_std and seed, the
  * config text (may be NULL), the base network's net_hash and a short stage label (may be NULL,

@@ -74,11 +74,15 @@ typedef struct {
     int log_every;       /* progress line every this many steps (0: none) */
     const char *tag;     /* prefix of progress lines, e.g. "pretrain" */
     FILE *jsonl;         /* JSON-lines log (rank 0), or NULL */
-    int start_epoch;     /* resume: skip the epochs before this one (epoch runs only) */
+    long long start_step; /* resume: skip the steps before this one (epoch runs only; any
+                           * step, the data order and augmentation depend on the step alone) */
     /* Called on every replica after each epoch (after rank 0's evaluation) with the number of
      * epochs done; a non-zero return ends the run there (it must agree on all replicas). */
     int (*epoch_end)(void *ctx, int epochs_done);
-    void *epoch_ctx;
+    /* Called on every replica after every step with the number of steps done (NULL: none); a
+     * non-zero return ends the run there (it must agree on all replicas). */
+    int (*step_end)(void *ctx, long long steps_done);
+    void *epoch_ctx;     /* for both callbacks */
 } TrainParams;
 
 typedef struct {

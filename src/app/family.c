@@ -88,58 +88,60 @@ static unsigned long long mask_hash(const KeepMask *m)
 
 /*
  * Fine-tuning checkpoints. The owner of level j saves it to out_dir/family-level-<j>.h5 after
- * every epoch (the last one included, which marks the level finished) and stops there when a
- * signal asked to (dist_stop_requested). A later run of the same job (same config, base network
- * and search result: the file's level_key and config must match) continues each level from its
- * file, whichever rank now owns it; files that do not match, or cannot be read, are reported and
- * the level starts over. The files are removed once family.h5 is written.
+ * every epoch (the last one included, which marks the level finished) and, when a signal asked
+ * to stop (dist_stop_requested), after the step in progress, and stops there. A later run of
+ * the same job (same config, base network and search result: the file's level_key and config
+ * must match) continues each level from its file at that step, whichever rank now owns it;
+ * files that do not match, or cannot be read, are reported and the level starts over. The
+ * files are removed once family.h5 is written.
  */
 typedef struct {
     const Job *job;
     const Net *net;
     const char *path, *key;
+    int per_epoch;       /* steps per epoch */
     double t0, seconds0; /* this run's fine-tuning start; fine-tuning time of earlier runs */
-    int code;            /* 0, LEGR_EXIT_STOPPED, or the code of a failed checkpoint */
+    int stopped;         /* a signal stopped the level after a checkpoint */
 } LevelCkpt;
 
-static int level_epoch_end(void *ctx, int epochs_done)
+/* After every step: checkpoint at epoch ends and when asked to stop (then stop). A checkpoint
+ * that cannot be written ends the job at once (the files already written stay valid). */
+static int level_step_end(void *ctx, long long steps_done)
 {
     LevelCkpt *lc = ctx;
+    int stop = dist_stop_requested();
+    if (!stop && steps_done % lc->per_epoch != 0) return 0;
+    LevelCkptInfo info = {steps_done, (int)(steps_done / lc->per_epoch),
+                          lc->seconds0 + (time_now() - lc->t0), (char *)lc->key};
     Err err = {0, ""};
-    double secs = lc->seconds0 + (time_now() - lc->t0);
-    if (h5_level_save(lc->path, lc->net, epochs_done, lc->key, secs, lc->job->config_text,
-                      &err) != 0) {
+    if (h5_level_save(lc->path, lc->net, &info, lc->job->config_text, &err) != 0) {
         fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
-        lc->code = err.code;
-        return 1;
+        dist_abort(err.code);
     }
-    if (dist_stop_requested()) {
-        lc->code = LEGR_EXIT_STOPPED;
-        return 1;
-    }
-    return 0;
+    lc->stopped = stop;
+    return stop;
 }
 
-/* Continue from the level's checkpoint when it matches: *start and *seconds receive its epoch
+/* Continue from the level's checkpoint when it matches: *start and *seconds receive its step
  * count and fine-tuning time. On any mismatch or read error net is rebuilt from the mask and
  * the level starts over. */
 static void level_resume(const Job *job, const Net *base, const KeepMask *m, int index,
-                         const LevelCkpt *lc, Net *net, int *start, double *seconds)
+                         const LevelCkpt *lc, Net *net, long long *start, double *seconds)
 {
     *start = 0;
     *seconds = 0.0;
     if (access(lc->path, F_OK) != 0) return;
     Err err = {0, ""};
-    char *key = NULL, *text = NULL;
-    int done = 0;
-    double secs = 0.0;
-    if (h5_level_load(lc->path, net, &done, &key, &secs, &text, &err) == 0) {
-        if (strcmp(key, lc->key) != 0 || strcmp(text, job->config_text) != 0)
+    LevelCkptInfo info;
+    char *text = NULL;
+    long long total = (long long)job->cfg.family.epochs * lc->per_epoch;
+    if (h5_level_load(lc->path, net, &info, &text, &err) == 0) {
+        if (strcmp(info.level_key, lc->key) != 0 || strcmp(text, job->config_text) != 0)
             err_set(&err, LEGR_EXIT_DATA, "%s belongs to another level, base network, search "
                     "result or config", lc->path);
-        else if (done < 0 || done > job->cfg.family.epochs)
-            err_set(&err, LEGR_EXIT_DATA, "%s: epochs_done = %d does not fit family.epochs = %d",
-                    lc->path, done, job->cfg.family.epochs);
+        else if (info.steps_done < 0 || info.steps_done > total)
+            err_set(&err, LEGR_EXIT_DATA, "%s: steps_done = %lld is not within the level's "
+                    "%lld steps", lc->path, info.steps_done, total);
     }
     if (err.code != 0) {
         /* The first line only: a reader's hints are about model files given by the user. */
@@ -150,12 +152,12 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
             legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "family level %d surgery: %s",
                       index, err.msg);
     } else {
-        *start = done;
-        *seconds = secs;
-        fprintf(stderr, "family: level %d: resuming %s after epoch %d\n", index + 1, lc->path,
-                done);
+        *start = info.steps_done;
+        *seconds = info.train_seconds;
+        fprintf(stderr, "family: level %d: resuming %s after step %lld of %lld\n", index + 1,
+                lc->path, info.steps_done, total);
     }
-    free(key);
+    free(info.level_key);
     free(text);
 }
 
@@ -166,9 +168,8 @@ static void level_path(char *buf, size_t n, const Job *job, int index)
 }
 
 /* Prune, measure, fine-tune (from the level's checkpoint if there is one) and measure one level
- * on this rank; params/bufs receive copies of the fine-tuned tensors (malloc'd). Returns 0,
- * LEGR_EXIT_STOPPED when a signal stopped it after a checkpoint, or a checkpoint error's code;
- * the outputs are set only on 0. */
+ * on this rank; params/bufs receive copies of the fine-tuned tensors (malloc'd). Returns 0, or
+ * LEGR_EXIT_STOPPED when a signal stopped it after a checkpoint (the outputs are then unset). */
 static int run_level(const Job *job, const Net *base, unsigned long long base_hash,
                      const KeepMask *m, const LevelJob *lj, int index, int n_jobs, LevelStats *st,
                      float **params, float **bufs, size_t *n_params, size_t *n_bufs)
@@ -185,10 +186,11 @@ static int run_level(const Job *job, const Net *base, unsigned long long base_ha
     snprintf(key, sizeof key, "%s %.6g, %d epochs, base network %016llx, kept channels %016llx",
              prune_method_names[lj->method], lj->target, c->family.epochs, base_hash,
              mask_hash(m));
-    LevelCkpt lc = {job, &net, path, key, 0.0, 0.0, 0};
+    LevelCkpt lc = {job, &net, path, key, job->n_train / c->family.batch, 0.0, 0.0, 0};
     TrainParams p;
     job_train_params(job, &p);
-    level_resume(job, base, m, index, &lc, &net, &p.start_epoch, &lc.seconds0);
+    level_resume(job, base, m, index, &lc, &net, &p.start_step, &lc.seconds0);
+    const long long total = (long long)c->family.epochs * lc.per_epoch;
     p.epochs = c->family.epochs;
     p.batch = c->family.batch;
     p.sgd.momentum = (float)c->family.momentum;
@@ -209,17 +211,17 @@ static int run_level(const Job *job, const Net *base, unsigned long long base_ha
     p.tag = tag;
     p.log_every = c->run.log_every * 4;
     if (job->d->rank != 0) p.jsonl = NULL;
-    p.epoch_end = level_epoch_end;
+    p.step_end = level_step_end;
     p.epoch_ctx = &lc;
     Replicas single = {0, 1, NULL};
     lc.t0 = time_now();
-    if (p.start_epoch < c->family.epochs)
+    if (p.start_step < total)
         train_run(&net, &job->train, job->train_idx, job->n_train, NULL, NULL, 0, &p, &single);
-    if (lc.code != 0) {
+    if (lc.stopped) {
         net_free(&net);
-        return lc.code;
+        return LEGR_EXIT_STOPPED;
     }
-    st->seconds = lc.seconds0 + (p.start_epoch < c->family.epochs ? time_now() - lc.t0 : 0.0);
+    st->seconds = lc.seconds0 + (p.start_step < total ? time_now() - lc.t0 : 0.0);
     EvalResult after = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
     st->loss_before = before.loss;
     st->acc_before = before.acc;
@@ -368,17 +370,13 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
     float **bufs = xcalloc((size_t)n_jobs, sizeof(float *));
     size_t *np = xcalloc((size_t)n_jobs, sizeof(size_t)), *nb = xcalloc((size_t)n_jobs, sizeof(size_t));
     unsigned long long base_hash = net_hash(base);
-    int own = 0; /* 0, LEGR_EXIT_STOPPED or an error code of this rank's levels */
-    for (int j = rank; j < n_jobs && own == 0; j += size)
-        own = run_level(job, base, base_hash, &masks[j], &jobs[j], j, n_jobs, &stats[j],
-                        &params[j], &bufs[j], &np[j], &nb[j]);
-    /* An error anywhere wins over a stop; a stop anywhere stops the job (every level's state
-     * is in its checkpoint, so nothing is lost). */
-    int failed = dist_max_int(own != 0 && own != LEGR_EXIT_STOPPED ? own : 0);
-    int stopped = dist_max_int(own == LEGR_EXIT_STOPPED);
-    if (failed) {
-        code = failed;
-    } else if (stopped) {
+    int stopped = 0;
+    for (int j = rank; j < n_jobs && !stopped; j += size)
+        stopped = dist_stop_requested() ||
+                  run_level(job, base, base_hash, &masks[j], &jobs[j], j, n_jobs, &stats[j],
+                            &params[j], &bufs[j], &np[j], &nb[j]) == LEGR_EXIT_STOPPED;
+    /* A stop anywhere stops the job: every level's state is in its checkpoint. */
+    if (dist_max_int(stopped)) {
         if (rank == 0) print_stop_hint(job);
         code = LEGR_EXIT_STOPPED;
     } else {

@@ -209,10 +209,12 @@ static int pretrain_base(Job *job, Net *base)
     net_init_params(&net, (uint64_t)c->run.seed);
     TrainParams p;
     job_train_params(job, &p);
-    if (job->resume_pretrain && (code = load_pretrain(job, &net, &p.start_epoch)) != 0) {
+    int epochs_done = 0;
+    if (job->resume_pretrain && (code = load_pretrain(job, &net, &epochs_done)) != 0) {
         net_free(&net);
         return code;
     }
+    p.start_step = (long long)epochs_done * (job->n_train / c->pretrain.batch);
     p.epochs = c->pretrain.epochs;
     p.batch = c->pretrain.batch;
     p.sgd.momentum = (float)c->pretrain.momentum;

@@ -129,13 +129,12 @@ int h5u_write_model(hid_t loc, const Net *net, Err *err)
 
 /* Extras of a training checkpoint; a model file has none (epochs_done < 0). */
 typedef struct {
-    int epochs_done;       /* < 0: a plain model file */
-    const char *level_key; /* family level checkpoints only, else NULL */
-    double train_seconds;  /* with level_key */
+    int epochs_done;                /* < 0: a plain model file */
+    const LevelCkptInfo *level;     /* family level checkpoints only, else NULL */
 } TrainExtras;
 
 /* A legr-model file, with a training checkpoint's extras (momentum, epochs_done and, for a
- * family level, level_key and train_seconds) when x->epochs_done >= 0. */
+ * family level, steps_done, level_key and train_seconds) when x->epochs_done >= 0. */
 static int save_model_file(const char *path, const Net *net, const TrainExtras *x,
                            const char *config_text, Err *err)
 {
@@ -150,9 +149,11 @@ static int save_model_file(const char *path, const Net *net, const TrainExtras *
         (x->epochs_done >= 0 &&
          (write_tensors(fid, "momentum", net->params, net->n_params, net->mom, err) ||
           h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &x->epochs_done, err))) ||
-        (x->level_key &&
-         (h5u_set_attr_string(fid, ".", "level_key", x->level_key, err) ||
-          h5u_set_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &x->train_seconds, err)))) {
+        (x->level &&
+         (h5u_set_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &x->level->steps_done, err) ||
+          h5u_set_attr_string(fid, ".", "level_key", x->level->level_key, err) ||
+          h5u_set_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &x->level->train_seconds,
+                       err)))) {
         h5u_discard(fid, tmp);
         goto out;
     }
@@ -164,7 +165,7 @@ out:
 
 int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err)
 {
-    TrainExtras x = {-1, NULL, 0.0};
+    TrainExtras x = {-1, NULL};
     return save_model_file(path, net, &x, config_text, err);
 }
 
@@ -345,21 +346,20 @@ out:
 int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
                      Err *err)
 {
-    TrainExtras x = {epochs_done, NULL, 0.0};
+    TrainExtras x = {epochs_done, NULL};
     return save_model_file(path, net, &x, config_text, err);
 }
 
-int h5_level_save(const char *path, const Net *net, int epochs_done, const char *level_key,
-                  double train_seconds, const char *config_text, Err *err)
+int h5_level_save(const char *path, const Net *net, const LevelCkptInfo *info,
+                  const char *config_text, Err *err)
 {
-    TrainExtras x = {epochs_done, level_key, train_seconds};
+    TrainExtras x = {info->epochs_done, info};
     return save_model_file(path, net, &x, config_text, err);
 }
 
-/* Read a training checkpoint into net; level_key and train_seconds are read when level_key is
- * not NULL (a family level checkpoint). Any of config_text, level_key may be NULL. */
+/* Read a training checkpoint into net; with level != NULL also a family level's extras. */
 static int load_train_ckpt(const char *path, Net *net, int *epochs_done, char **config_text,
-                           char **level_key, double *train_seconds, Err *err)
+                           LevelCkptInfo *level, Err *err)
 {
     H5Quiet q;
     h5u_quiet_begin(&q);
@@ -371,7 +371,7 @@ static int load_train_ckpt(const char *path, Net *net, int *epochs_done, char **
                 "epochs_done); pass it as model.init instead", path);
         goto out;
     }
-    if (level_key && H5Aexists(fid, "level_key") <= 0) {
+    if (level && H5Aexists(fid, "level_key") <= 0) {
         err_set(err, LEGR_EXIT_DATA, "%s: not a family level checkpoint (no level_key)", path);
         goto out;
     }
@@ -381,9 +381,11 @@ static int load_train_ckpt(const char *path, Net *net, int *epochs_done, char **
         h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, epochs_done, path, err))
         goto out;
     if (config_text && h5u_get_attr_string(fid, ".", "config", config_text, path, err)) goto out;
-    if (level_key &&
-        (h5u_get_attr_string(fid, ".", "level_key", level_key, path, err) ||
-         h5u_get_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, train_seconds, path, err)))
+    if (level &&
+        (h5u_get_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &level->steps_done, path, err) ||
+         h5u_get_attr_string(fid, ".", "level_key", &level->level_key, path, err) ||
+         h5u_get_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &level->train_seconds, path,
+                      err)))
         goto out;
     rc = 0;
 out:
@@ -394,13 +396,13 @@ out:
 
 int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err)
 {
-    return load_train_ckpt(path, net, epochs_done, config_text, NULL, NULL, err);
+    return load_train_ckpt(path, net, epochs_done, config_text, NULL, err);
 }
 
-int h5_level_load(const char *path, Net *net, int *epochs_done, char **level_key,
-                  double *train_seconds, char **config_text, Err *err)
+int h5_level_load(const char *path, Net *net, LevelCkptInfo *info, char **config_text, Err *err)
 {
-    return load_train_ckpt(path, net, epochs_done, config_text, level_key, train_seconds, err);
+    memset(info, 0, sizeof *info);
+    return load_train_ckpt(path, net, &info->epochs_done, config_text, info, err);
 }
 
 int h5_file_format(const char *path, char *buf, size_t size, Err *err)

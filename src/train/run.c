@@ -36,9 +36,9 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
 
     double t0 = time_now(), epoch_loss = 0.0, last_epoch_loss = 0.0;
     int epoch = -1, epoch_steps = 0;
-    const long long first = p->steps > 0 ? 0 : (long long)p->start_epoch * per_epoch;
+    const long long first = p->steps > 0 ? 0 : p->start_step;
     for (long long step = first; step < total; step++) {
-        if (step % per_epoch == 0) {
+        if (step % per_epoch == 0 || step == first) {
             epoch = (int)(step / per_epoch);
             data_epoch_order(order, idx, n, p->seed, epoch);
             epoch_loss = 0.0;
@@ -81,6 +81,7 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
             }
             if (p->epoch_end && p->epoch_end(p->epoch_ctx, epoch + 1)) break;
         }
+        if (p->step_end && p->step_end(p->epoch_ctx, step + 1)) break;
     }
     free(x);
     free(y);
