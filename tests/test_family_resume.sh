@@ -39,6 +39,12 @@ done0=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].att
 ((done0 >= 4 && done0 < 16)) || fail "level 1 checkpoint holds $done0 steps, expected 4..15"
 note "level 1 stopped after step $done0 of 16; level files: $(cd "$T/runs/job" && echo family-level-*.h5)"
 
+# A job that loads its base (model.init) has no pretraining checkpoint: --resume with a model
+# file, such as a level checkpoint, is refused.
+legr_run 60 "$T/lvl" --resume "$T/runs/job/family-level-00.h5" "$T/job.cfg"
+expect_rc 2 "$T/lvl" "a level checkpoint given to --resume"
+expect_grep "this job does not pretrain (model.init is set)" "$T/lvl.err" "level file message"
+
 # A file that is not HDF5 in place of level 4's checkpoint, and level 1's checkpoint copied to
 # level 3 (another mask), are reported and those levels start over.
 echo "not a checkpoint" >"$T/runs/job/family-level-03.h5"

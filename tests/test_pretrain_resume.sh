@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Pretraining checkpoints every epoch: a SIGTERM stops it with exit 4 and --resume pretrain.h5
-# ends with exactly the base network of an uninterrupted run; foreign files are refused.
+# Pretraining checkpoints every epoch and, on SIGTERM, after the current step: the job stops with
+# exit 4 and --resume pretrain.h5 ends with exactly the base network of an uninterrupted run;
+# foreign files are refused.
 source "$(dirname "$0")/lib.sh"
 
 PRE='pretrain: { epochs = 6; batch = 16; lr = 0.05; };
@@ -23,14 +24,17 @@ wait_job
 expect_rc 4 "$T/cut" "pretraining stopped by SIGTERM"
 expect_grep "continue with: legr-mpi --resume $T/runs/job/pretrain.h5" "$T/cut.err" "resume hint"
 [[ ! -f $T/runs/job/base.h5 ]] || fail "a stopped pretraining wrote base.h5"
-done_epochs=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['epochs_done']))" "$T/runs/job/pretrain.h5")
-note "stopped after epoch $done_epochs of 6"
+# 144 training images in batches of 16: 9 steps per epoch. Rank 0 was frozen at its first
+# checkpoint (the end of epoch 1) and stops after the step it was in when it resumed.
+done_steps=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['steps_done']))" "$T/runs/job/pretrain.h5")
+((done_steps >= 9 && done_steps < 54)) || fail "pretrain.h5 holds $done_steps steps, expected 9..53"
+note "stopped after step $done_steps of 54"
 
 # Resumed (with another rank count: results do not depend on it beyond summation order, so
 # compare with the tolerance of test_pretrain_ranks; the same count must match exactly).
 legr_mpirun 2 120 "$T/res" --resume "$T/runs/job/pretrain.h5" "$T/job.cfg"
 expect_rc 0 "$T/res" "resumed pretraining"
-expect_grep "resuming $T/runs/job/pretrain.h5 after epoch $done_epochs" "$T/res.err" "resume message"
+expect_grep "resuming $T/runs/job/pretrain.h5 after step $done_steps" "$T/res.err" "resume message"
 "$PYTHON" - "$T/runs/ref/base.h5" "$T/runs/job/base.h5" <<'PY' || fail "resumed base differs from the uninterrupted one"
 import sys
 import h5py
@@ -54,5 +58,5 @@ expect_rc 3 "$T/other" "pretraining checkpoint of another config"
 expect_grep "belongs to a different config" "$T/other.err" "config mismatch message"
 legr_run 60 "$T/model" --resume "$T/runs/job/base.h5" "$T/job.cfg"
 expect_rc 3 "$T/model" "a model file given to --resume"
-expect_grep "not a pretraining checkpoint" "$T/model.err" "model file message"
+expect_grep "not a training checkpoint" "$T/model.err" "model file message"
 note "ok"

@@ -38,28 +38,25 @@ int h5_model_load_params(const char *path, Net *net, Err *err);
  * LEGR_EXIT_DATA naming the file when it is missing, not HDF5 or has no format. */
 int h5_file_format(const char *path, char *buf, size_t size, Err *err);
 
-/* Pretraining checkpoint: a legr-model file (so any model reader can use it) plus the SGD
- * momentum of every parameter (/momentum/<name>) and the root attribute epochs_done. */
-int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
-                     Err *err);
-/* Load parameters, statistics and momentum into net (built for the file's architecture);
- * *epochs_done and *config_text (malloc'd; may be NULL) receive what was saved. */
-int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err);
-
-/* Fine-tuning checkpoint of one family level: a pretraining checkpoint (epochs_done = whole
- * epochs) plus the root attributes steps_done, level_key (what the level is: method, target,
- * base network and kept channels, so a resume never continues another level) and train_seconds
- * (fine-tuning wall time so far). */
+/* Training checkpoint (pretrain.h5 and family-level-NN.h5): a legr-model file (so any model
+ * reader can use it) plus the SGD momentum of every parameter (/momentum/<name>) and the root
+ * attributes epochs_done and steps_done and, for a family level, level_key (what the level is:
+ * method, target, base network and kept channels, so a resume never continues another level)
+ * and train_seconds (fine-tuning wall time so far). */
 typedef struct {
-    long long steps_done;
-    int epochs_done;
-    double train_seconds;
-    char *level_key; /* h5_level_load: malloc'd */
-} LevelCkptInfo;
-int h5_level_save(const char *path, const Net *net, const LevelCkptInfo *info,
-                  const char *config_text, Err *err);
-/* Its reader; info->level_key and *config_text (may be NULL) receive malloc'd strings. */
-int h5_level_load(const char *path, Net *net, LevelCkptInfo *info, char **config_text, Err *err);
+    long long steps_done; /* training steps completed; loads: -1 for a file written before
+                           * steps were recorded (it holds epochs_done whole epochs) */
+    int epochs_done;      /* whole epochs completed */
+    double train_seconds; /* family levels */
+} TrainCkpt;
+/* level_key is NULL for pretraining. */
+int h5_train_ckpt_save(const char *path, const Net *net, const TrainCkpt *ck,
+                       const char *level_key, const char *config_text, Err *err);
+/* Load parameters, statistics and momentum into net (built for the file's architecture) and
+ * what was saved into *ck; *level_key (NULL if the file has none) and *config_text receive
+ * malloc'd strings; either pointer may be NULL. */
+int h5_train_ckpt_load(const char *path, Net *net, TrainCkpt *ck, char **level_key,
+                       char **config_text, Err *err);
 
 /* Write the full search state (evolution_get_state), its params, L, kappa_std and seed, the
  * config text (may be NULL), the base network's net_hash and a short stage label (may be NULL,

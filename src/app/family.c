@@ -111,10 +111,10 @@ static int level_step_end(void *ctx, long long steps_done)
     LevelCkpt *lc = ctx;
     int stop = dist_stop_requested();
     if (!stop && steps_done % lc->per_epoch != 0) return 0;
-    LevelCkptInfo info = {steps_done, (int)(steps_done / lc->per_epoch),
-                          lc->seconds0 + (time_now() - lc->t0), (char *)lc->key};
+    TrainCkpt ck = {steps_done, (int)(steps_done / lc->per_epoch),
+                    lc->seconds0 + (time_now() - lc->t0)};
     Err err = {0, ""};
-    if (h5_level_save(lc->path, lc->net, &info, lc->job->config_text, &err) != 0) {
+    if (h5_train_ckpt_save(lc->path, lc->net, &ck, lc->key, lc->job->config_text, &err) != 0) {
         fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
         dist_abort(err.code);
     }
@@ -132,16 +132,16 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
     *seconds = 0.0;
     if (access(lc->path, F_OK) != 0) return;
     Err err = {0, ""};
-    LevelCkptInfo info;
-    char *text = NULL;
+    TrainCkpt ck;
+    char *key = NULL, *text = NULL;
     long long total = (long long)job->cfg.family.epochs * lc->per_epoch;
-    if (h5_level_load(lc->path, net, &info, &text, &err) == 0) {
-        if (strcmp(info.level_key, lc->key) != 0 || strcmp(text, job->config_text) != 0)
+    if (h5_train_ckpt_load(lc->path, net, &ck, &key, &text, &err) == 0) {
+        if (!key || strcmp(key, lc->key) != 0 || strcmp(text, job->config_text) != 0)
             err_set(&err, LEGR_EXIT_DATA, "%s belongs to another level, base network, search "
                     "result or config", lc->path);
-        else if (info.steps_done < 0 || info.steps_done > total)
+        else if (ck.steps_done < 0 || ck.steps_done > total)
             err_set(&err, LEGR_EXIT_DATA, "%s: steps_done = %lld is not within the level's "
-                    "%lld steps", lc->path, info.steps_done, total);
+                    "%lld steps", lc->path, ck.steps_done, total);
     }
     if (err.code != 0) {
         /* The first line only: a reader's hints are about model files given by the user. */
@@ -152,12 +152,12 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
             legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "family level %d surgery: %s",
                       index, err.msg);
     } else {
-        *start = info.steps_done;
-        *seconds = info.train_seconds;
+        *start = ck.steps_done;
+        *seconds = ck.train_seconds;
         fprintf(stderr, "family: level %d: resuming %s after step %lld of %lld\n", index + 1,
-                lc->path, info.steps_done, total);
+                lc->path, ck.steps_done, total);
     }
-    free(info.level_key);
+    free(key);
     free(text);
 }
 

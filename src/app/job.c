@@ -126,25 +126,29 @@ static int load_base(Job *job, Net *base, const char *path)
     return 0;
 }
 
-/* After every pretraining epoch: rank 0 saves pretrain.h5 and decides, for all ranks, whether a
- * signal asked to stop there. */
+/* After every pretraining step: rank 0 decides, for all ranks, whether a signal asked to stop;
+ * it saves pretrain.h5 at every epoch end and when stopping (then after this step). */
 typedef struct {
     const Job *job;
     const Net *net;
     char path[1200];
+    int per_epoch;       /* steps per epoch */
     int stopped, failed;
 } PretrainCkpt;
 
-static int pretrain_epoch_end(void *ctx, int epochs_done)
+static int pretrain_step_end(void *ctx, long long steps_done)
 {
     PretrainCkpt *pc = ctx;
     Err err = {0, ""};
     int verdict = 0; /* 1: stop after a clean checkpoint, 2: the checkpoint failed */
     if (pc->job->d->rank == 0) {
-        if (h5_pretrain_save(pc->path, pc->net, epochs_done, pc->job->config_text, &err) != 0) {
+        int stop = dist_stop_requested();
+        TrainCkpt ck = {steps_done, (int)(steps_done / pc->per_epoch), 0.0};
+        if ((stop || steps_done % pc->per_epoch == 0) &&
+            h5_train_ckpt_save(pc->path, pc->net, &ck, NULL, pc->job->config_text, &err) != 0) {
             fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
             verdict = 2;
-        } else if (dist_stop_requested()) {
+        } else if (stop) {
             verdict = 1;
         }
     }
@@ -152,37 +156,40 @@ static int pretrain_epoch_end(void *ctx, int epochs_done)
     pc->stopped = verdict == 1;
     pc->failed = verdict == 2;
     if (pc->stopped && pc->job->d->rank == 0)
-        fprintf(stderr, "pretrain: stopped by a signal after epoch %d; state saved in %s; "
-                "continue with: legr-mpi --resume %s %s\n", epochs_done, pc->path, pc->path,
-                pc->job->opts->config_path);
+        fprintf(stderr, "pretrain: stopped by a signal after step %lld (%lld per epoch); state "
+                "saved in %s; continue with: legr-mpi --resume %s %s\n", steps_done,
+                (long long)pc->per_epoch, pc->path, pc->path, pc->job->opts->config_path);
     return verdict;
 }
 
 /* Rank 0 loads --resume's pretraining checkpoint into net (it must come from this config);
- * every rank gets its tensors, momentum and epoch count. */
-static int load_pretrain(Job *job, Net *net, int *epochs_done)
+ * every rank gets its tensors, momentum and step count. */
+static int load_pretrain(Job *job, Net *net, int per_epoch, long long *steps_done)
 {
     Err err = {0, ""};
     int code = 0;
     if (job->d->rank == 0) {
         char *text = NULL;
-        if (h5_pretrain_load(job->resume_pretrain, net, epochs_done, &text, &err) != 0) {
+        TrainCkpt ck;
+        if (h5_train_ckpt_load(job->resume_pretrain, net, &ck, NULL, &text, &err) != 0) {
             code = err.code;
         } else if (strcmp(text, job->config_text) != 0) {
             err_set(&err, LEGR_EXIT_DATA, "%s: this pretraining checkpoint belongs to a "
                     "different config; resume with the config it was written with",
                     job->resume_pretrain);
-            code = LEGR_EXIT_DATA;
+            code = err.code;
         }
+        /* Files written before steps were recorded hold whole epochs. */
+        *steps_done = ck.steps_done >= 0 ? ck.steps_done : (long long)ck.epochs_done * per_epoch;
         free(text);
     }
     if ((code = agree(job, code, &err)) != 0) return code;
     dist_bcast_net(net, 0);
     dist_bcast(net->mom, net->n_param_floats * sizeof(float), 0);
-    *epochs_done = dist_bcast_int(*epochs_done, 0);
+    dist_bcast(steps_done, sizeof *steps_done, 0);
     if (job->d->rank == 0)
-        fprintf(stderr, "pretrain: resuming %s after epoch %d\n", job->resume_pretrain,
-                *epochs_done);
+        fprintf(stderr, "pretrain: resuming %s after step %lld (epoch %lld)\n",
+                job->resume_pretrain, *steps_done, *steps_done / per_epoch);
     return 0;
 }
 
@@ -209,12 +216,11 @@ static int pretrain_base(Job *job, Net *base)
     net_init_params(&net, (uint64_t)c->run.seed);
     TrainParams p;
     job_train_params(job, &p);
-    int epochs_done = 0;
-    if (job->resume_pretrain && (code = load_pretrain(job, &net, &epochs_done)) != 0) {
+    const int per_epoch = job->n_train / c->pretrain.batch;
+    if (job->resume_pretrain && (code = load_pretrain(job, &net, per_epoch, &p.start_step)) != 0) {
         net_free(&net);
         return code;
     }
-    p.start_step = (long long)epochs_done * (job->n_train / c->pretrain.batch);
     p.epochs = c->pretrain.epochs;
     p.batch = c->pretrain.batch;
     p.sgd.momentum = (float)c->pretrain.momentum;
@@ -227,9 +233,9 @@ static int pretrain_base(Job *job, Net *base)
     p.sched.gamma = (float)c->pretrain.gamma;
     p.sched.total = c->pretrain.epochs;
     p.tag = "pretrain";
-    PretrainCkpt ck = {job, &net, "", 0, 0};
+    PretrainCkpt ck = {job, &net, "", per_epoch, 0, 0};
     snprintf(ck.path, sizeof ck.path, "%s/pretrain.h5", job->out_dir);
-    p.epoch_end = pretrain_epoch_end;
+    p.step_end = pretrain_step_end;
     p.epoch_ctx = &ck;
     Collective col = dist_collective();
     train_attach_collective(&net, &col);
@@ -263,7 +269,12 @@ static int classify_resume(Job *job)
         char fmt[64];
         if (h5_file_format(job->opts->resume_path, fmt, sizeof fmt, &err) != 0) code = err.code;
         else if (!strcmp(fmt, H5IO_CHECKPOINT_FORMAT)) kind = 1;
-        else if (!strcmp(fmt, H5IO_MODEL_FORMAT)) kind = 2;
+        else if (!strcmp(fmt, H5IO_MODEL_FORMAT) && job->cfg.model.init[0]) {
+            err_set(&err, LEGR_EXIT_USAGE, "--resume %s: this job does not pretrain (model.init "
+                    "is set), so it has no pretraining checkpoint to resume; --resume takes its "
+                    "search checkpoint (search.h5)", job->opts->resume_path);
+            code = err.code;
+        } else if (!strcmp(fmt, H5IO_MODEL_FORMAT)) kind = 2;
         else {
             err_set(&err, LEGR_EXIT_DATA, "%s: a '%s' file cannot be resumed; --resume takes a "
                     "search checkpoint (search.h5) or a pretraining checkpoint (pretrain.h5)",

@@ -127,16 +127,10 @@ int h5u_write_model(hid_t loc, const Net *net, Err *err)
     return 0;
 }
 
-/* Extras of a training checkpoint; a model file has none (epochs_done < 0). */
-typedef struct {
-    int epochs_done;                /* < 0: a plain model file */
-    const LevelCkptInfo *level;     /* family level checkpoints only, else NULL */
-} TrainExtras;
-
-/* A legr-model file, with a training checkpoint's extras (momentum, epochs_done and, for a
- * family level, steps_done, level_key and train_seconds) when x->epochs_done >= 0. */
-static int save_model_file(const char *path, const Net *net, const TrainExtras *x,
-                           const char *config_text, Err *err)
+/* A legr-model file; with ck != NULL a training checkpoint (momentum, epochs_done, steps_done
+ * and, with level_key != NULL, level_key and train_seconds). */
+static int save_model_file(const char *path, const Net *net, const TrainCkpt *ck,
+                           const char *level_key, const char *config_text, Err *err)
 {
     H5Quiet q;
     h5u_quiet_begin(&q);
@@ -146,14 +140,13 @@ static int save_model_file(const char *path, const Net *net, const TrainExtras *
                                config_text, err);
     if (fid < 0) goto out;
     if (h5u_write_model(fid, net, err) ||
-        (x->epochs_done >= 0 &&
+        (ck &&
          (write_tensors(fid, "momentum", net->params, net->n_params, net->mom, err) ||
-          h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &x->epochs_done, err))) ||
-        (x->level &&
-         (h5u_set_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &x->level->steps_done, err) ||
-          h5u_set_attr_string(fid, ".", "level_key", x->level->level_key, err) ||
-          h5u_set_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &x->level->train_seconds,
-                       err)))) {
+          h5u_set_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &ck->epochs_done, err) ||
+          h5u_set_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &ck->steps_done, err))) ||
+        (ck && level_key &&
+         (h5u_set_attr_string(fid, ".", "level_key", level_key, err) ||
+          h5u_set_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &ck->train_seconds, err)))) {
         h5u_discard(fid, tmp);
         goto out;
     }
@@ -165,8 +158,7 @@ out:
 
 int h5_model_save(const char *path, const Net *net, const char *config_text, Err *err)
 {
-    TrainExtras x = {-1, NULL};
-    return save_model_file(path, net, &x, config_text, err);
+    return save_model_file(path, net, NULL, NULL, config_text, err);
 }
 
 static int parse_kind(const char *s)
@@ -343,48 +335,40 @@ out:
     return rc;
 }
 
-int h5_pretrain_save(const char *path, const Net *net, int epochs_done, const char *config_text,
-                     Err *err)
+int h5_train_ckpt_save(const char *path, const Net *net, const TrainCkpt *ck,
+                       const char *level_key, const char *config_text, Err *err)
 {
-    TrainExtras x = {epochs_done, NULL};
-    return save_model_file(path, net, &x, config_text, err);
+    return save_model_file(path, net, ck, level_key, config_text, err);
 }
 
-int h5_level_save(const char *path, const Net *net, const LevelCkptInfo *info,
-                  const char *config_text, Err *err)
-{
-    TrainExtras x = {info->epochs_done, info};
-    return save_model_file(path, net, &x, config_text, err);
-}
-
-/* Read a training checkpoint into net; with level != NULL also a family level's extras. */
-static int load_train_ckpt(const char *path, Net *net, int *epochs_done, char **config_text,
-                           LevelCkptInfo *level, Err *err)
+int h5_train_ckpt_load(const char *path, Net *net, TrainCkpt *ck, char **level_key,
+                       char **config_text, Err *err)
 {
     H5Quiet q;
     h5u_quiet_begin(&q);
     int rc = -1;
+    memset(ck, 0, sizeof *ck);
+    ck->steps_done = -1;
+    if (level_key) *level_key = NULL;
+    if (config_text) *config_text = NULL;
     hid_t fid = h5u_open_read(path, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION, err);
     if (fid < 0) goto out;
     if (H5Aexists(fid, "epochs_done") <= 0) {
-        err_set(err, LEGR_EXIT_DATA, "%s: a model file, not a pretraining checkpoint (no "
+        err_set(err, LEGR_EXIT_DATA, "%s: a model file, not a training checkpoint (no "
                 "epochs_done); pass it as model.init instead", path);
-        goto out;
-    }
-    if (level && H5Aexists(fid, "level_key") <= 0) {
-        err_set(err, LEGR_EXIT_DATA, "%s: not a family level checkpoint (no level_key)", path);
         goto out;
     }
     if (read_tensors(fid, "params", net->params, net->n_params, net->param, path, err) ||
         read_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, path, err) ||
         read_tensors(fid, "momentum", net->params, net->n_params, net->mom, path, err) ||
-        h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, epochs_done, path, err))
+        h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &ck->epochs_done, path, err) ||
+        (H5Aexists(fid, "steps_done") > 0 &&
+         h5u_get_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &ck->steps_done, path, err)))
         goto out;
     if (config_text && h5u_get_attr_string(fid, ".", "config", config_text, path, err)) goto out;
-    if (level &&
-        (h5u_get_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &level->steps_done, path, err) ||
-         h5u_get_attr_string(fid, ".", "level_key", &level->level_key, path, err) ||
-         h5u_get_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &level->train_seconds, path,
+    if (level_key && H5Aexists(fid, "level_key") > 0 &&
+        (h5u_get_attr_string(fid, ".", "level_key", level_key, path, err) ||
+         h5u_get_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &ck->train_seconds, path,
                       err)))
         goto out;
     rc = 0;
@@ -392,17 +376,6 @@ out:
     if (fid >= 0) H5Fclose(fid);
     h5u_quiet_end(&q);
     return rc;
-}
-
-int h5_pretrain_load(const char *path, Net *net, int *epochs_done, char **config_text, Err *err)
-{
-    return load_train_ckpt(path, net, epochs_done, config_text, NULL, err);
-}
-
-int h5_level_load(const char *path, Net *net, LevelCkptInfo *info, char **config_text, Err *err)
-{
-    memset(info, 0, sizeof *info);
-    return load_train_ckpt(path, net, &info->epochs_done, config_text, info, err);
 }
 
 int h5_file_format(const char *path, char *buf, size_t size, Err *err)
