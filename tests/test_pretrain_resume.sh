@@ -27,6 +27,7 @@ expect_grep "continue with: legr-mpi --resume $T/runs/job/pretrain.h5" "$T/cut.e
 # 144 training images in batches of 16: 9 steps per epoch. Rank 0 was frozen at its first
 # checkpoint (the end of epoch 1) and stops after the step it was in when it resumed.
 done_steps=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['steps_done']))" "$T/runs/job/pretrain.h5")
+cp "$T/runs/job/pretrain.h5" "$T/old.h5"
 ((done_steps >= 9 && done_steps < 54)) || fail "pretrain.h5 holds $done_steps steps, expected 9..53"
 note "stopped after step $done_steps of 54"
 
@@ -59,4 +60,10 @@ expect_grep "belongs to a different config" "$T/other.err" "config mismatch mess
 legr_run 60 "$T/model" --resume "$T/runs/job/base.h5" "$T/job.cfg"
 expect_rc 3 "$T/model" "a model file given to --resume"
 expect_grep "not a training checkpoint" "$T/model.err" "model file message"
+
+# A checkpoint of an earlier build has no steps_done: it resumes at its whole epochs.
+old_epochs=$("$PYTHON" -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); del f.attrs['steps_done']; print(int(f.attrs['epochs_done']))" "$T/old.h5")
+legr_mpirun 2 120 "$T/old" --resume "$T/old.h5" "$T/job.cfg"
+expect_rc 0 "$T/old" "resuming a checkpoint without steps_done"
+expect_grep "resuming $T/old.h5 after step $((old_epochs * 9)) (epoch $old_epochs)" "$T/old.err" "old checkpoint resume message"
 note "ok"
