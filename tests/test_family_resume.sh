@@ -49,6 +49,8 @@ expect_grep "this job does not pretrain (model.init is set)" "$T/lvl.err" "level
 # level 3 (another mask), are reported and those levels start over.
 echo "not a checkpoint" >"$T/runs/job/family-level-03.h5"
 cp "$T/runs/job/family-level-00.h5" "$T/runs/job/family-level-02.h5"
+# A level file of a run with more levels is removed with the others at the end.
+cp "$T/runs/job/family-level-00.h5" "$T/runs/job/family-level-07.h5"
 legr_mpirun 2 180 "$T/res" --resume "$T/runs/job/search.h5" "$T/job.cfg"
 expect_rc 0 "$T/res" "resumed family"
 expect_grep "family: level 1: resuming $T/runs/job/family-level-00.h5 after step $done0 of 16" "$T/res.err" "resume message"

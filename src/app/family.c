@@ -1,4 +1,5 @@
 /* The family stage: prune the base network at every FLOP level, fine-tune, measure, write one file. */
+#include <glob.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -165,6 +166,23 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
 static void level_path(char *buf, size_t n, const Job *job, int index)
 {
     snprintf(buf, n, "%s/family-level-%02d.h5", job->out_dir, index);
+}
+
+/* Once family.h5 holds every level: each owner removes its levels' checkpoints, and rank 0 any
+ * other family-level-*.h5 of the run directory (left by a run with more levels). */
+static void remove_level_files(const Job *job, int n_jobs)
+{
+    char path[1200];
+    for (int j = job->d->rank; j < n_jobs; j += job->d->size) {
+        level_path(path, sizeof path, job, j);
+        unlink(path);
+    }
+    if (job->d->rank != 0) return;
+    glob_t g;
+    snprintf(path, sizeof path, "%s/family-level-*.h5", job->out_dir);
+    if (glob(path, 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
+    globfree(&g);
 }
 
 /* Prune, measure, fine-tune (from the level's checkpoint if there is one) and measure one level
@@ -390,12 +408,7 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
             code = write_family(job, base, g, alpha, kappa, jobs, masks, stats, params, bufs,
                                 n_jobs);
         code = dist_bcast_int(code, 0);
-        /* family.h5 holds every level now: each owner removes its checkpoints. */
-        for (int j = rank; j < n_jobs && code == 0; j += size) {
-            char path[1200];
-            level_path(path, sizeof path, job, j);
-            unlink(path);
-        }
+        if (code == 0) remove_level_files(job, n_jobs);
     }
     for (int j = 0; j < n_jobs; j++) {
         free(params[j]);
