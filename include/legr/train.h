@@ -76,13 +76,11 @@ typedef struct {
     FILE *jsonl;         /* JSON-lines log (rank 0), or NULL */
     long long start_step; /* resume: skip the steps before this one (epoch runs only; any
                            * step, the data order and augmentation depend on the step alone) */
-    /* Called on every replica after each epoch (after rank 0's evaluation) with the number of
-     * epochs done; a non-zero return ends the run there (it must agree on all replicas). */
-    int (*epoch_end)(void *ctx, int epochs_done);
-    /* Called on every replica after every step with the number of steps done (NULL: none); a
-     * non-zero return ends the run there (it must agree on all replicas). */
+    /* Called on every replica after every step (after rank 0's evaluation at an epoch end)
+     * with the number of steps done (NULL: none); a non-zero return ends the run there (it
+     * must agree on all replicas). */
     int (*step_end)(void *ctx, long long steps_done);
-    void *epoch_ctx;     /* for both callbacks */
+    void *step_ctx;
 } TrainParams;
 
 typedef struct {

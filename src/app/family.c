@@ -230,7 +230,7 @@ static int run_level(const Job *job, const Net *base, unsigned long long base_ha
     p.log_every = c->run.log_every * 4;
     if (job->d->rank != 0) p.jsonl = NULL;
     p.step_end = level_step_end;
-    p.epoch_ctx = &lc;
+    p.step_ctx = &lc;
     Replicas single = {0, 1, NULL};
     lc.t0 = time_now();
     if (p.start_step < total)

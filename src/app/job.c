@@ -236,7 +236,7 @@ static int pretrain_base(Job *job, Net *base)
     PretrainCkpt ck = {job, &net, "", per_epoch, 0, 0};
     snprintf(ck.path, sizeof ck.path, "%s/pretrain.h5", job->out_dir);
     p.step_end = pretrain_step_end;
-    p.epoch_ctx = &ck;
+    p.step_ctx = &ck;
     Collective col = dist_collective();
     train_attach_collective(&net, &col);
     Replicas rep = {job->d->rank, size, &col};

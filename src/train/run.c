@@ -79,9 +79,8 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                     fflush(p->jsonl);
                 }
             }
-            if (p->epoch_end && p->epoch_end(p->epoch_ctx, epoch + 1)) break;
         }
-        if (p->step_end && p->step_end(p->epoch_ctx, step + 1)) break;
+        if (p->step_end && p->step_end(p->step_ctx, step + 1)) break;
     }
     free(x);
     free(y);
