@@ -1,7 +1,9 @@
 # A real single-node SLURM on localhost runs jobs/pipeline.sh: the search job gets USR1 before its
 # 1-minute limit, checkpoints, requeues itself and resumes until the deterministic search is done;
-# its history must equal an uninterrupted run's, and the chained family job must then build the
-# family. Skips (exit 0, with the reason) only when the SLURM daemons cannot be started here.
+# its history must equal an uninterrupted run's. The chained family job gets USR1 the same way in
+# the middle of its fine-tuning, saves the level, requeues itself and resumes it; the family must
+# equal the uninterrupted run's. Skips (exit 0, with the reason) only when the SLURM daemons
+# cannot be started here.
 source "$(dirname "$0")/lib.sh"
 
 # Open MPI leaks; the jobs inherit this through sbatch's exported environment.
@@ -50,30 +52,37 @@ expect_rc 0 "$T/base" "pretraining the base"
 # times slower, get cheaper candidates (fewer fine-tuning steps).
 tau=80
 if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then tau=8; fi
+# The family (one level) is calibrated the same way to about 60 s of fine-tuning, so that the
+# family job's USR1 (10-40 s after its start) falls inside it.
 job_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $2;
   mutate_fraction = 0.3; tau = $tau; batch = 32; val_limit = 96; mode = \"deterministic\";
   sync_batch = 4; checkpoint_every = 4; };
-family: { flops = [0.5]; epochs = 0; latency_repeats = 3; };"
+family: { flops = [0.5]; epochs = $3; batch = 16; latency_repeats = 3; };"
 }
-job_cfg calib 8
+job_cfg calib 8 20
 t0=$(date +%s%N)
 legr_run 200 "$T/calib" "$T/calib.cfg"
 expect_rc 0 "$T/calib" "calibration search"
 ms=$((($(date +%s%N) - t0) / 1000000))
+fms=$("$PYTHON" -c "import h5py,sys; print(int(1000 * h5py.File(sys.argv[1])['levels/00'].attrs['finetune_seconds']))" "$T/runs/calib/family.h5")
+ms=$((ms - fms))
 EVALS=$((8 * 70000 / (ms > 1 ? ms : 1)))
 ((EVALS < 24)) && EVALS=24
 ((EVALS > 1000)) && EVALS=1000
-note "8 candidates took $ms ms: searching $EVALS candidates"
-job_cfg ref "$EVALS"
-job_cfg slurm "$EVALS"
+FEPOCHS=$((20 * 60000 / (fms > 1 ? fms : 1)))
+((FEPOCHS < 20)) && FEPOCHS=20
+((FEPOCHS > 20000)) && FEPOCHS=20000
+note "8 candidates took $ms ms, 20 fine-tune epochs $fms ms: searching $EVALS candidates, fine-tuning $FEPOCHS epochs"
+job_cfg ref "$EVALS" "$FEPOCHS"
+job_cfg slurm "$EVALS" "$FEPOCHS"
 
 cd "$T"
 out=$(LEGR_BIN=$LEGR_BIN LEGR_MPIRUN=$MPIEXEC LEGR_MPIRUN_ARGS="--oversubscribe" \
       LEGR_POLL_SECONDS=2 \
       LEGR_SEARCH_SBATCH_ARGS="--ntasks=2 --time=1 --signal=B:USR1@50 --output=$T/search-%j.out" \
-      LEGR_FAMILY_SBATCH_ARGS="--ntasks=2 --time=2 --output=$T/family-%j.out" \
+      LEGR_FAMILY_SBATCH_ARGS="--ntasks=2 --time=1 --signal=B:USR1@50 --output=$T/family-%j.out" \
       "$LEGR_SRC/jobs/pipeline.sh" "$T/slurm.cfg") || fail "pipeline.sh failed: $out"
 read -r sid fid <<<"$(tail -1 <<<"$out")"
 [[ $sid =~ ^[0-9]+$ && $fid =~ ^[0-9]+$ ]] || fail "pipeline.sh printed no job ids: $out"
@@ -85,10 +94,11 @@ ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 300 "$LEGR_BIN" "$T/ref.cfg" \
 ref_pid=$!
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
-# Follow both jobs; a requeued search job waits 2 minutes (SLURM's BeginTime after a requeue)
-# unless told to start now.
+# Follow both jobs; a requeued job waits 2 minutes (SLURM's BeginTime after a requeue) unless
+# told to start now.
 max_restarts=0
-end=$((SECONDS + 240))
+f_restarts=0
+end=$((SECONDS + 420))
 while :; do
     s=$(scontrol show job "$sid" 2>/dev/null) || fail "scontrol lost job $sid"
     f=$(scontrol show job "$fid" 2>/dev/null) || fail "scontrol lost job $fid"
@@ -96,12 +106,17 @@ while :; do
     f_state=$(field JobState "$f")
     restarts=$(field Restarts "$s")
     ((restarts > max_restarts)) && max_restarts=$restarts
+    restarts=$(field Restarts "$f")
+    ((restarts > f_restarts)) && f_restarts=$restarts
     if [[ $s_state == PENDING && $(field Reason "$s") == BeginTime ]]; then
         scontrol update JobId="$sid" StartTime=now 2>/dev/null || true
     fi
+    if [[ $f_state == PENDING && $(field Reason "$f") == BeginTime ]]; then
+        scontrol update JobId="$fid" StartTime=now 2>/dev/null || true
+    fi
     case $f_state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
     case $s_state in FAILED | CANCELLED | TIMEOUT) break ;; esac
-    ((SECONDS < end)) || fail "jobs not done after 240 s (search $s_state, family $f_state)"
+    ((SECONDS < end)) || fail "jobs not done after 420 s (search $s_state, family $f_state)"
     sleep 1
 done
 wait "$ref_pid" || { show_run "$T/ref"; fail "the reference run failed"; }
@@ -123,6 +138,12 @@ for pat in "USR1: forwarding it to mpirun" "legr-mpi ended with exit code 4" "re
            "search: resuming $T/runs/slurm/search.h5"; do
     grep -qF -- "$pat" "$slog" || { show_logs; fail "search job log lacks '$pat'"; }
 done
+note "family job restarted $f_restarts time(s)"
+((f_restarts >= 1)) || { show_logs; fail "the family job was never requeued (family too short?)"; }
+for pat in "USR1: forwarding it to mpirun" "legr-mpi ended with exit code 4" "requeueing" \
+           "family: level 1: resuming $T/runs/slurm/family-level-00.h5 after step"; do
+    grep -qF -- "$pat" "$T"/family-"$fid".out || { show_logs; fail "family job log lacks '$pat'"; }
+done
 
 # Same history as the uninterrupted run, the search finished, the family built from it.
 h5_history "$T/runs/ref/search.h5" >"$T/ref.txt"
@@ -142,5 +163,8 @@ a, b = (h5py.File(p, "r") for p in sys.argv[1:])
 for k in ("flops", "params", "test_top1", "test_loss"):
     if a["levels/00"].attrs[k] != b["levels/00"].attrs[k]:
         sys.exit("level 0 %s: %r vs %r" % (k, a["levels/00"].attrs[k], b["levels/00"].attrs[k]))
+for k in a["levels/00/params"]:
+    if (a["levels/00/params"][k][()] != b["levels/00/params"][k][()]).any():
+        sys.exit("level 0 tensor %s differs" % k)
 EOF
-note "requeued search resumed to the uninterrupted history; family built by the chained job"
+note "requeued search resumed to the uninterrupted history; requeued family resumed to the uninterrupted family"
