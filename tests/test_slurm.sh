@@ -52,8 +52,8 @@ expect_rc 0 "$T/base" "pretraining the base"
 # times slower, get cheaper candidates (fewer fine-tuning steps).
 tau=80
 if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then tau=8; fi
-# The family (one level) is calibrated the same way to about 60 s of fine-tuning, so that the
-# family job's USR1 (10-40 s after its start) falls inside it.
+# The family (one level) is calibrated the same way to about 40 s of fine-tuning; the family job
+# gets USR1 2-32 s after each start (--time=1, --signal=B:USR1@58), so the first start is cut.
 job_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $2;
@@ -71,7 +71,7 @@ ms=$((ms - fms))
 EVALS=$((8 * 70000 / (ms > 1 ? ms : 1)))
 ((EVALS < 24)) && EVALS=24
 ((EVALS > 1000)) && EVALS=1000
-FEPOCHS=$((20 * 60000 / (fms > 1 ? fms : 1)))
+FEPOCHS=$((20 * 40000 / (fms > 1 ? fms : 1)))
 ((FEPOCHS < 20)) && FEPOCHS=20
 ((FEPOCHS > 20000)) && FEPOCHS=20000
 note "8 candidates took $ms ms, 20 fine-tune epochs $fms ms: searching $EVALS candidates, fine-tuning $FEPOCHS epochs"
@@ -82,7 +82,7 @@ cd "$T"
 out=$(LEGR_BIN=$LEGR_BIN LEGR_MPIRUN=$MPIEXEC LEGR_MPIRUN_ARGS="--oversubscribe" \
       LEGR_POLL_SECONDS=2 \
       LEGR_SEARCH_SBATCH_ARGS="--ntasks=2 --time=1 --signal=B:USR1@50 --output=$T/search-%j.out" \
-      LEGR_FAMILY_SBATCH_ARGS="--ntasks=2 --time=1 --signal=B:USR1@50 --output=$T/family-%j.out" \
+      LEGR_FAMILY_SBATCH_ARGS="--ntasks=2 --time=1 --signal=B:USR1@58 --output=$T/family-%j.out" \
       "$LEGR_SRC/jobs/pipeline.sh" "$T/slurm.cfg") || fail "pipeline.sh failed: $out"
 read -r sid fid <<<"$(tail -1 <<<"$out")"
 [[ $sid =~ ^[0-9]+$ && $fid =~ ^[0-9]+$ ]] || fail "pipeline.sh printed no job ids: $out"
