@@ -94,6 +94,7 @@ ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 300 "$LEGR_BIN" "$T/ref.cfg" \
 ref_pid=$!
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
+is_failed() { case $1 in FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) return 0 ;; esac; return 1; }
 # Follow both jobs; a requeued job waits 2 minutes (SLURM's BeginTime after a requeue) unless
 # told to start now.
 max_restarts=0
@@ -114,8 +115,15 @@ while :; do
     if [[ $f_state == PENDING && $(field Reason "$f") == BeginTime ]]; then
         scontrol update JobId="$fid" StartTime=now 2>/dev/null || true
     fi
-    case $f_state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
-    case $s_state in FAILED | CANCELLED | TIMEOUT) break ;; esac
+    [[ $f_state == COMPLETED ]] && break
+    # A job being requeued can show FAILED or CANCELLED for a moment: believe an end state only
+    # when it is still there a few seconds later.
+    if is_failed "$f_state" || is_failed "$s_state"; then
+        sleep 3
+        f_state=$(field JobState "$(scontrol show job "$fid" 2>/dev/null)")
+        s_state=$(field JobState "$(scontrol show job "$sid" 2>/dev/null)")
+        if is_failed "$f_state" || is_failed "$s_state"; then break; fi
+    fi
     ((SECONDS < end)) || fail "jobs not done after 420 s (search $s_state, family $f_state)"
     sleep 1
 done
