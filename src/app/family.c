@@ -73,18 +73,12 @@ static double latency_ms(Net *net, const Job *job, int n, int repeats)
     return med;
 }
 
-/* FNV-1a over the kept channels of every node: a level's identity in its checkpoint's key. */
+/* A hash of the kept channels of every node: a level's identity in its checkpoint's key. */
 static unsigned long long mask_hash(const KeepMask *m)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const int *v[2] = {m->node_keep_off, m->node_keep};
-    int n[2] = {m->n_nodes + 1, m->node_keep_off[m->n_nodes]};
-    for (int a = 0; a < 2; a++)
-        for (int i = 0; i < n[a]; i++) {
-            h ^= (uint64_t)(uint32_t)v[a][i];
-            h *= 1099511628211ULL;
-        }
-    return h;
+    unsigned long long h = hash_fnv1a(HASH_FNV_INIT, m->node_keep_off,
+                                      (size_t)(m->n_nodes + 1) * sizeof(int));
+    return hash_fnv1a(h, m->node_keep, (size_t)m->node_keep_off[m->n_nodes] * sizeof(int));
 }
 
 /*
