@@ -8,12 +8,14 @@ source "$(dirname "$0")/lib.sh"
 
 pretrain_base 2 32
 
-# Two LeGR levels and the uniform baseline at each: 4 levels, two per rank, 4 epochs each.
+# Two LeGR levels and the uniform baseline at each: 4 levels, two per rank, 40 epochs each: long
+# enough that rank 0, let run in 20 ms slices until its first checkpoint, cannot finish level 1
+# before the signal.
 family_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$1.cfg" "$1" 'search: { population = 4; sample = 2; evaluations = 8; tau = 2; batch = 16;
   val_limit = 32; mode = "deterministic"; sync_batch = 4; };
-family: { flops = [0.7, 0.4]; epochs = 4; batch = 32; baselines = ["uniform"]; latency_repeats = 2; };'
+family: { flops = [0.7, 0.4]; epochs = 40; batch = 32; baselines = ["uniform"]; latency_repeats = 2; };'
 }
 
 # The uninterrupted reference.
@@ -33,11 +35,11 @@ wait_job
 expect_rc 4 "$T/cut" "family stopped by SIGTERM"
 expect_grep "continue with: legr-mpi --resume $T/runs/job/search.h5 $T/job.cfg" "$T/cut.err" "resume hint"
 [[ ! -f $T/runs/job/family.h5 ]] || fail "a stopped family wrote family.h5"
-# 144 training images in batches of 32: 4 steps per epoch, 16 per level. Rank 0 was frozen at
+# 144 training images in batches of 32: 4 steps per epoch, 160 per level. Rank 0 was frozen at
 # the end of level 1's first epoch and stops after the step it was in when it resumed.
 done0=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['steps_done']))" "$T/runs/job/family-level-00.h5")
-((done0 >= 4 && done0 < 16)) || fail "level 1 checkpoint holds $done0 steps, expected 4..15"
-note "level 1 stopped after step $done0 of 16; level files: $(cd "$T/runs/job" && echo family-level-*.h5)"
+((done0 >= 4 && done0 < 160)) || fail "level 1 checkpoint holds $done0 steps, expected 4..159"
+note "level 1 stopped after step $done0 of 160; level files: $(cd "$T/runs/job" && echo family-level-*.h5)"
 
 # A job that loads its base (model.init) has no pretraining checkpoint: --resume with a model
 # file, such as a level checkpoint, is refused.
@@ -53,7 +55,7 @@ cp "$T/runs/job/family-level-00.h5" "$T/runs/job/family-level-02.h5"
 cp "$T/runs/job/family-level-00.h5" "$T/runs/job/family-level-07.h5"
 legr_mpirun 2 180 "$T/res" --resume "$T/runs/job/search.h5" "$T/job.cfg"
 expect_rc 0 "$T/res" "resumed family"
-expect_grep "family: level 1: resuming $T/runs/job/family-level-00.h5 after step $done0 of 16" "$T/res.err" "resume message"
+expect_grep "family: level 1: resuming $T/runs/job/family-level-00.h5 after step $done0 of 160" "$T/res.err" "resume message"
 expect_grep "family: level 4: $T/runs/job/family-level-03.h5: not an HDF5 file" "$T/res.err" "bad level file message"
 expect_grep "family: level 3: $T/runs/job/family-level-02.h5" "$T/res.err" "foreign level file message"
 expect_grep "; fine-tuning it from the start" "$T/res.err" "bad level file consequence"
