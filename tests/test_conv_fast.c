@@ -1,4 +1,4 @@
-/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the BN/ReLU epilogue against separate passes. */
+/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with the outer-product 3x3 dW, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the BN/ReLU epilogue against separate passes. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
@@ -166,6 +166,9 @@ int main(void)
         {3, 16, 12, 12, 16, 3, 1, 1, 1, "same 3x3"},
         {2, 5, 7, 9, 11, 3, 1, 1, 1, "same 3x3, odd (pruned) widths, non-square"},
         {2, 3, 8, 8, 7, 5, 1, 2, 1, "same 5x5"},
+        /* 40 filters: the 3x3 dW kernel's two-vector and one-vector forms (with 16-lane
+         * vectors), over an odd channel count. */
+        {3, 7, 9, 10, 40, 3, 1, 1, 1, "same 3x3, 40 filters, 7 channels"},
         /* (16+16)*29*29 floats of grid per image: 7 images per block, so 9 images make a full
          * block and a short one (and give each of 2 threads a block). */
         {9, 16, 28, 28, 16, 3, 1, 1, 1, "same 3x3, two blocks"},

@@ -320,6 +320,7 @@ typedef struct {
     size_t cs;         /* floats per channel of a block's grid (with zero slack after it) */
     size_t ldt;        /* row stride of the output staging buffer */
     size_t packed, per_thread, lane_floats;
+    int ocp;           /* OC rounded up to GT_VL: the row length of the transposed dy (3x3 dW) */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
     float *ap, *lanes, *work;
@@ -357,6 +358,9 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
     size_t pb = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * OC * K * K;
     p->packed = conv_round16(pa > pb ? pa : pb);
+    p->ocp = (OC + GT_VL - 1) / GT_VL * GT_VL;
+    /* The staging buffer also holds the transposed dy of the 3x3 dW (ldt rows of ocp). */
+    if (K == 3 && (size_t)p->ocp > mx) mx = (size_t)p->ocp;
     p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs + conv_round16(mx * p->ldt);
     p->lane_floats = conv_round16((size_t)OC * p->KC);
     p->nlanes = conv_lanes(p->nblk);
@@ -447,6 +451,22 @@ static void conv_shift_forward_worker(void *ctx, int t, int T)
     }
 }
 
+/* t[l*ld + r] = src[r*cs + l] for r < rows and l < n rounded up to GT_VL, 0 for r in [rows, ld);
+ * ld is a multiple of GT_VL and src rows are readable that far. GT_VL x GT_VL blocks are
+ * transposed in registers (gt_transpose). */
+static void conv_transpose_rows(float *t, int ld, const float *src, size_t cs, int rows, int n)
+{
+    for (int l0 = 0; l0 < n; l0 += GT_VL) {
+        for (int r0 = 0; r0 < ld; r0 += GT_VL) {
+            gt_vf b[GT_VL];
+            for (int i = 0; i < GT_VL; i++)
+                b[i] = r0 + i < rows ? gt_load(src + (size_t)(r0 + i) * cs + l0) : (gt_vf){0};
+            gt_transpose(b);
+            for (int i = 0; i < GT_VL; i++) gt_store(t + (size_t)(l0 + i) * ld + r0, b[i]);
+        }
+    }
+}
+
 /* One block of the shifted path's backward: dw += its dW, dinp += its dX. */
 static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *tmp,
                                       float *dw, int b)
@@ -458,9 +478,16 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     int lpad = (ncols + GT_VL - 1) / GT_VL * GT_VL;
     shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
     shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
-    /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels. */
-    GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
-    gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
+    /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels.
+     * 3x3 convs take the outer-product kernel on dy transposed into the staging buffer. */
+    if (p->K == 3) {
+        conv_transpose_rows(tmp, p->ocp, gdy + p->qs, p->cs, p->OC, ncols);
+        gt_dw3_acc(dw, (size_t)p->KC, p->OC, p->C, ncols, tmp, p->ocp, gx + p->qs - back, p->cs,
+                   p->pitch);
+    } else {
+        GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
+        gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
+    }
     if (!p->dinp) return;
     /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
     GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};

@@ -148,4 +148,88 @@ static inline void gt_gemm_abt_acc(int M, int N, int L, const float *a, size_t l
     }
 }
 
+typedef int gt_vi __attribute__((vector_size(GT_VL * sizeof(int))));
+
+/* Transpose the GT_VL x GT_VL matrix b (b[i] = row i) in place: at each level s, rows i and
+ * i + s (bit s of i clear) swap their off-diagonal s x s blocks, i.e. bit s of the row index
+ * trades places with bit s of the column index; over all levels that is the transpose. */
+static inline void gt_transpose(gt_vf *b)
+{
+    for (int s = 1; s < GT_VL; s *= 2) {
+        gt_vi lo, hi;
+        for (int j = 0; j < GT_VL; j++) {
+            lo[j] = (j & s) ? GT_VL + j - s : j;
+            hi[j] = (j & s) ? GT_VL + j : j + s;
+        }
+        for (int i = 0; i < GT_VL; i++) {
+            if (i & s) continue;
+            gt_vf x = b[i], y = b[i + s];
+            b[i] = __builtin_shuffle(x, y, lo);
+            b[i + s] = __builtin_shuffle(x, y, hi);
+        }
+    }
+}
+
+/*
+ * dW of a 3x3 conv in outer-product form, for long reductions (thousands of pixels):
+ *   dw[oc*kc + c*9 + kh*3 + kw] += sum over l < L of dyT[l*ocp + oc] * x[c*cs + kh*pitch + kw + l]
+ * for oc < OC, c < C. dyT holds the output gradient transposed (a row of ocp >= OC floats per
+ * pixel, ocp a multiple of GT_VL, zero past OC) and x the input as rows of taps (a padded grid
+ * read at shifted offsets). Every (oc, tap) sum runs over l in order in one register lane, so
+ * the whole reduction stays in registers (18 accumulators) and its operands come from L1: per
+ * pixel one or two vector loads of dyT and nine broadcasts per channel. (The dot-product form
+ * gt_gemm_abt_acc streams both operands from L2 at two loads per four FMAs.)
+ */
+static inline void gt_dw3_one(float *dw, size_t kc, int OC, int oc0, int nv, int c, int nc, int L,
+                              const float *dyT, int ocp, const float *x, size_t cs, ptrdiff_t pitch)
+{
+    /* nv = 2 vectors of oc x 1 channel, or nv = 1 vector x nc (1 or 2) channels. */
+    gt_vf acc[2][9];
+    for (int a = 0; a < 2; a++)
+        for (int t = 0; t < 9; t++) acc[a][t] = (gt_vf){0};
+    const float *x0 = x + (size_t)c * cs;
+    const float *x1 = nc > 1 ? x0 + cs : x0;
+    const float *d = dyT + oc0;
+    if (nv == 2) {
+        for (int l = 0; l < L; l++, d += ocp) {
+            gt_vf d0 = gt_load(d), d1 = gt_load(d + GT_VL);
+            for (int t = 0; t < 9; t++) {
+                gt_vf xv = gt_splat(x0 + l + (t / 3) * pitch + t % 3);
+                acc[0][t] += xv * d0;
+                acc[1][t] += xv * d1;
+            }
+        }
+    } else {
+        for (int l = 0; l < L; l++, d += ocp) {
+            gt_vf d0 = gt_load(d);
+            for (int t = 0; t < 9; t++) {
+                acc[0][t] += gt_splat(x0 + l + (t / 3) * pitch + t % 3) * d0;
+                acc[1][t] += gt_splat(x1 + l + (t / 3) * pitch + t % 3) * d0;
+            }
+        }
+    }
+    /* acc[a][t] lane e is (oc, channel) = (oc0 + a*GT_VL + e, c) for nv = 2, (oc0 + e, c + a)
+     * for nv = 1. */
+    for (int a = 0; a < 2; a++) {
+        int ob = nv == 2 ? oc0 + a * GT_VL : oc0, ch = nv == 2 ? c : c + a;
+        if (nv == 1 && a >= nc) break;
+        for (int t = 0; t < 9; t++)
+            for (int e = 0; e < GT_VL && ob + e < OC; e++)
+                dw[(size_t)(ob + e) * kc + (size_t)ch * 9 + t] += acc[a][t][e];
+    }
+}
+
+static inline void gt_dw3_acc(float *dw, size_t kc, int OC, int C, int L, const float *dyT,
+                              int ocp, const float *x, size_t cs, ptrdiff_t pitch)
+{
+    for (int oc0 = 0; oc0 < ocp; oc0 += 2 * GT_VL) {
+        if (ocp - oc0 >= 2 * GT_VL) {
+            for (int c = 0; c < C; c++) gt_dw3_one(dw, kc, OC, oc0, 2, c, 1, L, dyT, ocp, x, cs, pitch);
+        } else {
+            for (int c = 0; c < C; c += 2)
+                gt_dw3_one(dw, kc, OC, oc0, 1, c, C - c < 2 ? 1 : 2, L, dyT, ocp, x, cs, pitch);
+        }
+    }
+}
+
 #endif
