@@ -216,6 +216,11 @@ no_job_left() { [[ -z "$(job_pids)" ]]; }
 exec {NAP_FD}<> <(:)
 nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
 
+# The integer root attribute ATTR of HDF5 file FILE, read with h5py (a second reader).
+h5_int_attr() {
+    "$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs[sys.argv[2]]))" "$1" "$2"
+}
+
 # freeze_at_first_checkpoint CHECKPOINT: stop the background job's rank 0 (RANK0) with SIGSTOP
 # at the first checkpoint, whatever the machine's speed: rank 0 is stopped as soon as it exists,
 # then let run in slices of about 20 ms until the checkpoint file exists, and left stopped. A

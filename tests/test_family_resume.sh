@@ -37,7 +37,7 @@ expect_grep "continue with: legr-mpi --resume $T/runs/job/search.h5 $T/job.cfg" 
 [[ ! -f $T/runs/job/family.h5 ]] || fail "a stopped family wrote family.h5"
 # 144 training images in batches of 32: 4 steps per epoch, 160 per level. Rank 0 was frozen at
 # the end of level 1's first epoch and stops after the step it was in when it resumed.
-done0=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['steps_done']))" "$T/runs/job/family-level-00.h5")
+done0=$(h5_int_attr "$T/runs/job/family-level-00.h5" steps_done)
 ((done0 >= 4 && done0 < 160)) || fail "level 1 checkpoint holds $done0 steps, expected 4..159"
 note "level 1 stopped after step $done0 of 160; level files: $(cd "$T/runs/job" && echo family-level-*.h5)"
 

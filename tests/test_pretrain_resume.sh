@@ -26,7 +26,7 @@ expect_grep "continue with: legr-mpi --resume $T/runs/job/pretrain.h5" "$T/cut.e
 [[ ! -f $T/runs/job/base.h5 ]] || fail "a stopped pretraining wrote base.h5"
 # 144 training images in batches of 16: 9 steps per epoch. Rank 0 was frozen at its first
 # checkpoint (the end of epoch 1) and stops after the step it was in when it resumed.
-done_steps=$("$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs['steps_done']))" "$T/runs/job/pretrain.h5")
+done_steps=$(h5_int_attr "$T/runs/job/pretrain.h5" steps_done)
 cp "$T/runs/job/pretrain.h5" "$T/old.h5"
 ((done_steps >= 9 && done_steps < 54)) || fail "pretrain.h5 holds $done_steps steps, expected 9..53"
 note "stopped after step $done_steps of 54"

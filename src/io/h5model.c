@@ -318,6 +318,13 @@ out:
     return rc;
 }
 
+/* The network's parameters and buffers (BN running statistics) from an open model file. */
+static int read_weights(hid_t fid, Net *net, const char *path, Err *err)
+{
+    return read_tensors(fid, "params", net->params, net->n_params, net->param, path, err) ||
+           read_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, path, err);
+}
+
 int h5_model_load_params(const char *path, Net *net, Err *err)
 {
     H5Quiet q;
@@ -325,9 +332,7 @@ int h5_model_load_params(const char *path, Net *net, Err *err)
     int rc = -1;
     hid_t fid = h5u_open_read(path, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION, err);
     if (fid < 0) goto out;
-    if (read_tensors(fid, "params", net->params, net->n_params, net->param, path, err) ||
-        read_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, path, err))
-        goto out;
+    if (read_weights(fid, net, path, err)) goto out;
     rc = 0;
 out:
     if (fid >= 0) H5Fclose(fid);
@@ -358,8 +363,7 @@ int h5_train_ckpt_load(const char *path, Net *net, TrainCkpt *ck, char **level_k
                 "epochs_done); pass it as model.init instead", path);
         goto out;
     }
-    if (read_tensors(fid, "params", net->params, net->n_params, net->param, path, err) ||
-        read_tensors(fid, "buffers", net->bufs, net->n_bufs, net->buf, path, err) ||
+    if (read_weights(fid, net, path, err) ||
         read_tensors(fid, "momentum", net->params, net->n_params, net->mom, path, err) ||
         h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &ck->epochs_done, path, err) ||
         (H5Aexists(fid, "steps_done") > 0 &&
