@@ -95,8 +95,20 @@ ref_pid=$!
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
 is_failed() { case $1 in FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) return 0 ;; esac; return 1; }
-# Follow both jobs; a requeued job waits 2 minutes (SLURM's BeginTime after a requeue) unless
-# told to start now.
+# A requeued job waits 2 minutes (SLURM's BeginTime after a requeue); expedite ID SHOW moves its
+# start to 3 s from now, once per requeue (each update would push the start again). Not "now":
+# slurmd revokes the previous start's credential with a 1-second resolution, and a start within
+# the same second is killed as "Job credential revoked" (FAILED).
+declare -A expedited=()
+expedite() {
+    local r
+    [[ $(field JobState "$2") == PENDING && $(field Reason "$2") == BeginTime ]] || return 0
+    r=$(field Restarts "$2")
+    [[ ${expedited[$1]:-} == "$r" ]] && return 0
+    scontrol update JobId="$1" StartTime=now+3 2>/dev/null && expedited[$1]=$r
+    return 0
+}
+# Follow both jobs.
 max_restarts=0
 f_restarts=0
 end=$((SECONDS + 420))
@@ -109,12 +121,8 @@ while :; do
     ((restarts > max_restarts)) && max_restarts=$restarts
     restarts=$(field Restarts "$f")
     ((restarts > f_restarts)) && f_restarts=$restarts
-    if [[ $s_state == PENDING && $(field Reason "$s") == BeginTime ]]; then
-        scontrol update JobId="$sid" StartTime=now 2>/dev/null || true
-    fi
-    if [[ $f_state == PENDING && $(field Reason "$f") == BeginTime ]]; then
-        scontrol update JobId="$fid" StartTime=now 2>/dev/null || true
-    fi
+    expedite "$sid" "$s"
+    expedite "$fid" "$f"
     [[ $f_state == COMPLETED ]] && break
     # A job being requeued can show FAILED or CANCELLED for a moment: believe an end state only
     # when it is still there a few seconds later.
@@ -138,6 +146,8 @@ show_logs() {
 }
 if [[ $s_state != COMPLETED || $f_state != COMPLETED ]]; then
     show_logs
+    echo "---- slurmctld log on jobs $sid and $fid ----" >&2
+    grep -E "JobId=($sid|$fid)\b" "$slurm_dir/slurmctld.log" | tail -n 20 >&2 || true
     fail "search job $s_state, family job $f_state (both should be COMPLETED)"
 fi
 note "search job restarted $max_restarts time(s)"
