@@ -172,6 +172,10 @@ int main(void)
         /* (16+16)*29*29 floats of grid per image: 7 images per block, so 9 images make a full
          * block and a short one (and give each of 2 threads a block). */
         {9, 16, 28, 28, 16, 3, 1, 1, 1, "same 3x3, two blocks"},
+        /* Rows of 3 pixels + 1 padding: the vector holding a block's last centre reaches past
+         * the padding into where a next image would be, which must be neither read nor
+         * written (a shift_lane_map mask cut at the block's end). */
+        {3, 4, 5, 3, 6, 3, 1, 1, 1, "same 3x3, tiny images"},
         {4, 13, 10, 10, 9, 1, 1, 0, 1, "pointwise"},
         {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (im2col blocks)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},

@@ -307,7 +307,9 @@ static void conv_backward_worker(void *ctx, int t, int T)
  * tap is the grid itself shifted by a constant: the GEMM reads its B rows straight from the
  * grid (GtRows {grid, cs, pitch, 1, K}). Outputs are computed at every centre from the first
  * pixel to the last, including the few padding positions in between, and only real pixels are
- * copied out: (H+P)/H * (W+P)/W more FLOPs (7% at 28x28, 31% at 7x7) for no im2col at all.
+ * stored: (H+P)/H * (W+P)/W more FLOPs (7% at 28x28, 31% at 7x7) for no im2col at all. Grid
+ * fills and output stores move whole vectors, with the padding lanes inserted and removed by
+ * expand-loads and compress-stores (shift_lane_map).
  * Backward data is the same kind of conv of the padded dout grid (whose padding is zero) with
  * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid
  * (for 3x3 in gemm_tile.h's outer-product form, on the dout grid transposed).
@@ -319,12 +321,14 @@ typedef struct {
     int nimg, nblk;
     int pitch, qs;     /* grid row pitch; grid index of the first image's first pixel */
     size_t cs;         /* floats per channel of a block's grid (with zero slack after it) */
-    size_t ldt;        /* row stride of the output staging buffer */
-    size_t packed, per_thread, lane_floats;
+    size_t ldt;        /* a full block's centres rounded up to GT_NR */
+    size_t packed, map_floats, per_thread, lane_floats;
     int ocp;           /* OC rounded up to GT_VL: the row length of the transposed dy (3x3 dW) */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
     float *ap, *lanes, *work;
+    unsigned *lmask;   /* the lane map (shift_lane_map): ldt/GT_VL masks, then as many offsets */
+    int *loff;
     float *out;
     const float *inp, *dout;
     float *dinp;
@@ -355,77 +359,33 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     long long per_img = (long long)(C + OC) * (H + P) * (W + P);
     long long nimg = SHIFT_BLOCK_FLOATS / (per_img > 0 ? per_img : 1);
     shift_plan_geometry(p, (int)(nimg < 1 ? 1 : nimg > N ? N : nimg));
-    size_t mx = (size_t)(C > OC ? C : OC);
     size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
     size_t pb = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * OC * K * K;
     p->packed = conv_round16(pa > pb ? pa : pb);
     p->ocp = (OC + GT_VL - 1) / GT_VL * GT_VL;
-    /* The staging buffer also holds the transposed dy of the 3x3 dW (ldt rows of ocp). */
-    if (K == 3 && (size_t)p->ocp > mx) mx = (size_t)p->ocp;
-    p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs + conv_round16(mx * p->ldt);
+    p->map_floats = conv_round16(2 * p->ldt / GT_VL);
+    /* Grids of x and dy, and for the 3x3 dW dy transposed (ldt rows of ocp). */
+    p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs +
+                    (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : 0);
     p->lane_floats = conv_round16((size_t)OC * p->KC);
     p->nlanes = conv_lanes(p->nblk);
     atomic_init(&p->next, 0);
 }
 
-/* Workspace: packed weights, dW lanes, then PAR_MAX_THREADS thread regions. */
+/* Workspace: packed weights, dW lanes, the lane map, then PAR_MAX_THREADS thread regions. */
 static void shift_plan_bind(ShiftPlan *p, float *ws)
 {
     p->ap = ws;
     p->lanes = ws + p->packed;
-    p->work = p->lanes + CONV_LANES * p->lane_floats;
+    p->lmask = (unsigned *)(p->lanes + CONV_LANES * p->lane_floats);
+    p->loff = (int *)(p->lmask + p->ldt / GT_VL);
+    p->work = p->lanes + CONV_LANES * p->lane_floats + p->map_floats;
 }
 
 static size_t shift_plan_floats(const ShiftPlan *p)
 {
-    return p->packed + CONV_LANES * p->lane_floats + (size_t)PAR_MAX_THREADS * p->per_thread;
-}
-
-/* Copy images [n0, n0+nn) of src (channels of rows N*HW apart) into grids g (nch x cs),
- * writing every float of each grid once: zero rows, and data rows as P zeros then W pixels. */
-static void shift_fill_grid(const ShiftPlan *p, float *g, const float *src, int nch, int n0, int nn)
-{
-    size_t chan = (size_t)p->N * p->HW;
-    size_t zrows = (size_t)p->P * p->pitch; /* P zero rows */
-    for (int c = 0; c < nch; c++) {
-        float *gc = g + (size_t)c * p->cs;
-        memset(gc, 0, zrows * sizeof(float));
-        float *row = gc + zrows;
-        for (int n = 0; n < nn; n++) {
-            const float *img = src + (size_t)c * chan + (size_t)(n0 + n) * p->HW;
-            for (int h = 0; h < p->H; h++, row += p->pitch) {
-                const float *in = img + (size_t)h * p->W;
-                for (int w = 0; w < p->P; w++) row[w] = 0.0f;
-                for (int w = 0; w < p->W; w++) row[p->P + w] = in[w];
-            }
-            memset(row, 0, zrows * sizeof(float));
-            row += zrows;
-        }
-        memset(row, 0, (p->cs - (size_t)(row - gc)) * sizeof(float));
-    }
-}
-
-/* Columns of the staging buffer t (centres relative to qs) back to real pixels of dst:
- * dst[c, n0+n, h, w] (=, or += when acc) t[c][(n*(H+P)+h)*pitch + w]. */
-static void shift_store(const ShiftPlan *p, float *dst, const float *t, int nch, int n0, int nn,
-                        int acc)
-{
-    size_t chan = (size_t)p->N * p->HW;
-    for (int c = 0; c < nch; c++) {
-        for (int n = 0; n < nn; n++) {
-            float *img = dst + (size_t)c * chan + (size_t)(n0 + n) * p->HW;
-            for (int h = 0; h < p->H; h++) {
-                const float *src = t + (size_t)c * p->ldt + ((size_t)n * (p->H + p->P) + h) * p->pitch;
-                float *o = img + (size_t)h * p->W;
-                if (acc) {
-                    for (int w = 0; w < p->W; w++) o[w] += src[w];
-                } else {
-                    for (int w = 0; w < p->W; w++) o[w] = src[w];
-                    if (p->ep) conv_epilogue_row(o, (size_t)p->W, p->ep, c);
-                }
-            }
-        }
-    }
+    return p->packed + CONV_LANES * p->lane_floats + p->map_floats +
+           (size_t)PAR_MAX_THREADS * p->per_thread;
 }
 
 /* Centres computed for a block of nn images. */
@@ -434,12 +394,99 @@ static int shift_ncols(const ShiftPlan *p, int nn)
     return ((nn - 1) * (p->H + p->P) + p->H - 1) * p->pitch + p->W;
 }
 
+/*
+ * The lane map: how a block's centres and its real pixels correspond. Vector s of a full block
+ * (centres [s*GT_VL, (s+1)*GT_VL)) has its real pixels in the lanes set in lmask[s], and they
+ * are the consecutive pixels from loff[s] on (counted from the block's first pixel): in centre
+ * order the real pixels are the tensor's pixels in order, only separated by padding. So a grid
+ * vector is an expand-load of the tensor and an output vector a compress-store into it.
+ * Centres past a block's last pixel are not masked here (shift_block_mask).
+ */
+static void shift_lane_map(const ShiftPlan *p)
+{
+    int w = 0, h = 0, pix = 0; /* centre s*GT_VL + e is column w of grid row h of an image */
+    for (size_t s = 0; s < p->ldt / GT_VL; s++) {
+        unsigned m = 0;
+        p->loff[s] = pix;
+        for (int e = 0; e < GT_VL; e++) {
+            if (w < p->W && h < p->H) m |= 1u << e, pix++;
+            if (++w == p->pitch) {
+                w = 0;
+                if (++h == p->H + p->P) h = 0;
+            }
+        }
+        p->lmask[s] = m;
+    }
+}
+
+/* lmask[s] restricted to the block's ncols centres. */
+static unsigned shift_block_mask(const ShiftPlan *p, int s, int ncols)
+{
+    int left = ncols - s * GT_VL;
+    return left >= GT_VL ? p->lmask[s] : left > 0 ? p->lmask[s] & ((1u << left) - 1) : 0;
+}
+
+/* Copy images [n0, n0+nn) of src (channels of rows N*HW apart) into grids g (nch x cs): zeros up
+ * to the first pixel, the block's centres (expand-loads: padding lanes are 0), zeros after. */
+static void shift_fill_grid(const ShiftPlan *p, float *g, const float *src, int nch, int n0, int nn)
+{
+    size_t chan = (size_t)p->N * p->HW;
+    int ncols = shift_ncols(p, nn);
+    int nv = (ncols + GT_VL - 1) / GT_VL;
+    size_t end = (size_t)p->qs + (size_t)nv * GT_VL;
+    for (int c = 0; c < nch; c++) {
+        float *gc = g + (size_t)c * p->cs;
+        const float *sc = src + (size_t)c * chan + (size_t)n0 * p->HW;
+        memset(gc, 0, (size_t)p->qs * sizeof(float));
+        for (int s = 0; s < nv; s++)
+            gt_store(gc + p->qs + (size_t)s * GT_VL,
+                     gt_load_lanes(sc + p->loff[s], shift_block_mask(p, s, ncols)));
+        memset(gc + end, 0, (p->cs - end) * sizeof(float));
+    }
+}
+
+/*
+ * A block's GEMM dst_rows (M x centres) = A (packed panels, M x nc*K*K) x the shifted grid
+ * rows, every tile stored from its registers straight to the real pixels of dst (channels of
+ * N*HW floats, from image n0): = through the plan's epilogue if any (forward), or += (acc, the
+ * backward's dX). No staging buffer, no second pass over the outputs.
+ */
+static void shift_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, const GtRows *rows,
+                           float *dst, int n0, int ncols, int acc)
+{
+    size_t chan = (size_t)p->N * p->HW, kdim = (size_t)nc * p->K * p->K;
+    float *d0 = dst + (size_t)n0 * p->HW;
+    const ConvEpilogue *ep = p->ep;
+    for (int j = 0; j < ncols; j += GT_NR) {
+        for (int i = 0; i < M; i += GT_MR) {
+            gt_vf t[GT_MR][GT_NV];
+            gt_tile_acc(t, nc, ap + (size_t)i * kdim, rows, (size_t)j);
+            for (int v = 0; v < GT_NV; v++) {
+                int s = j / GT_VL + v;
+                unsigned m = shift_block_mask(p, s, ncols);
+                if (!m) continue;
+                for (int r = 0; r < GT_MR && i + r < M; r++) {
+                    float *d = d0 + (size_t)(i + r) * chan + p->loff[s];
+                    gt_vf y = t[r][v];
+                    if (acc) {
+                        y += gt_load_lanes(d, m);
+                    } else if (ep) {
+                        int oc = i + r; /* the same arithmetic as conv_epilogue_row */
+                        y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
+                        if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
+                    }
+                    gt_store_lanes(d, y, m);
+                }
+            }
+        }
+    }
+}
+
 static void conv_shift_forward_worker(void *ctx, int t, int T)
 {
     (void)T;
     ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
-    float *tmp = gx + (size_t)p->C * p->cs + (size_t)p->OC * p->cs;
     ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P; /* offset of tap (0, 0) */
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
@@ -447,8 +494,7 @@ static void conv_shift_forward_worker(void *ctx, int t, int T)
         shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
         /* M = OC filters, N = centres, K = C*K*K taps read from the shifted grid. */
         GtRows rows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
-        gt_gemm(p->OC, shift_ncols(p, nn), p->C, p->ap, &rows, tmp, p->ldt);
-        shift_store(p, p->out, tmp, p->OC, n0, nn, 0);
+        shift_gemm_out(p, p->OC, p->C, p->ap, &rows, p->out, n0, shift_ncols(p, nn), 0);
     }
 }
 
@@ -480,7 +526,7 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
     shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
     /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels.
-     * 3x3 convs take the outer-product kernel on dy transposed into the staging buffer. */
+     * 3x3 convs take the outer-product kernel on dy transposed into the thread's tmp. */
     if (p->K == 3) {
         conv_transpose_rows(tmp, p->ocp, gdy + p->qs, p->cs, p->OC, ncols);
         gt_dw3_acc(dw, (size_t)p->KC, p->OC, p->C, ncols, tmp, p->ocp, gx + p->qs - back, p->cs,
@@ -492,8 +538,7 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     if (!p->dinp) return;
     /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
     GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
-    gt_gemm(p->C, ncols, p->OC, p->ap, &dyrows, tmp, p->ldt);
-    shift_store(p, p->dinp, tmp, p->C, n0, nn, 1);
+    shift_gemm_out(p, p->C, p->OC, p->ap, &dyrows, p->dinp, n0, ncols, 1);
 }
 
 static void conv_shift_backward_worker(void *ctx, int t, int T)
@@ -534,6 +579,7 @@ static void conv_shift_forward(float *out, float *ws, const float *inp, const fl
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
     shift_plan_bind(&p, ws);
+    shift_lane_map(&p);
     p.ep = ep;
     p.out = out;
     p.inp = inp;
@@ -549,6 +595,7 @@ static void conv_shift_backward(float *dinp, float *dweight, float *ws, const fl
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
     shift_plan_bind(&p, ws);
+    shift_lane_map(&p);
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;

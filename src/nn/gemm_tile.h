@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /*
  * Vectors are as wide as the build's widest float SIMD (-march=native: AVX-512 gives 16 lanes);
@@ -19,6 +22,7 @@
 #endif
 typedef float gt_vf __attribute__((vector_size(GT_VL * sizeof(float))));
 typedef float gt_vfu __attribute__((vector_size(GT_VL * sizeof(float)), aligned(4), may_alias));
+typedef int gt_vi __attribute__((vector_size(GT_VL * sizeof(int))));
 
 enum {
     GT_MR = 8,          /* rows of C per tile (rows of a packed A panel) */
@@ -58,12 +62,13 @@ typedef struct {
     int kk;
 } GtRows;
 
-/* One tile: C[r][j] = sum_k ap[k*GT_MR + r] * B_k[j0 + j] for r < mr, j < nr (overwrites),
- * k over the nc*kk*kk rows of b. Every row must have GT_NR readable floats from j0. */
-static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, float *c,
-                           size_t ldc, int mr, int nr)
+/* One tile's sums: acc[r][v] lane e = sum_k ap[k*GT_MR + r] * B_k[j0 + v*GT_VL + e], k over the
+ * nc*kk*kk rows of b. Every row must have GT_NR readable floats from j0. Always inlined, so that
+ * the accumulators stay in registers through the caller's store. */
+static inline __attribute__((always_inline)) void gt_tile_acc(gt_vf acc[GT_MR][GT_NV], int nc,
+                                                              const float *ap, const GtRows *b,
+                                                              size_t j0)
 {
-    gt_vf acc[GT_MR][GT_NV];
     for (int r = 0; r < GT_MR; r++)
         for (int v = 0; v < GT_NV; v++) acc[r][v] = (gt_vf){0};
     const float *ak = ap;
@@ -80,6 +85,14 @@ static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, 
             }
         }
     }
+}
+
+/* One tile: C[r][j] = sum_k ap[k*GT_MR + r] * B_k[j0 + j] for r < mr, j < nr (overwrites). */
+static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, float *c,
+                           size_t ldc, int mr, int nr)
+{
+    gt_vf acc[GT_MR][GT_NV];
+    gt_tile_acc(acc, nc, ap, b, j0);
     if (nr == GT_NR) {
         for (int r = 0; r < mr; r++)
             for (int v = 0; v < GT_NV; v++) gt_store(c + (size_t)r * ldc + v * GT_VL, acc[r][v]);
@@ -90,6 +103,33 @@ static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, 
         for (int v = 0; v < GT_NV; v++) gt_store(row + v * GT_VL, acc[r][v]);
         memcpy(c + (size_t)r * ldc, row, (size_t)nr * sizeof(float));
     }
+}
+
+/* The lanes of v selected by bit e of mask, in lane order, to p[0], p[1], ... (AVX-512: one
+ * compress and one masked store). */
+static inline void gt_store_lanes(float *p, gt_vf v, unsigned mask)
+{
+#if GT_VL == 16
+    __m512 c = _mm512_maskz_compress_ps((__mmask16)mask, (__m512)v);
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(mask)) - 1), c);
+#else
+    for (int e = 0; e < GT_VL; e++)
+        if (mask >> e & 1) *p++ = v[e];
+#endif
+}
+
+/* The inverse: p[0], p[1], ... to the lanes of mask, in lane order; the other lanes are 0.
+ * Reads only the popcount(mask) floats it uses. */
+static inline gt_vf gt_load_lanes(const float *p, unsigned mask)
+{
+#if GT_VL == 16
+    return (gt_vf)_mm512_maskz_expandloadu_ps((__mmask16)mask, p);
+#else
+    gt_vf v = {0};
+    for (int e = 0; e < GT_VL; e++)
+        if (mask >> e & 1) v[e] = *p++;
+    return v;
+#endif
 }
 
 /* C (M x N, ldc) = A x B with A packed by gt_pack_a (M x nc*kk*kk) and B given by rows; every
@@ -147,8 +187,6 @@ static inline void gt_gemm_abt_acc(int M, int N, int L, const float *a, size_t l
         }
     }
 }
-
-typedef int gt_vi __attribute__((vector_size(GT_VL * sizeof(int))));
 
 /* Transpose the GT_VL x GT_VL matrix b (b[i] = row i) in place: at each level s, rows i and
  * i + s (bit s of i clear) swap their off-diagonal s x s blocks, i.e. bit s of the row index
