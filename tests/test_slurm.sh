@@ -46,14 +46,15 @@ family: { enabled = false; };'
 legr_run 60 "$T/base" "$T/base.cfg"
 expect_rc 0 "$T/base" "pretraining the base"
 
-# A deterministic search that outlasts a start's time before USR1: 10-40 s with --time=1 and
-# --signal=B:USR1@50, since SLURM checks time limits about every 30 s. Its length in candidates
+# A deterministic search that outlasts a start's time before USR1: 0-30 s with --time=1 and
+# --signal=B:USR1@50, since SLURM checks time limits about every 30 s and signals up to one check
+# period early (a start cut before legr-mpi runs just requeues; test_jobs_early_signal). Its length in candidates
 # is calibrated on this machine and build to about 70 s of one worker; sanitizer builds, many
 # times slower, get cheaper candidates (fewer fine-tuning steps).
 tau=80
 if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then tau=8; fi
 # The family (one level) is calibrated the same way to about 40 s of fine-tuning; the family job
-# gets USR1 2-32 s after each start (--time=1, --signal=B:USR1@58), so the first start is cut.
+# gets USR1 0-30 s after each start (--time=1, --signal=B:USR1@58), so the first start is cut.
 job_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $2;

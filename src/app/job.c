@@ -545,7 +545,6 @@ int job_run(const JobOptions *opts, const Dist *d)
             }
         }
         code = agree(&job, c2, &err);
-        dist_install_signal_handlers();
         if (code == 0 && opts->resume_path) code = classify_resume(&job);
         if (code == 0) code = stage_data(&job);
         Net base;

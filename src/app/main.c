@@ -81,6 +81,9 @@ int main(int argc, char **argv)
     }
     Dist d;
     dist_init(&argc, &argv, &d);
+    /* At once: a SLURM job can be told to stop seconds after it starts (the jobs/ scripts), and a
+     * SIGUSR1 before the handler would kill the rank instead of stopping it cleanly. */
+    dist_install_signal_handlers();
     int code = job_run(&opts, &d);
     dist_finalize();
     return code;
