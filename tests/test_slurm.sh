@@ -125,8 +125,10 @@ while :; do
     expedite "$sid" "$s"
     expedite "$fid" "$f"
     [[ $f_state == COMPLETED ]] && break
-    # A job being requeued can show FAILED or CANCELLED for a moment: believe an end state only
-    # when it is still there a few seconds later.
+    # Believe an end state only when it is still there a few seconds later: cheap insurance
+    # against a requeue passing through one. (The FAILED that first prompted this was real: a
+    # restart refused with "Job credential revoked", see expedite; polling at 0.1 s has not
+    # shown a transient end state since.)
     if is_failed "$f_state" || is_failed "$s_state"; then
         sleep 3
         f_state=$(field JobState "$(scontrol show job "$fid" 2>/dev/null)")
