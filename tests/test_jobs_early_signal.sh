@@ -37,7 +37,10 @@ mkdir -p "$T/runs/early"
 "$PYTHON" -c "import h5py,sys; h5py.File(sys.argv[1], 'w').attrs['stage'] = 'done'" \
     "$T/runs/early/search.h5"
 
-for job in search family; do
+# run_job JOB: run jobs/JOB.sbatch to its requeue, with the checks every early USR1 needs; its
+# output is left in $out.
+run_job() {
+    local job=$1 pid watchdog rc
     rm -f "$T/script.pid" "$T/scontrol.log" "$T/started.log"
     set +e
     PATH="$T/bin:$PATH" SLURM_JOB_ID=4242 SLURM_RESTART_COUNT=0 LEGR_BIN="$T/bin/legr" \
@@ -59,5 +62,16 @@ for job in search family; do
         fail "$job.sbatch did not requeue job 4242: $out"
     [[ ! -e $T/started.log ]] || fail "$job.sbatch started legr-mpi anyway: $(cat "$T/started.log")"
     note "$job.sbatch: $(grep -F 'USR1 before' <<<"$out")"
+}
+
+for job in search family; do
+    run_job $job
 done
+grep -qF "the next start resumes the search from $T/runs/early/search.h5" "$T/search.out" ||
+    fail "search.sbatch did not name its checkpoint: $(cat "$T/search.out")"
+# With nothing saved yet, the requeue message must not promise a checkpoint.
+rm "$T/runs/early/search.h5"
+run_job search
+grep -qF "the next start begins anew: $T/runs/early holds no checkpoint yet" <<<"$out" ||
+    fail "search.sbatch without a checkpoint: $out"
 note "both job scripts survive an early USR1 and requeue without starting legr-mpi"
