@@ -18,6 +18,11 @@ typedef struct {
 
 static double worst[3]; /* max error / bound for out, dinp, dweight */
 
+/* NaN floats after x and dy: a fast path that read past a tensor's last pixel (its masked loads
+ * must stop there) would carry NaN into the outputs or gradients, even where the arithmetic
+ * would cancel a finite value. */
+enum { GUARD = 256 };
+
 /* |got - want| <= 8 * KC_eff * eps * scale + tiny, where scale is the magnitude sum that a float
  * dot of that length may lose (computed as the reference with |values|). */
 static void expect_close(const char *what, const char *which, int slot, const float *got,
@@ -49,13 +54,14 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     long long ny = (long long)s->OC * s->N * OH * OW;
     long long nw = (long long)s->OC * (s->C / s->G) * s->K * s->K;
     long long nws = conv_workspace_floats(s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
-    float *x = xalloc_floats(nx), *xa = xalloc_floats(nx);
+    float *x = xalloc_floats(nx + GUARD), *xa = xalloc_floats(nx);
     float *w = xalloc_floats(nw), *wa = xalloc_floats(nw);
-    float *dy = xalloc_floats(ny), *dya = xalloc_floats(ny);
+    float *dy = xalloc_floats(ny + GUARD), *dya = xalloc_floats(ny);
     float *y = xalloc_floats(ny), *yr = xalloc_floats(ny), *yb = xalloc_floats(ny);
     float *dx = xalloc_floats(nx), *dxr = xalloc_floats(nx), *dxb = xalloc_floats(nx);
     float *dw = xalloc_floats(nw), *dwr = xalloc_floats(nw), *dwb = xalloc_floats(nw);
     float *ws = xalloc_floats(nws + 1);
+    for (int i = 0; i < GUARD; i++) x[nx + i] = dy[ny + i] = NAN;
     tu_fill_uniform(r, x, nx, -1, 1);
     tu_fill_uniform(r, w, nw, -1, 1);
     tu_fill_uniform(r, dy, ny, -1, 1);

@@ -12,19 +12,22 @@
 #include "legr/train.h"
 
 /*
- * Tolerances. Both sides compute in float32 but sum in different orders (im2col + sgemm here,
- * oneDNN there), so every result carries rounding noise amplified by the depth of the
- * computation. The error of a tensor is max |c - ref| / max(|ref|, floor) with
+ * Tolerances. Both sides compute in float32 but sum in different orders (Winograd F(4,3) and
+ * direct kernels here, oneDNN there), so every result carries rounding noise amplified by the
+ * depth of the computation. The error of a tensor is max |c - ref| / max(|ref|, floor) with
  * floor = REL_FLOOR * max|ref| over the tensor: an entry a thousand times smaller than the
  * tensor's largest is judged against that scale, because its own relative error is pure
  * cancellation noise (e.g. a BN beta gradient, a sum of terms of both signs).
  * tools/make_reference.py prints how far float32 PyTorch itself is from float64 in this metric:
  * logits 3.8e-5, running stats 1.2e-5, gradients 3.5e-4, parameters after SGD 4.5e-5, eval
- * logits 4.7e-5. Two float32 implementations differ by about the sum of their noise, so:
- *  - forward quantities (logits, losses, running stats): TOL_FWD = 1e-4;
+ * logits 4.7e-5. Two float32 implementations differ by about the sum of their noise, and the
+ * Winograd transforms of our 3x3 convs (src/nn/wino_tile.h) about double that of a direct
+ * conv (logits 1.0e-4 here, 5e-5 with direct 3x3 convs), so:
+ *  - forward quantities (logits, losses, running stats): TOL_FWD = 2e-4;
  *  - gradients pass back through five batch norms, whose backward subtracts the mean of the
  *    incoming gradient and its correlation with x_hat, and through conv weight gradients that
- *    sum 128-1024 products of both signs: TOL_GRAD = 2e-3 (measured up to 5e-4);
+ *    sum 128-1024 products of both signs: TOL_GRAD = 2e-3 (measured up to 1.0e-3; 5e-4 with
+ *    direct 3x3 convs);
  *  - parameters after SGD and the eval forward through them inherit the gradients' noise
  *    scaled by lr: TOL_AFTER = 1e-3 (measured up to 1.6e-4);
  *  - a parameter moves little in three steps, so the update after - before is compared too: it
@@ -33,7 +36,7 @@
  *    the weight decay gives 4, plain instead of Nesterov momentum 170).
  */
 #define REL_FLOOR 1e-3
-#define TOL_FWD 1e-4
+#define TOL_FWD 2e-4
 #define TOL_GRAD 2e-3
 #define TOL_AFTER 1e-3
 #define TOL_UPDATE 5e-3

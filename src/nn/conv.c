@@ -1,10 +1,11 @@
-/* 2-D convolution on channel-major activations: cache-blocked im2col + tiled GEMM over threads, im2col + sgemm per group for grouped convs, and naive references. */
+/* 2-D convolution on channel-major activations: shifted-grid GEMMs for "same" convs (Winograd F(4,3) rows for 3x3), cache-blocked im2col + tiled GEMM for others, im2col + sgemm per group for grouped convs, and naive references. */
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "gemm_tile.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "sgemm.h"
+#include "wino_tile.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -313,6 +314,9 @@ static void conv_backward_worker(void *ctx, int t, int T)
  * Backward data is the same kind of conv of the padded dout grid (whose padding is zero) with
  * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid
  * (for 3x3 in gemm_tile.h's outer-product form, on the dout grid transposed).
+ * 3x3 convs run their forward and backward data by row-wise Winograd F(4,3) (wino_tile.h) on
+ * the same grid, with the pitch rounded up to a multiple of 4: GEMMs of transformed rows, one
+ * per V plane, read at the three row shifts, then the output transform before the stores.
  */
 static int conv_is_same_s1(int K, int S, int P) { return S == 1 && K % 2 == 1 && P == K / 2; }
 
@@ -324,11 +328,18 @@ typedef struct {
     size_t ldt;        /* a full block's centres rounded up to GT_NR */
     size_t packed, map_floats, per_thread, lane_floats;
     int ocp;           /* OC rounded up to GT_VL: the row length of the transposed dy (3x3 dW) */
+    int wino;          /* 3x3: forward and dX by row-wise Winograd F(4,3) (wino_tile.h) */
+    int hp, nu;        /* Winograd: groups per grid row; groups per V plane that tiles read */
+    size_t hcs, vcs;   /* Winograd: floats per V plane, per channel's WN_J planes */
+    size_t voff;       /* Winograd: offset of the V planes in a thread region */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
     float *ap, *lanes, *work;
     unsigned *lmask;   /* the lane map (shift_lane_map): ldt/GT_VL masks, then as many offsets */
     int *loff;
+    int ngv;           /* Winograd: grid vectors the fused transform reads */
+    unsigned *gmask;   /* Winograd: the grid map (shift_grid_map): ngv masks, then offsets */
+    int *goff;
     float *out;
     const float *inp, *dout;
     float *dinp;
@@ -341,13 +352,25 @@ static void shift_plan_geometry(ShiftPlan *p, int nimg)
 {
     p->nimg = nimg;
     p->nblk = (p->N + nimg - 1) / nimg;
-    p->pitch = p->W + p->P;
+    /* Winograd groups grid positions 4u .. 4u + 3, so a grid row must hold whole groups. */
+    p->pitch = p->wino ? (p->W + p->P + 3) / 4 * 4 : p->W + p->P;
     p->qs = p->P * p->pitch + p->P;
     size_t grid_rows = (size_t)nimg * (p->H + p->P) + p->P;
     /* Reads reach at most P + GT_NR floats past the grid (see conv_shift_forward_worker). */
     p->cs = conv_round16(grid_rows * p->pitch + p->P + GT_NR);
     size_t ncols = (size_t)((nimg - 1) * (p->H + p->P) + p->H - 1) * p->pitch + p->W;
-    p->ldt = (ncols + GT_NR - 1) / GT_NR * GT_NR;
+    size_t unit = p->wino ? 4 * WN_NG : GT_NR; /* centres per tile */
+    p->ldt = (ncols + unit - 1) / unit * unit;
+    if (p->wino) {
+        /* Tiles read groups m + kh*hp for m < ldt/4 and kh < 3; the transform reads the grid
+         * up to 4*nu + 4 (wn_transform_in), and the grid is zero past its rows up to cs. */
+        p->hp = p->pitch / 4;
+        p->nu = (int)((p->ldt / 4 + 2 * (size_t)p->hp + GT_VL - 1) / GT_VL * GT_VL);
+        p->hcs = conv_round16((size_t)p->nu);
+        p->vcs = WN_J * p->hcs;
+        size_t need = conv_round16(4 * (size_t)p->nu + 4 + GT_VL);
+        if (p->cs < need) p->cs = need;
+    }
 }
 
 static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P)
@@ -356,17 +379,28 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     p->N = N, p->C = C, p->H = H, p->W = W, p->OC = OC, p->K = K, p->P = P;
     p->KC = C * K * K;
     p->HW = H * W;
+    p->wino = K == 3;
     long long per_img = (long long)(C + OC) * (H + P) * (W + P);
     long long nimg = SHIFT_BLOCK_FLOATS / (per_img > 0 ? per_img : 1);
     shift_plan_geometry(p, (int)(nimg < 1 ? 1 : nimg > N ? N : nimg));
     size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
     size_t pb = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * OC * K * K;
+    if (p->wino) { /* U of the forward (OC rows over C) and of dX (C rows over OC) */
+        size_t uf = (size_t)(OC + WN_R - 1) / WN_R * WN_R * C * 3 * WN_J;
+        size_t ub = (size_t)(C + WN_R - 1) / WN_R * WN_R * OC * 3 * WN_J;
+        if (uf > pa) pa = uf;
+        if (ub > pb) pb = ub;
+    }
     p->packed = conv_round16(pa > pb ? pa : pb);
     p->ocp = (OC + GT_VL - 1) / GT_VL * GT_VL;
-    p->map_floats = conv_round16(2 * p->ldt / GT_VL);
-    /* Grids of x and dy, and for the 3x3 dW dy transposed (ldt rows of ocp). */
-    p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs +
-                    (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : 0);
+    /* The fused transform reads grid vectors up to position 4*nu + 4 (wn_transform_lanes). */
+    p->ngv = p->wino ? 4 * p->nu / GT_VL + 1 : 0;
+    p->map_floats = conv_round16(2 * p->ldt / GT_VL) + conv_round16(2 * (size_t)p->ngv);
+    /* Grids of x and dy; for the 3x3 dW dy transposed (ldt rows of ocp); for Winograd the V
+     * planes of x (forward) or dy (dX). */
+    p->voff = (size_t)C * p->cs + (size_t)OC * p->cs +
+              (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : 0);
+    p->per_thread = p->voff + (p->wino ? (size_t)(C > OC ? C : OC) * p->vcs : 0);
     p->lane_floats = conv_round16((size_t)OC * p->KC);
     p->nlanes = conv_lanes(p->nblk);
     atomic_init(&p->next, 0);
@@ -379,6 +413,8 @@ static void shift_plan_bind(ShiftPlan *p, float *ws)
     p->lanes = ws + p->packed;
     p->lmask = (unsigned *)(p->lanes + CONV_LANES * p->lane_floats);
     p->loff = (int *)(p->lmask + p->ldt / GT_VL);
+    p->gmask = (unsigned *)(p->lanes + CONV_LANES * p->lane_floats + conv_round16(2 * p->ldt / GT_VL));
+    p->goff = (int *)(p->gmask + p->ngv);
     p->work = p->lanes + CONV_LANES * p->lane_floats + p->map_floats;
 }
 
@@ -419,6 +455,29 @@ static void shift_lane_map(const ShiftPlan *p)
     }
 }
 
+/*
+ * The grid map, for the Winograd transform that reads the tensor itself: grid vector a
+ * (positions [a*GT_VL, (a+1)*GT_VL) of a full block's grid, counted from its start) has its
+ * real pixels in the lanes set in gmask[a], the consecutive pixels from goff[a] on. It is the
+ * lane map shifted by the grid's first pixel qs; positions past the block's last image are
+ * not masked here (wn_grid_vec cuts them).
+ */
+static void shift_grid_map(const ShiftPlan *p)
+{
+    int pix = 0;
+    for (int a = 0; a < p->ngv; a++) {
+        unsigned m = 0;
+        p->goff[a] = pix;
+        for (int e = 0; e < GT_VL; e++) {
+            long c = (long)a * GT_VL + e - p->qs; /* centre index */
+            if (c < 0) continue;
+            int w = (int)(c % p->pitch), h = (int)(c / p->pitch % (p->H + p->P));
+            if (w < p->W && h < p->H) m |= 1u << e, pix++;
+        }
+        p->gmask[a] = m;
+    }
+}
+
 /* lmask[s] restricted to the block's ncols centres. */
 static unsigned shift_block_mask(const ShiftPlan *p, int s, int ncols)
 {
@@ -451,31 +510,64 @@ static void shift_fill_grid(const ShiftPlan *p, float *g, const float *src, int 
  * N*HW floats, from image n0): = through the plan's epilogue if any (forward), or += (acc, the
  * backward's dX). No staging buffer, no second pass over the outputs.
  */
+static inline void shift_store(const ShiftPlan *p, float *drow, gt_vf y, int s, int ncols, int oc,
+                               int acc)
+{
+    unsigned m = shift_block_mask(p, s, ncols);
+    if (!m) return;
+    float *d = drow + p->loff[s];
+    const ConvEpilogue *ep = p->ep;
+    if (acc) {
+        y += gt_load_lanes(d, m);
+    } else if (ep) { /* the same arithmetic as conv_epilogue_row */
+        y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
+        if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
+    }
+    gt_store_lanes(d, y, m);
+}
+
 static void shift_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, const GtRows *rows,
                            float *dst, int n0, int ncols, int acc)
 {
     size_t chan = (size_t)p->N * p->HW, kdim = (size_t)nc * p->K * p->K;
     float *d0 = dst + (size_t)n0 * p->HW;
-    const ConvEpilogue *ep = p->ep;
     for (int j = 0; j < ncols; j += GT_NR) {
         for (int i = 0; i < M; i += GT_MR) {
             gt_vf t[GT_MR][GT_NV];
             gt_tile_acc(t, nc, ap + (size_t)i * kdim, rows, (size_t)j);
-            for (int v = 0; v < GT_NV; v++) {
-                int s = j / GT_VL + v;
-                unsigned m = shift_block_mask(p, s, ncols);
-                if (!m) continue;
-                for (int r = 0; r < GT_MR && i + r < M; r++) {
-                    float *d = d0 + (size_t)(i + r) * chan + p->loff[s];
-                    gt_vf y = t[r][v];
-                    if (acc) {
-                        y += gt_load_lanes(d, m);
-                    } else if (ep) {
-                        int oc = i + r; /* the same arithmetic as conv_epilogue_row */
-                        y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
-                        if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
-                    }
-                    gt_store_lanes(d, y, m);
+            for (int v = 0; v < GT_NV; v++)
+                for (int r = 0; r < GT_MR && i + r < M; r++)
+                    shift_store(p, d0 + (size_t)(i + r) * chan, t[r][v], j / GT_VL + v, ncols,
+                                i + r, acc);
+        }
+    }
+}
+
+/* The Winograd form of shift_gemm_out: ap holds wn_pack_u's panels (M rows over nc channels)
+ * and v the block's V planes of those nc channels. A tile covers 4*WN_NG centres (WN_NG groups)
+ * of WN_R rows: six passes, one per M_j, then the output transform and shift_store's stores. */
+static void wino_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, const float *v,
+                          float *dst, int n0, int ncols, int acc)
+{
+    size_t chan = (size_t)p->N * p->HW;
+    float *d0 = dst + (size_t)n0 * p->HW;
+    for (int j = 0; j < ncols; j += 4 * WN_NG) {
+        for (int i = 0; i < M; i += WN_R) {
+            const float *pa = ap + (size_t)i * nc * 3 * WN_J;
+            gt_vf m[WN_R][WN_G][WN_J];
+            for (int jj = 0; jj < WN_J; jj++) {
+                gt_vf t[WN_R][WN_G];
+                wn_tile_acc(t, nc, pa, v + jj * p->hcs, p->vcs, p->hp, (size_t)j / 4, jj);
+                for (int r = 0; r < WN_R; r++)
+                    for (int g = 0; g < WN_G; g++) m[r][g][jj] = t[r][g];
+            }
+            for (int r = 0; r < WN_R && i + r < M; r++) {
+                float *drow = d0 + (size_t)(i + r) * chan;
+                for (int g = 0; g < WN_G; g++) {
+                    gt_vf out[4];
+                    wn_output(m[r][g], out);
+                    for (int k = 0; k < 4; k++) /* centre vectors of groups [g*GT_VL, +GT_VL) */
+                        shift_store(p, drow, out[k], j / GT_VL + 4 * g + k, ncols, i + r, acc);
                 }
             }
         }
@@ -491,6 +583,13 @@ static void conv_shift_forward_worker(void *ctx, int t, int T)
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        if (p->wino) { /* no grid: the transform reads the tensor through the grid map */
+            float *v = gx + p->voff;
+            wn_transform_lanes(v, p->vcs, p->hcs, p->inp + (size_t)n0 * p->HW,
+                               (size_t)p->N * p->HW, nn * p->HW, p->gmask, p->goff, p->C, p->nu);
+            wino_gemm_out(p, p->OC, p->C, p->ap, v, p->out, n0, shift_ncols(p, nn), 0);
+            continue;
+        }
         shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
         /* M = OC filters, N = centres, K = C*K*K taps read from the shifted grid. */
         GtRows rows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
@@ -537,6 +636,12 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     }
     if (!p->dinp) return;
     /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
+    if (p->wino) {
+        float *v = gx + p->voff;
+        wn_transform_in(v, p->vcs, p->hcs, gdy + p->qs - back, p->cs, p->OC, p->nu);
+        wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, 1);
+        return;
+    }
     GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
     shift_gemm_out(p, p->C, p->OC, p->ap, &dyrows, p->dinp, n0, ncols, 1);
 }
@@ -580,10 +685,14 @@ static void conv_shift_forward(float *out, float *ws, const float *inp, const fl
     shift_plan_init(&p, N, C, H, W, OC, K, P);
     shift_plan_bind(&p, ws);
     shift_lane_map(&p);
+    if (p.wino) shift_grid_map(&p);
     p.ep = ep;
     p.out = out;
     p.inp = inp;
-    gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
+    if (p.wino)
+        wn_pack_u(p.ap, weight, OC, C, (size_t)p.KC, 9, 0);
+    else
+        gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
     int T = par_threads();
     par_run(T < p.nblk ? T : p.nblk, conv_shift_forward_worker, &p);
 }
@@ -599,7 +708,10 @@ static void conv_shift_backward(float *dinp, float *dweight, float *ws, const fl
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
-    if (dinp) conv_pack_flipped(p.ap, weight, C, OC, K);
+    if (dinp && p.wino)
+        wn_pack_u(p.ap, weight, C, OC, 9, (size_t)p.KC, 1);
+    else if (dinp)
+        conv_pack_flipped(p.ap, weight, C, OC, K);
     int T = par_threads();
     par_run(T < p.nlanes ? T : p.nlanes, conv_shift_backward_worker, &p);
     conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);

@@ -1,0 +1,226 @@
+/* Row-wise Winograd F(4,3) kernels for 3x3 "same" convs on the shifted grid: filter packing, input transform, register tile and output transform. */
+#ifndef LEGR_NN_WINO_TILE_H
+#define LEGR_NN_WINO_TILE_H
+
+#include "gemm_tile.h"
+
+/*
+ * Winograd F(4,3) (Lavin & Gray 2016) in one dimension: four neighbouring outputs of a 3-tap row
+ * correlation, y_t = g0 d_t + g1 d_{t+1} + g2 d_{t+2} for t < 4, are y = A^T [(G g) . (B^T d)]
+ * over the six inputs d0..d5, with (interpolation points 0, 1, -1, 2, -2)
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]:
+ * six multiplies where the direct form takes twelve. A 3x3 conv is one such row correlation per
+ * filter row kh, summed over kh and the input channels, and the sum can be taken before the
+ * output transform, which is linear: for output group m (four outputs in a row),
+ *   M_j[oc][m] = sum over (c, kh) of U_j[oc][c][kh] * V_j[c][m + kh*hp],   U = G g, V = B^T d,
+ * six GEMMs over transformed rows read at shifted offsets (conv.c's shifted grid, with groups
+ * as the columns): 18 multiplies per group, channel and filter instead of 36.
+ *
+ * Transformed rows ("V planes") come from a padded grid g whose pitch is a multiple of 4: plane
+ * j of a channel holds V_j at every group u of grid positions 4u .. 4u + 3, from g[4u .. 4u + 5];
+ * hp = pitch / 4 groups make one grid row.
+ *
+ * A tile is WN_R filters x WN_NG groups, with the register blocking of the direct kernel
+ * (gemm_tile.h), and makes one pass over the reduction per M_j; the six M_j wait in a small
+ * buffer (L1) for the output transform. (Holding several M_j in registers at once leaves room
+ * for fewer filters, so every V vector would feed fewer FMAs: measured with F(2,3), that tile
+ * ran slow enough to lose what the transform saves.)
+ */
+enum {
+    WN_J = 6,                 /* transformed values per group */
+    WN_R = 8,                 /* filters per tile */
+    WN_G = 3,                 /* vectors of groups per tile */
+    WN_NG = WN_G * GT_VL      /* groups per tile: 4*WN_NG centres */
+};
+
+/* Pack the transformed filters for M rows over nc reduction channels: row r, channel ch, filter
+ * row kh, column kw of the 3x3 filter is w[r*rs + ch*cs + kh*3 + kw], or with flip (the
+ * backward's data gradient) w[r*rs + ch*cs + (2-kh)*3 + (2-kw)]. Panels of WN_R rows, one run
+ * per M_j: ap[i0*nc*3*WN_J + ((j*nc + ch)*3 + kh)*WN_R + r] = U_j of row i0 + r; rows past M
+ * are 0. Needs ceil(M/WN_R)*WN_R*nc*3*WN_J floats. */
+static inline void wn_pack_u(float *ap, const float *w, int M, int nc, size_t rs, size_t cs,
+                             int flip)
+{
+    for (int i0 = 0; i0 < M; i0 += WN_R) {
+        float *pa = ap + (size_t)i0 * nc * 3 * WN_J;
+        for (int ch = 0; ch < nc; ch++) {
+            for (int kh = 0; kh < 3; kh++) {
+                for (int r = 0; r < WN_R; r++) {
+                    double g0 = 0.0, g1 = 0.0, g2 = 0.0;
+                    if (i0 + r < M) {
+                        const float *f = w + (size_t)(i0 + r) * rs + (size_t)ch * cs;
+                        const float *row = f + (flip ? 2 - kh : kh) * 3;
+                        g0 = flip ? row[2] : row[0];
+                        g1 = row[1];
+                        g2 = flip ? row[0] : row[2];
+                    }
+                    double u[WN_J] = {g0 / 4,
+                                      -(g0 + g1 + g2) / 6,
+                                      -(g0 - g1 + g2) / 6,
+                                      g0 / 24 + g1 / 12 + g2 / 6,
+                                      g0 / 24 - g1 / 12 + g2 / 6,
+                                      g2};
+                    for (int j = 0; j < WN_J; j++)
+                        pa[((size_t)(j * nc + ch) * 3 + kh) * WN_R + r] = (float)u[j];
+                }
+            }
+        }
+    }
+}
+
+/* Lanes 2e (odd: 2e + 1) of the two vectors a, b taken as one of 2*GT_VL floats. */
+static inline gt_vf wn_evens(gt_vf a, gt_vf b)
+{
+    gt_vi ix;
+    for (int e = 0; e < GT_VL; e++) ix[e] = 2 * e;
+    return __builtin_shuffle(a, b, ix);
+}
+static inline gt_vf wn_odds(gt_vf a, gt_vf b)
+{
+    gt_vi ix;
+    for (int e = 0; e < GT_VL; e++) ix[e] = 2 * e + 1;
+    return __builtin_shuffle(a, b, ix);
+}
+
+/* V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), from
+ * the grids g[c*gcs + ...], which must be readable up to 4*nu + 4. Positions 4u + i are split
+ * out of four consecutive vectors by two rounds of even/odd shuffles. */
+/* The six V_j of GT_VL groups, to p[j*hcs], from the grid vectors a0..a3 (4*GT_VL consecutive
+ * positions 4u + i) and b0..b3 (the same 4 positions on). Positions 4u + i are split out by two
+ * rounds of even/odd shuffles. */
+static inline void wn_transform_vec(float *p, size_t hcs, gt_vf a0, gt_vf a1, gt_vf a2, gt_vf a3,
+                                    gt_vf b0, gt_vf b1, gt_vf b2, gt_vf b3)
+{
+    gt_vf e01 = wn_evens(a0, a1), e23 = wn_evens(a2, a3);
+    gt_vf o01 = wn_odds(a0, a1), o23 = wn_odds(a2, a3);
+    gt_vf d0 = wn_evens(e01, e23), d2 = wn_odds(e01, e23);
+    gt_vf d1 = wn_evens(o01, o23), d3 = wn_odds(o01, o23);
+    gt_vf d4 = wn_evens(wn_evens(b0, b1), wn_evens(b2, b3));
+    gt_vf d5 = wn_evens(wn_odds(b0, b1), wn_odds(b2, b3));
+    gt_vf q = d4 - d2, r = d3 - d1;
+    gt_store(p, 4.0f * d0 - 5.0f * d2 + d4);
+    gt_store(p + hcs, (d3 + d4) - 4.0f * (d1 + d2));
+    gt_store(p + 2 * hcs, (d4 - d3) + 4.0f * (d1 - d2));
+    gt_store(p + 3 * hcs, q + 2.0f * r);
+    gt_store(p + 4 * hcs, q - 2.0f * r);
+    gt_store(p + 5 * hcs, 4.0f * d1 - 5.0f * d3 + d5);
+}
+
+/* V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), from
+ * the grids g[c*gcs + ...], which must be readable up to 4*nu + 4. */
+static inline void wn_transform_in(float *v, size_t vcs, size_t hcs, const float *g, size_t gcs,
+                                   int nch, int nu)
+{
+    for (int c = 0; c < nch; c++) {
+        const float *gc = g + (size_t)c * gcs;
+        float *vc = v + (size_t)c * vcs;
+        for (int u = 0; u < nu; u += GT_VL) {
+            const float *s = gc + 4 * (size_t)u;
+            wn_transform_vec(vc + u, hcs, gt_load(s), gt_load(s + GT_VL), gt_load(s + 2 * GT_VL),
+                             gt_load(s + 3 * GT_VL), gt_load(s + 4), gt_load(s + 4 + GT_VL),
+                             gt_load(s + 4 + 2 * GT_VL), gt_load(s + 4 + 3 * GT_VL));
+        }
+    }
+}
+
+/* Grid vector a of a block read from its tensor through the grid map (conv.c's
+ * shift_grid_map): the lanes of gmask[a] take the pixels from src + goff[a] on, cut at the
+ * block's npix pixels; the other lanes are 0. */
+static inline gt_vf wn_grid_vec(const float *src, const unsigned *gmask, const int *goff, int a,
+                                int npix)
+{
+    unsigned m = gmask[a];
+    int left = npix - goff[a];
+    if (left <= 0) return (gt_vf){0};
+    if (__builtin_popcount(m) > left) { /* keep the lowest `left` lanes of m */
+        unsigned keep = 0;
+        for (; left > 0; left--) {
+            keep |= m & -m;
+            m &= m - 1;
+        }
+        m = keep;
+    }
+    return gt_load_lanes(src + goff[a], m);
+}
+
+/* wn_transform_in for a grid that is never built: channel c's grid vectors are read from
+ * src + c*chan through the grid map (wn_grid_vec), four per GT_VL groups and one more shared
+ * with the next step, and the vectors 4 floats on are formed from them by lane shifts. */
+static inline void wn_transform_lanes(float *v, size_t vcs, size_t hcs, const float *src,
+                                      size_t chan, int npix, const unsigned *gmask,
+                                      const int *goff, int nch, int nu)
+{
+    gt_vi sh;
+    for (int e = 0; e < GT_VL; e++) sh[e] = e + 4;
+    for (int c = 0; c < nch; c++) {
+        const float *sc = src + (size_t)c * chan;
+        float *vc = v + (size_t)c * vcs;
+        gt_vf next = wn_grid_vec(sc, gmask, goff, 0, npix);
+        for (int u = 0; u < nu; u += GT_VL) {
+            int a = 4 * u / GT_VL;
+            gt_vf a0 = next, a1 = wn_grid_vec(sc, gmask, goff, a + 1, npix),
+                  a2 = wn_grid_vec(sc, gmask, goff, a + 2, npix),
+                  a3 = wn_grid_vec(sc, gmask, goff, a + 3, npix);
+            next = wn_grid_vec(sc, gmask, goff, a + 4, npix);
+            gt_vf b0 = __builtin_shuffle(a0, a1, sh), b1 = __builtin_shuffle(a1, a2, sh),
+                  b2 = __builtin_shuffle(a2, a3, sh), b3 = __builtin_shuffle(a3, next, sh);
+            wn_transform_vec(vc + u, hcs, a0, a1, a2, a3, b0, b1, b2, b3);
+        }
+    }
+}
+
+/* One pass of a tile: acc[r][g] lane e = M_j of row r at group m0 + g*GT_VL + e, the sum over
+ * ch < nc, kh < 3 of U_j(row r, ch, kh) * V_j[ch][m0 + g*GT_VL + e + kh*hp], with ap the tile's
+ * packed panel and vj plane j of channel 0. */
+static inline __attribute__((always_inline)) void wn_tile_acc(gt_vf acc[WN_R][WN_G], int nc,
+                                                              const float *ap, const float *vj,
+                                                              size_t vcs, ptrdiff_t hp,
+                                                              size_t m0, int j)
+{
+    for (int r = 0; r < WN_R; r++)
+        for (int g = 0; g < WN_G; g++) acc[r][g] = (gt_vf){0};
+    const float *ak = ap + (size_t)j * nc * 3 * WN_R;
+    /* Not unrolled: the 24 accumulators leave no registers for a second step's operands, and
+     * GCC's unrolled schedule spills accumulators. */
+#pragma GCC unroll 1
+    for (int ch = 0; ch < nc; ch++) {
+#pragma GCC unroll 1
+        for (int kh = 0; kh < 3; kh++, ak += WN_R) {
+            const float *vk = vj + (size_t)ch * vcs + kh * hp + m0;
+            gt_vf x[WN_G];
+            for (int g = 0; g < WN_G; g++) x[g] = gt_load(vk + g * GT_VL);
+            for (int r = 0; r < WN_R; r++) {
+                gt_vf a = gt_splat(ak + r);
+                for (int g = 0; g < WN_G; g++) acc[r][g] += a * x[g];
+            }
+        }
+    }
+}
+
+/* The output transform of one vector of groups, m[j] = M_j: the four outputs of every group,
+ * interleaved into out[0..3], GT_VL consecutive outputs each (out[k] holds groups
+ * k*GT_VL/4 .. (k+1)*GT_VL/4 - 1). */
+static inline void wn_output(const gt_vf m[WN_J], gt_vf out[4])
+{
+    gt_vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+    gt_vf y0 = m[0] + a + c, y1 = b + 2.0f * d, y2 = a + 4.0f * c, y3 = b + 8.0f * d + m[5];
+    /* Zip (y0, y1) and (y2, y3) into pairs, then the pairs into quadruples. */
+    gt_vi zl, zh, q0, q1;
+    for (int e = 0; e < GT_VL; e++) {
+        zl[e] = e / 2 + (e & 1) * GT_VL;
+        zh[e] = GT_VL / 2 + e / 2 + (e & 1) * GT_VL;
+        int grp = e / 4, t = e % 4; /* lane e of a quadruple vector: output t of group grp */
+        q0[e] = 2 * grp + (t < 2 ? t : GT_VL + t - 2);
+        q1[e] = q0[e] + GT_VL / 2;
+    }
+    gt_vf p01l = __builtin_shuffle(y0, y1, zl), p01h = __builtin_shuffle(y0, y1, zh);
+    gt_vf p23l = __builtin_shuffle(y2, y3, zl), p23h = __builtin_shuffle(y2, y3, zh);
+    out[0] = __builtin_shuffle(p01l, p23l, q0);
+    out[1] = __builtin_shuffle(p01l, p23l, q1);
+    out[2] = __builtin_shuffle(p01h, p23h, q0);
+    out[3] = __builtin_shuffle(p01h, p23h, q1);
+}
+
+#endif
