@@ -697,6 +697,136 @@ static void conv_shift_forward(float *out, float *ws, const float *inp, const fl
     par_run(T < p.nblk ? T : p.nblk, conv_shift_forward_worker, &p);
 }
 
+/*
+ * Stride-2 3x3 convs (pad 1, even H and W: every downsampling conv of a ResNet) in the forward
+ * pass: output (oh, ow) reads input rows 2oh - 1, 2oh, 2oh + 1, so split the input into its four
+ * phase planes x_ab[i][j] = x[2i + a][2j + b] (H/2 x W/2 each). Then row 2oh + kh - 1 is row
+ * oh - 1 (kh = 0) or oh (kh = 2) of phase a = 1, or row oh of phase a = 0 (kh = 1), and the same
+ * for columns: the conv is a stride-1 conv of the 4*C phase planes with taps at offsets -1 and 0,
+ * one per (kh, kw), nine in all. On the shifted grid of the phase planes (ShiftPlan of 4*C
+ * channels of OH x OW, whose shared padding supplies the zeros above and left) it runs like a
+ * same conv, without im2col, with each phase's tap list (gt_tile_add_taps).
+ */
+static int conv_is_phase_s2(int K, int S, int P, int H, int W)
+{
+    return K == 3 && S == 2 && P == 1 && H % 2 == 0 && W % 2 == 0;
+}
+
+/* The phase plan: a ShiftPlan of 4*C channels of (H/2) x (W/2) with taps up to one row and one
+ * column back (sized as a 2x2 conv, whose padding and reach are the same). */
+static void phase_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC)
+{
+    shift_plan_init(p, N, 4 * C, H / 2, W / 2, OC, 2, 1);
+}
+
+/* Phase ph = 2a + b: its taps (kh, kw) and their grid offsets (di*pitch + dj), in packing order. */
+static int phase_taps(int ph, ptrdiff_t pitch, int *kh, int *kw, ptrdiff_t *off)
+{
+    static const int rows[2][2] = {{1, -1}, {0, 2}}, drow[2][2] = {{0, 0}, {-1, 0}};
+    int a = ph / 2, b = ph % 2, na = a ? 2 : 1, nb = b ? 2 : 1, n = 0;
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++, n++) {
+            kh[n] = rows[a][i], kw[n] = rows[b][j];
+            off[n] = drow[a][i] * pitch + drow[b][j];
+        }
+    return n;
+}
+
+/* Panels of GT_MR filters over k = (phase, channel, tap) in phase_taps' order: nine taps per
+ * channel, like gt_pack_a's C*9. */
+static void phase_pack(float *ap, const float *weight, int OC, int C, ptrdiff_t pitch)
+{
+    size_t kdim = (size_t)C * 9;
+    for (int i0 = 0; i0 < OC; i0 += GT_MR) {
+        float *pa = ap + (size_t)i0 * kdim;
+        size_t k = 0;
+        for (int ph = 0; ph < 4; ph++) {
+            int kh[4], kw[4];
+            ptrdiff_t off[4];
+            int nt = phase_taps(ph, pitch, kh, kw, off);
+            for (int c = 0; c < C; c++)
+                for (int t = 0; t < nt; t++, k++)
+                    for (int r = 0; r < GT_MR; r++)
+                        pa[k * GT_MR + r] = i0 + r < OC
+                                                ? weight[(((size_t)(i0 + r) * C + c) * 3 + kh[t]) * 3 + kw[t]]
+                                                : 0.0f;
+        }
+    }
+}
+
+/* Phase grids of images [n0, n0+nn): channel ph*C + c of g is phase ph of input channel c,
+ * in the shifted grid's layout (zero padding, rows of pitch). */
+static void phase_fill_grid(const ShiftPlan *p, float *g, const float *x, int n0, int nn)
+{
+    int C = p->C / 4, H = 2 * p->H, W = 2 * p->W;
+    size_t chan = (size_t)p->N * H * W;
+    memset(g, 0, (size_t)p->C * p->cs * sizeof(float));
+    for (int ph = 0; ph < 4; ph++) {
+        int a = ph / 2, b = ph % 2;
+        for (int c = 0; c < C; c++) {
+            float *gc = g + (size_t)(ph * C + c) * p->cs + p->qs;
+            const float *xc = x + (size_t)c * chan + (size_t)n0 * H * W;
+            for (int n = 0; n < nn; n++)
+                for (int i = 0; i < p->H; i++) {
+                    const float *src = xc + ((size_t)n * H + 2 * i + a) * W + b;
+                    float *dst = gc + (size_t)(n * (p->H + p->P) + i) * p->pitch;
+                    for (int j = 0; j < p->W; j++) dst[j] = src[2 * j];
+                }
+        }
+    }
+}
+
+static void conv_phase_forward_worker(void *ctx, int t, int T)
+{
+    (void)T;
+    ShiftPlan *p = ctx;
+    float *gx = p->work + (size_t)t * p->per_thread;
+    int C = p->C / 4;
+    size_t chan = (size_t)p->N * p->HW, kdim = (size_t)C * 9;
+    ptrdiff_t off[4][4];
+    int nt[4], kh[4], kw[4];
+    for (int ph = 0; ph < 4; ph++) nt[ph] = phase_taps(ph, p->pitch, kh, kw, off[ph]);
+    for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
+        int n0 = b * p->nimg;
+        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        int ncols = shift_ncols(p, nn);
+        phase_fill_grid(p, gx, p->inp, n0, nn);
+        float *d0 = p->out + (size_t)n0 * p->HW;
+        for (int j = 0; j < ncols; j += GT_NR) {
+            for (int i = 0; i < p->OC; i += GT_MR) {
+                gt_vf acc[GT_MR][GT_NV];
+                for (int r = 0; r < GT_MR; r++)
+                    for (int v = 0; v < GT_NV; v++) acc[r][v] = (gt_vf){0};
+                const float *ak = p->ap + (size_t)i * kdim;
+                for (int ph = 0; ph < 4; ph++) {
+                    gt_tile_add_taps(acc, C, ak, gx + (size_t)ph * C * p->cs + p->qs, p->cs,
+                                     off[ph], nt[ph], (size_t)j);
+                    ak += (size_t)C * nt[ph] * GT_MR;
+                }
+                for (int v = 0; v < GT_NV; v++)
+                    for (int r = 0; r < GT_MR && i + r < p->OC; r++)
+                        shift_store(p, d0 + (size_t)(i + r) * chan, acc[r][v], j / GT_VL + v,
+                                    ncols, i + r, 0);
+            }
+        }
+    }
+}
+
+static void conv_phase_forward(float *out, float *ws, const float *inp, const float *weight, int N,
+                               int C, int H, int W, int OC, const ConvEpilogue *ep)
+{
+    ShiftPlan p;
+    phase_plan_init(&p, N, C, H, W, OC);
+    shift_plan_bind(&p, ws);
+    shift_lane_map(&p);
+    p.ep = ep;
+    p.out = out;
+    p.inp = inp;
+    phase_pack(p.ap, weight, OC, C, p.pitch);
+    int T = par_threads();
+    par_run(T < p.nblk ? T : p.nblk, conv_phase_forward_worker, &p);
+}
+
 static void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *dout,
                                 const float *inp, const float *weight, int N, int C, int H, int W,
                                 int OC, int K, int P)
@@ -734,7 +864,13 @@ long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S
     if (G == 1) {
         ConvPlan p;
         conv_plan_init(&p, N, C, H, W, OC, K, S, P);
-        return (long long)conv_plan_floats(&p);
+        long long need = (long long)conv_plan_floats(&p);
+        if (conv_is_phase_s2(K, S, P, H, W)) { /* forward by phases, backward by im2col */
+            ShiftPlan q;
+            phase_plan_init(&q, N, C, H, W, OC);
+            if ((long long)shift_plan_floats(&q) > need) need = (long long)shift_plan_floats(&q);
+        }
+        return need;
     }
     if (conv_is_pointwise(K, S, P)) return 0;
     /* Grouped: one col matrix of the whole batch. Forward fills it with im2col(inp); backward
@@ -780,6 +916,10 @@ static void conv_forward_ep(float *out, float *col, const float *inp, const floa
     }
     if (conv_is_same_s1(K, S, P)) {
         conv_shift_forward(out, col, inp, weight, N, C, H, W, OC, K, P, ep);
+        return;
+    }
+    if (conv_is_phase_s2(K, S, P, H, W)) {
+        conv_phase_forward(out, col, inp, weight, N, C, H, W, OC, ep);
         return;
     }
     ConvPlan p;

@@ -87,6 +87,28 @@ static inline __attribute__((always_inline)) void gt_tile_acc(gt_vf acc[GT_MR][G
     }
 }
 
+/* gt_tile_acc's sums added to acc, over B rows given by a tap list: row (ch, t) for ch < nc and
+ * t < ntaps starts at base + ch*cs + taps[t]. For convs whose taps do not form a square. */
+static inline __attribute__((always_inline)) void gt_tile_add_taps(gt_vf acc[GT_MR][GT_NV],
+                                                                   int nc, const float *ap,
+                                                                   const float *base, size_t cs,
+                                                                   const ptrdiff_t *taps,
+                                                                   int ntaps, size_t j0)
+{
+    const float *ak = ap;
+    for (int ch = 0; ch < nc; ch++) {
+        for (int t = 0; t < ntaps; t++, ak += GT_MR) {
+            const float *bk = base + j0 + (size_t)ch * cs + taps[t];
+            gt_vf bv[GT_NV];
+            for (int v = 0; v < GT_NV; v++) bv[v] = gt_load(bk + v * GT_VL);
+            for (int r = 0; r < GT_MR; r++) {
+                gt_vf av = gt_splat(ak + r);
+                for (int v = 0; v < GT_NV; v++) acc[r][v] += av * bv[v];
+            }
+        }
+    }
+}
+
 /* One tile: C[r][j] = sum_k ap[k*GT_MR + r] * B_k[j0 + j] for r < mr, j < nr (overwrites). */
 static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, float *c,
                            size_t ldc, int mr, int nr)
