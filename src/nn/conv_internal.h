@@ -1,0 +1,67 @@
+/* Shared by the convolution paths (conv.c, conv_shift.c): the eval epilogue, deterministic dW lanes, and the shifted-grid entry points. */
+#ifndef LEGR_NN_CONV_INTERNAL_H
+#define LEGR_NN_CONV_INTERNAL_H
+
+#include <stddef.h>
+
+/* An eval-mode BN (and ReLU) applied to a conv's output while it is still in cache:
+ * y = (y - mean[oc]) * scale[oc] + shift[oc], then max(y, 0) when relu. */
+typedef struct {
+    const float *mean, *scale, *shift;
+    int relu;
+} ConvEpilogue;
+
+/*
+ * Scheduling. Threads take blocks (forward) or dW lanes (backward) from an atomic counter, so a
+ * thread that the OS descheduled on a busy machine does not hold up the others. Forward blocks
+ * write disjoint outputs and backward blocks (whole images) scatter into disjoint dinp parts, so
+ * who computes what does not matter. dW is a sum over blocks: block b is added into lane
+ * b % nlanes, every lane sums its blocks in order, and the lanes are added to dweight in lane
+ * order. nlanes depends on the shape only, so dW is bit-identical for any thread count and
+ * any timing.
+ */
+enum { CONV_LANES = 8 };
+
+static inline int conv_lanes(int nblk) { return nblk < CONV_LANES ? nblk : CONV_LANES; }
+
+/* dweight += the lanes, in lane order. */
+static inline void conv_add_lanes(float *dweight, const float *lanes, size_t lane_floats,
+                                  int nlanes, size_t nw)
+{
+    for (int l = 0; l < nlanes; l++) {
+        const float *dw = lanes + (size_t)l * lane_floats;
+        for (size_t i = 0; i < nw; i++) dweight[i] += dw[i];
+    }
+}
+
+static inline size_t conv_round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* "Same" stride-1 convs (odd K, P = K/2) run on the shifted grid (conv_shift.c). */
+static inline int conv_is_same_s1(int K, int S, int P)
+{
+    return S == 1 && K % 2 == 1 && P == K / 2;
+}
+
+/* Stride-2 3x3 convs with even H and W run their forward by phase planes (conv_shift.c). */
+static inline int conv_is_phase_s2(int K, int S, int P, int H, int W)
+{
+    return K == 3 && S == 2 && P == 1 && H % 2 == 0 && W % 2 == 0;
+}
+
+/* Workspace floats of the shifted-grid paths for a shape (conv_workspace_floats takes the
+ * largest that a conv of that shape may use). */
+long long conv_shift_workspace(int N, int C, int H, int W, int OC, int K, int P);
+long long conv_phase_workspace(int N, int C, int H, int W, int OC);
+
+/* out = conv(inp) of a same conv, through ep when not NULL; ws: conv_shift_workspace floats. */
+void conv_shift_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
+                        int H, int W, int OC, int K, int P, const ConvEpilogue *ep);
+/* dweight += dW and, when dinp is not NULL, dinp += dX of a same conv. */
+void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int H, int W, int OC,
+                         int K, int P);
+/* out = conv(inp) of a stride-2 3x3 conv (conv_is_phase_s2); ws: conv_phase_workspace floats. */
+void conv_phase_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
+                        int H, int W, int OC, const ConvEpilogue *ep);
+
+#endif
