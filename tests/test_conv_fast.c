@@ -1,4 +1,4 @@
-/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 forward, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the BN/ReLU epilogue against separate passes. */
+/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the BN/ReLU epilogue against separate passes. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
@@ -183,12 +183,12 @@ int main(void)
          * written (a shift_lane_map mask cut at the block's end). */
         {3, 4, 5, 3, 6, 3, 1, 1, 1, "same 3x3, tiny images"},
         {4, 13, 10, 10, 9, 1, 1, 0, 1, "pointwise"},
-        {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes forward, im2col backward)"},
+        {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
         {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},
         {2, 3, 9, 9, 5, 2, 2, 0, 1, "even kernel"},
         /* 144 taps x 14*14 pixels per image: 6 images per block, so 8 make two blocks. */
-        {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, two im2col blocks"},
+        {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, phase planes, one block of 8 images"},
         {20, 16, 28, 28, 20, 3, 2, 1, 1, "strided, phase planes over three blocks"},
         {2, 6, 6, 6, 4, 3, 1, 1, 2, "grouped"},
         {2, 8, 6, 6, 8, 3, 1, 1, 8, "depthwise"},

@@ -46,7 +46,7 @@ typedef struct {
     size_t *saved_off, saved_floats;
     float *saved;
 
-    float *work;            /* im2col workspace, sized for the largest conv */
+    float *work;            /* conv workspace, sized for the largest conv */
     size_t work_floats;
     float *probs;           /* (batch, classes) softmax output of the last forward */
 

@@ -278,15 +278,11 @@ static int conv_plan_threads(const ConvPlan *p)
 long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
     if (G == 1 && conv_is_same_s1(K, S, P)) return conv_shift_workspace(N, C, H, W, OC, K, P);
+    if (G == 1 && conv_is_phase_s2(K, S, P, H, W)) return conv_phase_workspace(N, C, H, W, OC);
     if (G == 1) {
         ConvPlan p;
         conv_plan_init(&p, N, C, H, W, OC, K, S, P);
-        long long need = (long long)conv_plan_floats(&p);
-        if (conv_is_phase_s2(K, S, P, H, W)) { /* forward by phases, backward by im2col */
-            long long ph = conv_phase_workspace(N, C, H, W, OC);
-            if (ph > need) need = ph;
-        }
-        return need;
+        return (long long)conv_plan_floats(&p);
     }
     if (conv_is_pointwise(K, S, P)) return 0;
     /* Grouped: one col matrix of the whole batch. Forward fills it with im2col(inp); backward
@@ -410,6 +406,10 @@ void conv_backward(float *dinp, float *dweight, float *col, const float *dout, c
     }
     if (conv_is_same_s1(K, S, P)) {
         conv_shift_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, P);
+        return;
+    }
+    if (conv_is_phase_s2(K, S, P, H, W)) {
+        conv_phase_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC);
         return;
     }
     ConvPlan p;

@@ -42,7 +42,7 @@ static inline int conv_is_same_s1(int K, int S, int P)
     return S == 1 && K % 2 == 1 && P == K / 2;
 }
 
-/* Stride-2 3x3 convs with even H and W run their forward by phase planes (conv_shift.c). */
+/* Stride-2 3x3 convs with even H and W run by phase planes (conv_shift.c). */
 static inline int conv_is_phase_s2(int K, int S, int P, int H, int W)
 {
     return K == 3 && S == 2 && P == 1 && H % 2 == 0 && W % 2 == 0;
@@ -63,5 +63,8 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
 /* out = conv(inp) of a stride-2 3x3 conv (conv_is_phase_s2); ws: conv_phase_workspace floats. */
 void conv_phase_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
                         int H, int W, int OC, const ConvEpilogue *ep);
+/* Its backward: dweight += dW and, when dinp is not NULL, dinp += dX. */
+void conv_phase_backward(float *dinp, float *dweight, float *ws, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int H, int W, int OC);
 
 #endif

@@ -1,4 +1,4 @@
-/* Shifted-grid convolutions: "same" stride-1 convs (row-wise Winograd F(4,3) for 3x3) and the stride-2 3x3 forward by phase planes, blocked over images and threads. */
+/* Shifted-grid convolutions: "same" stride-1 convs (row-wise Winograd F(4,3) for 3x3) and stride-2 3x3 convs by phase planes, blocked over images and threads. */
 #include "conv_internal.h"
 #include "gemm_tile.h"
 #include "parallel.h"
@@ -343,9 +343,11 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels.
      * 3x3 convs take the outer-product kernel on dy transposed into the thread's tmp. */
     if (p->K == 3) {
+        ptrdiff_t toff[9];
+        for (int t = 0; t < 9; t++) toff[t] = (t / 3) * (ptrdiff_t)p->pitch + t % 3;
         conv_transpose_rows(tmp, p->ocp, gdy + p->qs, p->cs, p->OC, ncols);
         gt_dw3_acc(dw, (size_t)p->KC, p->OC, p->C, ncols, tmp, p->ocp, gx + p->qs - back, p->cs,
-                   p->pitch);
+                   toff);
     } else {
         GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
         gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
@@ -414,9 +416,9 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
 }
 
 /*
- * Stride-2 3x3 convs (pad 1, even H and W: every downsampling conv of a ResNet) in the forward
- * pass: output (oh, ow) reads input rows 2oh - 1, 2oh, 2oh + 1, so split the input into its four
- * phase planes x_ab[i][j] = x[2i + a][2j + b] (H/2 x W/2 each). Then row 2oh + kh - 1 is row
+ * Stride-2 3x3 convs (pad 1, even H and W: every downsampling conv of a ResNet): output
+ * (oh, ow) reads input rows 2oh - 1, 2oh, 2oh + 1, so split the input into its four phase planes
+ * x_ab[i][j] = x[2i + a][2j + b] (H/2 x W/2 each). Then row 2oh + kh - 1 is row
  * oh - 1 (kh = 0) or oh (kh = 2) of phase a = 1, or row oh of phase a = 0 (kh = 1), and the same
  * for columns: the conv is a stride-1 conv of the 4*C phase planes with taps at offsets -1 and 0,
  * one per (kh, kw), nine in all. On the shifted grid of the phase planes (ShiftPlan of 4*C
@@ -424,10 +426,18 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
  * same conv, without im2col, with each phase's tap list (gt_tile_add_taps).
  */
 /* The phase plan: a ShiftPlan of 4*C channels of (H/2) x (W/2) with taps up to one row and one
- * column back (sized as a 2x2 conv, whose padding and reach are the same). */
+ * column away (sized as a 2x2 conv, whose padding and reach are the same), plus for the
+ * backward dy transposed (3x3 dW) and a block's dX phase planes after the grids of a thread's
+ * region, and packed weights for nine taps per channel in both directions. */
 static void phase_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC)
 {
     shift_plan_init(p, N, 4 * C, H / 2, W / 2, OC, 2, 1);
+    size_t fwd = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * 9 * C;
+    size_t bwd = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * 9 * OC;
+    size_t need = conv_round16(fwd > bwd ? fwd : bwd);
+    if (p->packed < need) p->packed = need;
+    p->voff = p->per_thread + conv_round16((size_t)p->ocp * p->ldt); /* the dX phase planes */
+    p->per_thread = p->voff + conv_round16((size_t)p->C * p->nimg * p->HW);
 }
 
 long long conv_phase_workspace(int N, int C, int H, int W, int OC)
@@ -543,6 +553,121 @@ void conv_phase_forward(float *out, float *ws, const float *inp, const float *we
     phase_pack(p.ap, weight, OC, C, p.pitch);
     int T = par_threads();
     par_run(T < p.nblk ? T : p.nblk, conv_phase_forward_worker, &p);
+}
+
+/* ap = per phase, panels of GT_MR input channels over k = (filter, tap) in phase_taps' order:
+ * the data gradient's A (phases one after another, in phase order). */
+static void phase_pack_t(float *ap, const float *weight, int OC, int C, ptrdiff_t pitch)
+{
+    size_t cp = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR;
+    for (int ph = 0; ph < 4; ph++) {
+        int kh[4], kw[4];
+        ptrdiff_t off[4];
+        int nt = phase_taps(ph, pitch, kh, kw, off);
+        for (int i0 = 0; i0 < C; i0 += GT_MR) {
+            float *pa = ap + (size_t)i0 * OC * nt;
+            for (int oc = 0; oc < OC; oc++)
+                for (int t = 0; t < nt; t++)
+                    for (int r = 0; r < GT_MR; r++) {
+                        size_t at = (((size_t)oc * C + i0 + r) * 3 + kh[t]) * 3 + kw[t];
+                        pa[((size_t)oc * nt + t) * GT_MR + r] = i0 + r < C ? weight[at] : 0.0f;
+                    }
+        }
+        ap += cp * OC * nt;
+    }
+}
+
+/*
+ * One block of the stride-2 backward. dW: tap (kh, kw) of channel c reads phase plane ph of c at
+ * its offset, so it is the 3x3 outer-product kernel with a tap table across the phase grids.
+ * dX: the adjoint of the forward scatters dy[q] * w to phase pixel q + off, i.e. each phase
+ * plane gathers dy at q - off (offsets 0 and +1 row / column, which the grid's shared padding
+ * makes zero past the edges): a shifted-grid GEMM per phase into the block's dX phase planes,
+ * which are then added into dinp at their pixels (2i + a, 2j + b).
+ */
+static void conv_phase_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *dw, int b)
+{
+    int C = p->C / 4, H = 2 * p->H, W = 2 * p->W;
+    int n0 = b * p->nimg;
+    int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+    int ncols = shift_ncols(p, nn);
+    float *tmp = gdy + (size_t)p->OC * p->cs, *stage = gx + p->voff;
+    ptrdiff_t off[4][4], toff[9];
+    int nt[4], kh[4], kw[4];
+    for (int ph = 0; ph < 4; ph++) {
+        nt[ph] = phase_taps(ph, p->pitch, kh, kw, off[ph]);
+        for (int t = 0; t < nt[ph]; t++)
+            toff[kh[t] * 3 + kw[t]] = (ptrdiff_t)ph * C * p->cs + off[ph][t];
+    }
+    phase_fill_grid(p, gx, p->inp, n0, nn);
+    shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
+    conv_transpose_rows(tmp, p->ocp, gdy + p->qs, p->cs, p->OC, ncols);
+    gt_dw3_acc(dw, (size_t)9 * C, p->OC, C, ncols, tmp, p->ocp, gx + p->qs, p->cs, toff);
+    if (!p->dinp) return;
+    size_t cp = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR, bpix = (size_t)p->nimg * p->HW;
+    const float *ap = p->ap;
+    for (int ph = 0; ph < 4; ph++) {
+        ptrdiff_t back[4];
+        for (int t = 0; t < nt[ph]; t++) back[t] = -off[ph][t];
+        for (int j = 0; j < ncols; j += GT_NR) {
+            for (int i = 0; i < C; i += GT_MR) {
+                gt_vf acc[GT_MR][GT_NV];
+                for (int r = 0; r < GT_MR; r++)
+                    for (int v = 0; v < GT_NV; v++) acc[r][v] = (gt_vf){0};
+                gt_tile_add_taps(acc, p->OC, ap + (size_t)i * p->OC * nt[ph], gdy + p->qs, p->cs,
+                                 back, nt[ph], (size_t)j);
+                for (int v = 0; v < GT_NV; v++)
+                    for (int r = 0; r < GT_MR && i + r < C; r++)
+                        shift_store(p, stage + (size_t)(ph * C + i + r) * bpix, acc[r][v],
+                                    j / GT_VL + v, ncols, i + r, 0);
+            }
+        }
+        ap += cp * p->OC * nt[ph];
+    }
+    size_t chan = (size_t)p->N * H * W;
+    for (int ph = 0; ph < 4; ph++) {
+        int a = ph / 2, bb = ph % 2;
+        for (int c = 0; c < C; c++) {
+            const float *sc = stage + (size_t)(ph * C + c) * bpix;
+            float *dc = p->dinp + (size_t)c * chan + (size_t)n0 * H * W;
+            for (int n = 0; n < nn; n++)
+                for (int i = 0; i < p->H; i++) {
+                    const float *src = sc + ((size_t)n * p->H + i) * p->W;
+                    float *dst = dc + ((size_t)n * H + 2 * i + a) * W + bb;
+                    for (int jj = 0; jj < p->W; jj++) dst[2 * jj] += src[jj];
+                }
+        }
+    }
+}
+
+static void conv_phase_backward_worker(void *ctx, int t, int T)
+{
+    (void)T;
+    ShiftPlan *p = ctx;
+    float *gx = p->work + (size_t)t * p->per_thread;
+    float *gdy = gx + (size_t)p->C * p->cs;
+    size_t nw = (size_t)p->OC * 9 * (p->C / 4);
+    for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
+        float *dw = p->lanes + (size_t)l * p->lane_floats;
+        memset(dw, 0, nw * sizeof(float));
+        for (int b = l; b < p->nblk; b += p->nlanes) conv_phase_backward_block(p, gx, gdy, dw, b);
+    }
+}
+
+void conv_phase_backward(float *dinp, float *dweight, float *ws, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int H, int W, int OC)
+{
+    ShiftPlan p;
+    phase_plan_init(&p, N, C, H, W, OC);
+    shift_plan_bind(&p, ws);
+    shift_lane_map(&p);
+    p.inp = inp;
+    p.dout = dout;
+    p.dinp = dinp;
+    if (dinp) phase_pack_t(p.ap, weight, OC, C, p.pitch);
+    int T = par_threads();
+    par_run(T < p.nlanes ? T : p.nlanes, conv_phase_backward_worker, &p);
+    conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * 9 * C);
 }
 
 void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *dout,

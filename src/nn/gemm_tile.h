@@ -232,16 +232,18 @@ static inline void gt_transpose(gt_vf *b)
 
 /*
  * dW of a 3x3 conv in outer-product form, for long reductions (thousands of pixels):
- *   dw[oc*kc + c*9 + kh*3 + kw] += sum over l < L of dyT[l*ocp + oc] * x[c*cs + kh*pitch + kw + l]
- * for oc < OC, c < C. dyT holds the output gradient transposed (a row of ocp >= OC floats per
- * pixel, ocp a multiple of GT_VL, zero past OC) and x the input as rows of taps (a padded grid
- * read at shifted offsets). Every (oc, tap) sum runs over l in order in one register lane, so
- * the whole reduction stays in registers (18 accumulators) and its operands come from L1: per
- * pixel one or two vector loads of dyT and nine broadcasts per channel. (The dot-product form
- * gt_gemm_abt_acc streams both operands from L2 at two loads per four FMAs.)
+ *   dw[oc*kc + c*9 + t] += sum over l < L of dyT[l*ocp + oc] * x[c*cs + toff[t] + l]
+ * for oc < OC, c < C and the nine taps t. dyT holds the output gradient transposed (a row of
+ * ocp >= OC floats per pixel, ocp a multiple of GT_VL, zero past OC) and x the input as rows of
+ * taps: a padded grid read at shifted offsets, toff[kh*3 + kw] = kh*pitch + kw for a 3x3 conv.
+ * Every (oc, tap) sum runs over l in order in one register lane, so the whole reduction stays in
+ * registers (18 accumulators) and its operands come from L1: per pixel one or two vector loads
+ * of dyT and nine broadcasts per channel. (The dot-product form gt_gemm_abt_acc streams both
+ * operands from L2 at two loads per four FMAs.)
  */
 static inline void gt_dw3_one(float *dw, size_t kc, int OC, int oc0, int nv, int c, int nc, int L,
-                              const float *dyT, int ocp, const float *x, size_t cs, ptrdiff_t pitch)
+                              const float *dyT, int ocp, const float *x, size_t cs,
+                              const ptrdiff_t toff[9])
 {
     /* nv = 2 vectors of oc x 1 channel, or nv = 1 vector x nc (1 or 2) channels. */
     gt_vf acc[2][9];
@@ -254,7 +256,7 @@ static inline void gt_dw3_one(float *dw, size_t kc, int OC, int oc0, int nv, int
         for (int l = 0; l < L; l++, d += ocp) {
             gt_vf d0 = gt_load(d), d1 = gt_load(d + GT_VL);
             for (int t = 0; t < 9; t++) {
-                gt_vf xv = gt_splat(x0 + l + (t / 3) * pitch + t % 3);
+                gt_vf xv = gt_splat(x0 + l + toff[t]);
                 acc[0][t] += xv * d0;
                 acc[1][t] += xv * d1;
             }
@@ -263,8 +265,8 @@ static inline void gt_dw3_one(float *dw, size_t kc, int OC, int oc0, int nv, int
         for (int l = 0; l < L; l++, d += ocp) {
             gt_vf d0 = gt_load(d);
             for (int t = 0; t < 9; t++) {
-                acc[0][t] += gt_splat(x0 + l + (t / 3) * pitch + t % 3) * d0;
-                acc[1][t] += gt_splat(x1 + l + (t / 3) * pitch + t % 3) * d0;
+                acc[0][t] += gt_splat(x0 + l + toff[t]) * d0;
+                acc[1][t] += gt_splat(x1 + l + toff[t]) * d0;
             }
         }
     }
@@ -280,14 +282,14 @@ static inline void gt_dw3_one(float *dw, size_t kc, int OC, int oc0, int nv, int
 }
 
 static inline void gt_dw3_acc(float *dw, size_t kc, int OC, int C, int L, const float *dyT,
-                              int ocp, const float *x, size_t cs, ptrdiff_t pitch)
+                              int ocp, const float *x, size_t cs, const ptrdiff_t toff[9])
 {
     for (int oc0 = 0; oc0 < ocp; oc0 += 2 * GT_VL) {
         if (ocp - oc0 >= 2 * GT_VL) {
-            for (int c = 0; c < C; c++) gt_dw3_one(dw, kc, OC, oc0, 2, c, 1, L, dyT, ocp, x, cs, pitch);
+            for (int c = 0; c < C; c++) gt_dw3_one(dw, kc, OC, oc0, 2, c, 1, L, dyT, ocp, x, cs, toff);
         } else {
             for (int c = 0; c < C; c += 2)
-                gt_dw3_one(dw, kc, OC, oc0, 1, c, C - c < 2 ? 1 : 2, L, dyT, ocp, x, cs, pitch);
+                gt_dw3_one(dw, kc, OC, oc0, 1, c, C - c < 2 ? 1 : 2, L, dyT, ocp, x, cs, toff);
         }
     }
 }
