@@ -70,14 +70,12 @@ static void shift_plan_geometry(ShiftPlan *p, int nimg)
     size_t unit = p->wino ? 4 * WN_NG : GT_NR; /* centres per tile */
     p->ldt = (ncols + unit - 1) / unit * unit;
     if (p->wino) {
-        /* Tiles read groups m + kh*hp for m < ldt/4 and kh < 3; the transform reads the grid
-         * up to 4*nu + 4 (wn_transform_in), and the grid is zero past its rows up to cs. */
+        /* Tiles read groups m + kh*hp for m < ldt/4 and kh < 3. The V planes are built from
+         * the tensors through the grid map (wn_transform_lanes), never from a grid. */
         p->hp = p->pitch / 4;
         p->nu = (int)((p->ldt / 4 + 2 * (size_t)p->hp + GT_VL - 1) / GT_VL * GT_VL);
         p->hcs = conv_round16((size_t)p->nu);
         p->vcs = WN_J * p->hcs;
-        size_t need = conv_round16(4 * (size_t)p->nu + 4 + GT_VL);
-        if (p->cs < need) p->cs = need;
     }
 }
 
@@ -104,9 +102,10 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     /* The fused transform reads grid vectors up to position 4*nu + 4 (wn_transform_lanes). */
     p->ngv = p->wino ? 4 * p->nu / GT_VL + 1 : 0;
     p->map_floats = conv_round16(2 * p->ldt / GT_VL) + conv_round16(2 * (size_t)p->ngv);
-    /* Grids of x and dy; for the 3x3 dW dy transposed (ldt rows of ocp); for Winograd the V
-     * planes of x (forward) or dy (dX). */
-    p->voff = (size_t)C * p->cs + (size_t)OC * p->cs +
+    /* The grid of x; the grid of dy (not for 3x3: shift_transpose_lanes and the Winograd
+     * transform read dy itself); for the 3x3 dW dy transposed (ldt rows of ocp); for Winograd
+     * the V planes of x (forward) or dy (dX). */
+    p->voff = (size_t)C * p->cs + (p->wino ? 0 : (size_t)OC * p->cs) +
               (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : 0);
     p->per_thread = p->voff + (p->wino ? (size_t)(C > OC ? C : OC) * p->vcs : 0);
     p->lane_floats = conv_round16((size_t)OC * p->KC);
@@ -329,6 +328,28 @@ static void conv_transpose_rows(float *t, int ld, const float *src, size_t cs, i
     }
 }
 
+/* conv_transpose_rows of the grid rows that shift_fill_grid would build from src (channels of
+ * N*HW floats) for the block of images from n0 with ncols centres, read from src itself through
+ * the lane map: t[l*ld + r] for centres l < ncols rounded up to GT_VL and r < ld. */
+static void shift_transpose_lanes(const ShiftPlan *p, float *t, int ld, const float *src,
+                                  int rows, int n0, int ncols)
+{
+    size_t chan = (size_t)p->N * p->HW;
+    const float *s0 = src + (size_t)n0 * p->HW;
+    for (int s = 0; s * GT_VL < ncols; s++) {
+        unsigned m = shift_block_mask(p, s, ncols);
+        for (int r0 = 0; r0 < ld; r0 += GT_VL) {
+            gt_vf b[GT_VL];
+            for (int i = 0; i < GT_VL; i++)
+                b[i] = r0 + i < rows ? gt_load_lanes(s0 + (size_t)(r0 + i) * chan + p->loff[s], m)
+                                     : (gt_vf){0};
+            gt_transpose(b);
+            for (int i = 0; i < GT_VL; i++)
+                gt_store(t + (size_t)(s * GT_VL + i) * ld + r0, b[i]);
+        }
+    }
+}
+
 /* One block of the shifted path's backward: dw += its dW, dinp += its dX. */
 static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *tmp,
                                       float *dw, int b)
@@ -339,27 +360,30 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     int ncols = shift_ncols(p, nn);
     int lpad = (ncols + GT_VL - 1) / GT_VL * GT_VL;
     shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
-    shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
     /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels.
-     * 3x3 convs take the outer-product kernel on dy transposed into the thread's tmp. */
-    if (p->K == 3) {
+     * 3x3 convs take the outer-product kernel on dy transposed into the thread's tmp, read from
+     * the tensor through the lane map, and their Winograd dX transforms dy from the tensor too:
+     * they need no dy grid. */
+    if (p->wino) {
         ptrdiff_t toff[9];
         for (int t = 0; t < 9; t++) toff[t] = (t / 3) * (ptrdiff_t)p->pitch + t % 3;
-        conv_transpose_rows(tmp, p->ocp, gdy + p->qs, p->cs, p->OC, ncols);
+        shift_transpose_lanes(p, tmp, p->ocp, p->dout, p->OC, n0, ncols);
         gt_dw3_acc(dw, (size_t)p->KC, p->OC, p->C, ncols, tmp, p->ocp, gx + p->qs - back, p->cs,
                    toff);
-    } else {
+        if (!p->dinp) return;
+        float *v = gx + p->voff;
+        wn_transform_lanes(v, p->vcs, p->hcs, p->dout + (size_t)n0 * p->HW,
+                           (size_t)p->N * p->HW, nn * p->HW, p->gmask, p->goff, p->OC, p->nu);
+        wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, 1);
+        return;
+    }
+    shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
+    {
         GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
         gt_gemm_abt_acc(p->OC, p->KC, lpad, gdy + p->qs, p->cs, &xrows, dw, p->KC);
     }
     if (!p->dinp) return;
     /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
-    if (p->wino) {
-        float *v = gx + p->voff;
-        wn_transform_in(v, p->vcs, p->hcs, gdy + p->qs - back, p->cs, p->OC, p->nu);
-        wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, 1);
-        return;
-    }
     GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
     shift_gemm_out(p, p->C, p->OC, p->ap, &dyrows, p->dinp, n0, ncols, 1);
 }
@@ -369,8 +393,8 @@ static void conv_shift_backward_worker(void *ctx, int t, int T)
     (void)T;
     ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
-    float *gdy = gx + (size_t)p->C * p->cs;
-    float *tmp = gdy + (size_t)p->OC * p->cs;
+    float *gdy = gx + (size_t)p->C * p->cs; /* none for Winograd: tmp starts there */
+    float *tmp = gdy + (p->wino ? 0 : (size_t)p->OC * p->cs);
     for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
         float *dw = p->lanes + (size_t)l * p->lane_floats;
         memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
@@ -678,6 +702,7 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
     shift_plan_init(&p, N, C, H, W, OC, K, P);
     shift_plan_bind(&p, ws);
     shift_lane_map(&p);
+    if (p.wino) shift_grid_map(&p);
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;

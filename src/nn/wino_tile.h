@@ -18,9 +18,10 @@
  * six GEMMs over transformed rows read at shifted offsets (conv.c's shifted grid, with groups
  * as the columns): 18 multiplies per group, channel and filter instead of 36.
  *
- * Transformed rows ("V planes") come from a padded grid g whose pitch is a multiple of 4: plane
- * j of a channel holds V_j at every group u of grid positions 4u .. 4u + 3, from g[4u .. 4u + 5];
- * hp = pitch / 4 groups make one grid row.
+ * Transformed rows ("V planes") are those of a padded grid g whose pitch is a multiple of 4:
+ * plane j of a channel holds V_j at every group u of grid positions 4u .. 4u + 3, from
+ * g[4u .. 4u + 5]; hp = pitch / 4 groups make one grid row. The grid itself is never built: its
+ * vectors are read from the tensor through a lane map (wn_grid_vec).
  *
  * A tile is WN_R filters x WN_NG groups, with the register blocking of the direct kernel
  * (gemm_tile.h), and makes one pass over the reduction per M_j; the six M_j wait in a small
@@ -84,9 +85,6 @@ static inline gt_vf wn_odds(gt_vf a, gt_vf b)
     return __builtin_shuffle(a, b, ix);
 }
 
-/* V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), from
- * the grids g[c*gcs + ...], which must be readable up to 4*nu + 4. Positions 4u + i are split
- * out of four consecutive vectors by two rounds of even/odd shuffles. */
 /* The six V_j of GT_VL groups, to p[j*hcs], from the grid vectors a0..a3 (4*GT_VL consecutive
  * positions 4u + i) and b0..b3 (the same 4 positions on). Positions 4u + i are split out by two
  * rounds of even/odd shuffles. */
@@ -106,23 +104,6 @@ static inline void wn_transform_vec(float *p, size_t hcs, gt_vf a0, gt_vf a1, gt
     gt_store(p + 3 * hcs, q + 2.0f * r);
     gt_store(p + 4 * hcs, q - 2.0f * r);
     gt_store(p + 5 * hcs, 4.0f * d1 - 5.0f * d3 + d5);
-}
-
-/* V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), from
- * the grids g[c*gcs + ...], which must be readable up to 4*nu + 4. */
-static inline void wn_transform_in(float *v, size_t vcs, size_t hcs, const float *g, size_t gcs,
-                                   int nch, int nu)
-{
-    for (int c = 0; c < nch; c++) {
-        const float *gc = g + (size_t)c * gcs;
-        float *vc = v + (size_t)c * vcs;
-        for (int u = 0; u < nu; u += GT_VL) {
-            const float *s = gc + 4 * (size_t)u;
-            wn_transform_vec(vc + u, hcs, gt_load(s), gt_load(s + GT_VL), gt_load(s + 2 * GT_VL),
-                             gt_load(s + 3 * GT_VL), gt_load(s + 4), gt_load(s + 4 + GT_VL),
-                             gt_load(s + 4 + 2 * GT_VL), gt_load(s + 4 + 3 * GT_VL));
-        }
-    }
 }
 
 /* Grid vector a of a block read from its tensor through the grid map (conv.c's
@@ -145,9 +126,10 @@ static inline gt_vf wn_grid_vec(const float *src, const unsigned *gmask, const i
     return gt_load_lanes(src + goff[a], m);
 }
 
-/* wn_transform_in for a grid that is never built: channel c's grid vectors are read from
- * src + c*chan through the grid map (wn_grid_vec), four per GT_VL groups and one more shared
- * with the next step, and the vectors 4 floats on are formed from them by lane shifts. */
+/* The V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), of
+ * a grid that is never built: channel c's grid vectors are read from src + c*chan through the
+ * grid map (wn_grid_vec), four per GT_VL groups and one more shared with the next step, and the
+ * vectors 4 floats on are formed from them by lane shifts. */
 static inline void wn_transform_lanes(float *v, size_t vcs, size_t hcs, const float *src,
                                       size_t chan, int npix, const unsigned *gmask,
                                       const int *goff, int nch, int nu)
