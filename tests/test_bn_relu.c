@@ -17,6 +17,7 @@ static double max_rel(const float *a, const float *b, long long n)
     double w = 0.0;
     for (long long i = 0; i < n; i++) {
         double e = fabs((double)a[i] - b[i]) / (fabs((double)b[i]) + 1e-3);
+        if (isnan(e)) return INFINITY; /* NaN compares false with anything: fail it here */
         if (e > w) w = e;
     }
     return w;

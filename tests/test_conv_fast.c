@@ -33,6 +33,7 @@ static void expect_close(const char *what, const char *which, int slot, const fl
     for (long long i = 0; i < n; i++) {
         double tol = 8.0 * terms * FLT_EPSILON * bound[i] + 1e-6;
         double e = fabs((double)got[i] - want[i]) / tol;
+        if (isnan(e)) e = INFINITY; /* a NaN result fails (NaN compares false with anything) */
         if (e > w) w = e;
         if (e > 1.0 && bad < 0) bad = i;
     }
@@ -121,6 +122,17 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     conv_backward(NULL, dw2, ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
     EXPECT(memcmp(dw2, dw, (size_t)nw * sizeof(float)) == 0, "%s: dweight differs without dinp",
            what);
+    /* conv_backward_set overwrites dinp: from NaN it must give dX itself (the reference, which
+     * started from 0.5, less 0.5), and the same dweight. */
+    float *dxs = xalloc_floats(nx);
+    for (long long i = 0; i < nx; i++) dxs[i] = NAN, dxr[i] -= 0.5f;
+    for (long long i = 0; i < nw; i++) dw2[i] = -0.25f;
+    conv_backward_set(dxs, dw2, ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
+                      s->G);
+    expect_close(what, "dinp (set)", 1, dxs, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
+    EXPECT(memcmp(dw2, dw, (size_t)nw * sizeof(float)) == 0,
+           "%s: dweight differs with conv_backward_set", what);
+    free(dxs);
     free(dw2);
     float *all[] = {x, xa, w, wa, dy, dya, y, yr, yb, dx, dxr, dxb, dw, dwr, dwb, ws};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);

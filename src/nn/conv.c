@@ -395,17 +395,19 @@ static void conv_backward_grouped(float *dinp, float *dweight, float *col, const
 
 /* Ungrouped: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb); dW goes through
  * the lanes (see "Scheduling" above), so it does not depend on the thread count. */
-void conv_backward(float *dinp, float *dweight, float *col, const float *dout, const float *inp,
-                   const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P,
-                   int G)
+static void conv_backward_any(float *dinp, float *dweight, float *col, const float *dout,
+                              const float *inp, const float *weight, int N, int C, int H, int W,
+                              int OC, int K, int S, int P, int G, int set)
 {
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
-    if (G > 1) {
-        conv_backward_grouped(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, S, P, G);
+    if (G == 1 && conv_is_same_s1(K, S, P)) {
+        conv_shift_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, P, set);
         return;
     }
-    if (conv_is_same_s1(K, S, P)) {
-        conv_shift_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, P);
+    /* The other paths accumulate (their scatters add), so "set" starts them from zero. */
+    if (set && dinp) memset(dinp, 0, (size_t)C * N * H * W * sizeof(float));
+    if (G > 1) {
+        conv_backward_grouped(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, S, P, G);
         return;
     }
     if (conv_is_phase_s2(K, S, P, H, W)) {
@@ -422,6 +424,20 @@ void conv_backward(float *dinp, float *dweight, float *col, const float *dout, c
     int T = par_threads();
     par_run(T < p.nlanes ? T : p.nlanes, conv_backward_worker, &p);
     conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);
+}
+
+void conv_backward(float *dinp, float *dweight, float *col, const float *dout, const float *inp,
+                   const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P,
+                   int G)
+{
+    conv_backward_any(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, S, P, G, 0);
+}
+
+void conv_backward_set(float *dinp, float *dweight, float *col, const float *dout,
+                       const float *inp, const float *weight, int N, int C, int H, int W, int OC,
+                       int K, int S, int P, int G)
+{
+    conv_backward_any(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, S, P, G, 1);
 }
 
 /* Direct definition, accumulated in double: out[oc, n, oh, ow] = sum over the group's input

@@ -56,10 +56,10 @@ long long conv_phase_workspace(int N, int C, int H, int W, int OC);
 /* out = conv(inp) of a same conv, through ep when not NULL; ws: conv_shift_workspace floats. */
 void conv_shift_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
                         int H, int W, int OC, int K, int P, const ConvEpilogue *ep);
-/* dweight += dW and, when dinp is not NULL, dinp += dX of a same conv. */
+/* dweight += dW and, when dinp is not NULL, dinp += dX (with set, dinp = dX) of a same conv. */
 void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *dout,
                          const float *inp, const float *weight, int N, int C, int H, int W, int OC,
-                         int K, int P);
+                         int K, int P, int set);
 /* out = conv(inp) of a stride-2 3x3 conv (conv_is_phase_s2); ws: conv_phase_workspace floats. */
 void conv_phase_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
                         int H, int W, int OC, const ConvEpilogue *ep);

@@ -52,6 +52,7 @@ typedef struct {
     const float *inp, *dout;
     float *dinp;
     const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
+    int dx_set;        /* backward: dinp = dX instead of dinp += dX */
 } ShiftPlan;
 
 enum { SHIFT_BLOCK_FLOATS = 3 << 16 }; /* target size of a block's input + output grids */
@@ -374,7 +375,7 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
         float *v = gx + p->voff;
         wn_transform_lanes(v, p->vcs, p->hcs, p->dout + (size_t)n0 * p->HW,
                            (size_t)p->N * p->HW, nn * p->HW, p->gmask, p->goff, p->OC, p->nu);
-        wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, 1);
+        wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, !p->dx_set);
         return;
     }
     shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
@@ -385,7 +386,7 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     if (!p->dinp) return;
     /* dX (C x centres) = flipped W^T (C x OC*K*K) x shifted dy grid. */
     GtRows dyrows = {gdy + p->qs - back, p->cs, p->pitch, 1, p->K};
-    shift_gemm_out(p, p->C, p->OC, p->ap, &dyrows, p->dinp, n0, ncols, 1);
+    shift_gemm_out(p, p->C, p->OC, p->ap, &dyrows, p->dinp, n0, ncols, !p->dx_set);
 }
 
 static void conv_shift_backward_worker(void *ctx, int t, int T)
@@ -696,7 +697,7 @@ void conv_phase_backward(float *dinp, float *dweight, float *ws, const float *do
 
 void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *dout,
                          const float *inp, const float *weight, int N, int C, int H, int W, int OC,
-                         int K, int P)
+                         int K, int P, int set)
 {
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
@@ -706,6 +707,7 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
+    p.dx_set = set; /* every pixel of dinp is stored exactly once, so no zeroing is needed */
     if (dinp && p.wino)
         wn_pack_u(p.ap, weight, C, OC, 9, (size_t)p.KC, 1);
     else if (dinp)

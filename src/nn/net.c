@@ -242,14 +242,15 @@ static int net_sole_consumer(const Arch *a, int i)
 
 /* Node i's gradient is written once, by overwriting, instead of being zeroed and accumulated:
  * when a single node consumes it and that node's backward has an overwriting form (a BN, fused
- * or not; a ReLU that is not fused into its BN producer; an add). */
+ * or not; a ReLU that is not fused into its BN producer; an add; a conv). */
 static int net_grad_set(const Arch *a, int i)
 {
     int j = net_sole_consumer(a, i);
     if (j < 0) return 0;
     switch (a->nodes[j].kind) {
     case OP_BN:
-    case OP_ADD: return 1;
+    case OP_ADD:
+    case OP_CONV: return 1;
     case OP_RELU: return !net_bn_fused(a, i) && !net_add_fused(a, i);
     default: return 0;
     }
@@ -394,8 +395,12 @@ void net_backward(Net *net, const int *labels, float loss_scale)
         long long m = (long long)n * nd->h * nd->w;
         switch (nd->kind) {
         case OP_CONV:
-            conv_backward(dinp, dw, net->work, dout, inp, w, n, p->c, p->h, p->w, nd->c, nd->k,
-                          nd->stride, nd->pad, nd->groups);
+            if (dinp && net_grad_set(a, nd->in[0]))
+                conv_backward_set(dinp, dw, net->work, dout, inp, w, n, p->c, p->h, p->w, nd->c,
+                                  nd->k, nd->stride, nd->pad, nd->groups);
+            else
+                conv_backward(dinp, dw, net->work, dout, inp, w, n, p->c, p->h, p->w, nd->c,
+                              nd->k, nd->stride, nd->pad, nd->groups);
             break;
         case OP_BN: {
             const float *sv = net->saved + net->saved_off[i];
