@@ -41,10 +41,6 @@ void conv_forward(float *out, float *col, const float *inp, const float *weight,
 void conv_backward(float *dinp, float *dweight, float *col, const float *dout, const float *inp,
                    const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P,
                    int G);
-/* The same with dinp = dX (overwritten, not accumulated: for an input the conv alone reads). */
-void conv_backward_set(float *dinp, float *dweight, float *col, const float *dout,
-                       const float *inp, const float *weight, int N, int C, int H, int W, int OC,
-                       int K, int S, int P, int G);
 /* Floats of workspace conv_forward/backward need for this shape. */
 long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S, int P, int G);
 /* Naive direct-loop reference (7 nested loops), same layout and contract as conv_forward. */

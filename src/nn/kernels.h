@@ -14,6 +14,10 @@ void relu_backward_set(float *dinp, const float *dout, const float *out, long lo
 /* add_backward where da (set_a != 0) and/or db (set_b != 0) are overwritten, the other
  * accumulated; either may be NULL. */
 void add_backward_set(float *da, float *db, const float *dout, long long n, int set_a, int set_b);
+/* conv_backward with dinp = dX overwritten (dinp must not be NULL); dweight still accumulates. */
+void conv_backward_set(float *dinp, float *dweight, float *col, const float *dout,
+                       const float *inp, const float *weight, int N, int C, int H, int W, int OC,
+                       int K, int S, int P, int G);
 
 /* out = max(a + b, 0): a residual add and the ReLU after it in one pass. */
 void add_relu_forward(float *out, const float *a, const float *b, long long n);
