@@ -202,6 +202,9 @@ int main(void)
         /* 144 taps x 14*14 pixels per image: 6 images per block, so 8 make two blocks. */
         {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, phase planes, one block of 8 images"},
         {20, 16, 28, 28, 20, 3, 2, 1, 1, "strided, phase planes over three blocks"},
+        {2, 3, 1, 1, 5, 3, 1, 1, 1, "same 3x3, 1x1 images"},
+        {4, 7, 1, 9, 9, 3, 1, 1, 1, "same 3x3, one-row images"},
+        {3, 5, 2, 6, 7, 3, 2, 1, 1, "strided, 2x6 images"},
         {2, 6, 6, 6, 4, 3, 1, 1, 2, "grouped"},
         {2, 8, 6, 6, 8, 3, 1, 1, 8, "depthwise"},
     };
