@@ -21,11 +21,13 @@
  * fills and output stores move whole vectors, with the padding lanes inserted and removed by
  * expand-loads and compress-stores (shift_lane_map).
  * Backward data is the same kind of conv of the padded dout grid (whose padding is zero) with
- * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid
- * (for 3x3 in gemm_tile.h's outer-product form, on the dout grid transposed).
+ * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid.
  * 3x3 convs run their forward and backward data by row-wise Winograd F(4,3) (wino_tile.h) on
- * the same grid, with the pitch rounded up to a multiple of 4: GEMMs of transformed rows, one
- * per V plane, read at the three row shifts, then the output transform before the stores.
+ * the same grid geometry, with the pitch rounded up to a multiple of 4 (more padding centres:
+ * 10% at 28x28, 33% at 8x8): GEMMs of transformed rows, one per V plane, read at the three row
+ * shifts, then the output transform before the stores. Their V planes are built from the
+ * tensors through a second lane map (shift_grid_map), and their dW (gemm_tile.h's outer-product
+ * form) reads dy transposed straight from the tensor, so only x's grid is ever filled.
  */
 
 typedef struct {
@@ -33,13 +35,14 @@ typedef struct {
     int nimg, nblk;
     int pitch, qs;     /* grid row pitch; grid index of the first image's first pixel */
     size_t cs;         /* floats per channel of a block's grid (with zero slack after it) */
-    size_t ldt;        /* a full block's centres rounded up to GT_NR */
+    size_t ldt;        /* a full block's centres rounded up to whole tiles */
     size_t packed, map_floats, per_thread, lane_floats;
     int ocp;           /* OC rounded up to GT_VL: the row length of the transposed dy (3x3 dW) */
     int wino;          /* 3x3: forward and dX by row-wise Winograd F(4,3) (wino_tile.h) */
     int hp, nu;        /* Winograd: groups per grid row; groups per V plane that tiles read */
     size_t hcs, vcs;   /* Winograd: floats per V plane, per channel's WN_J planes */
-    size_t voff;       /* Winograd: offset of the V planes in a thread region */
+    size_t voff;       /* offset in a thread region of the V planes (Winograd) or of the dX
+                        * phase planes (stride-2 plans) */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
     float *ap, *lanes, *work;
