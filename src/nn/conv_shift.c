@@ -197,6 +197,14 @@ static void shift_grid_map(const ShiftPlan *p)
     }
 }
 
+/* Bind a plan to its workspace and build its lane maps (the grid map for Winograd). */
+static void shift_plan_start(ShiftPlan *p, float *ws)
+{
+    shift_plan_bind(p, ws);
+    shift_lane_map(p);
+    if (p->wino) shift_grid_map(p);
+}
+
 /* lmask[s] restricted to the block's ncols centres. */
 static unsigned shift_block_mask(const ShiftPlan *p, int s, int ncols)
 {
@@ -429,9 +437,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
 {
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
-    shift_plan_bind(&p, ws);
-    shift_lane_map(&p);
-    if (p.wino) shift_grid_map(&p);
+    shift_plan_start(&p, ws);
     p.ep = ep;
     p.out = out;
     p.inp = inp;
@@ -573,8 +579,7 @@ void conv_phase_forward(float *out, float *ws, const float *inp, const float *we
 {
     ShiftPlan p;
     phase_plan_init(&p, N, C, H, W, OC);
-    shift_plan_bind(&p, ws);
-    shift_lane_map(&p);
+    shift_plan_start(&p, ws);
     p.ep = ep;
     p.out = out;
     p.inp = inp;
@@ -687,8 +692,7 @@ void conv_phase_backward(float *dinp, float *dweight, float *ws, const float *do
 {
     ShiftPlan p;
     phase_plan_init(&p, N, C, H, W, OC);
-    shift_plan_bind(&p, ws);
-    shift_lane_map(&p);
+    shift_plan_start(&p, ws);
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
@@ -704,9 +708,7 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
 {
     ShiftPlan p;
     shift_plan_init(&p, N, C, H, W, OC, K, P);
-    shift_plan_bind(&p, ws);
-    shift_lane_map(&p);
-    if (p.wino) shift_grid_map(&p);
+    shift_plan_start(&p, ws);
     p.inp = inp;
     p.dout = dout;
     p.dinp = dinp;
