@@ -517,23 +517,29 @@ static void phase_pack(float *ap, const float *weight, int OC, int C, ptrdiff_t 
 }
 
 /* Phase grids of images [n0, n0+nn): channel ph*C + c of g is phase ph of input channel c,
- * in the shifted grid's layout (zero padding, rows of pitch). */
+ * in the shifted grid's layout (rows of pitch; every float that is not a pixel is written 0, so
+ * each float of a channel's cs is written once). */
 static void phase_fill_grid(const ShiftPlan *p, float *g, const float *x, int n0, int nn)
 {
     int C = p->C / 4, H = 2 * p->H, W = 2 * p->W;
-    size_t chan = (size_t)p->N * H * W;
-    memset(g, 0, (size_t)p->C * p->cs * sizeof(float));
+    size_t chan = (size_t)p->N * H * W, pad = (size_t)(p->pitch - p->W) * sizeof(float);
+    size_t used = (size_t)p->qs + (size_t)nn * (p->H + p->P) * p->pitch; /* P = 1 */
     for (int ph = 0; ph < 4; ph++) {
         int a = ph / 2, b = ph % 2;
         for (int c = 0; c < C; c++) {
-            float *gc = g + (size_t)(ph * C + c) * p->cs + p->qs;
+            float *g0 = g + (size_t)(ph * C + c) * p->cs, *dst = g0 + p->qs;
             const float *xc = x + (size_t)c * chan + (size_t)n0 * H * W;
-            for (int n = 0; n < nn; n++)
-                for (int i = 0; i < p->H; i++) {
+            memset(g0, 0, (size_t)p->qs * sizeof(float));
+            for (int n = 0; n < nn; n++) {
+                for (int i = 0; i < p->H; i++, dst += p->pitch) {
                     const float *src = xc + ((size_t)n * H + 2 * i + a) * W + b;
-                    float *dst = gc + (size_t)(n * (p->H + p->P) + i) * p->pitch;
                     for (int j = 0; j < p->W; j++) dst[j] = src[2 * j];
+                    memset(dst + p->W, 0, pad);
                 }
+                memset(dst, 0, (size_t)p->pitch * sizeof(float)); /* the row below the image */
+                dst += p->pitch;
+            }
+            memset(g0 + used, 0, (p->cs - used) * sizeof(float));
         }
     }
 }
