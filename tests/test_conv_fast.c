@@ -93,27 +93,32 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     expect_close(what, "dinp", 1, dx, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
     expect_close(what, "dweight", 2, dw, dwr, dwb, nw, (double)s->N * OH * OW);
 
-    /* Eval BN (+ ReLU) as the conv's epilogue == conv, then bn_forward_eval, then ReLU. */
+    /* Eval BN (+ residual add) (+ ReLU) as the conv's epilogue == conv, then bn_forward_eval,
+     * then add_relu_forward or relu_forward: bit for bit. */
     {
         float *g = xalloc_floats(4 * (size_t)s->OC);
         float *beta = g + s->OC, *mean = g + 2 * s->OC, *var = g + 3 * s->OC;
         float *scale = xalloc_floats((size_t)s->OC);
+        float *res = xalloc_floats((size_t)ny);
         tu_fill_uniform(r, g, s->OC, 0.5, 1.5);
         tu_fill_uniform(r, beta, s->OC, -0.5, 0.5);
         tu_fill_uniform(r, mean, s->OC, -0.3, 0.3);
         tu_fill_uniform(r, var, s->OC, 0.5, 2);
+        tu_fill_uniform(r, res, ny, -1, 1);
         for (int c = 0; c < s->OC; c++) scale[c] = (float)(g[c] / sqrt((double)var[c] + 1e-5f));
-        for (int relu = 0; relu < 2; relu++) {
+        for (int mode = 0; mode < 3; mode++) { /* BN; BN + ReLU; BN + residual + ReLU */
             bn_forward_eval(yb, y, g, beta, mean, var, s->OC, (int)(ny / s->OC), 1e-5f);
-            if (relu) relu_forward(yb, yb, ny);
+            if (mode == 1) relu_forward(yb, yb, ny);
+            if (mode == 2) add_relu_forward(yb, yb, res, ny);
             conv_forward_affine(yr, ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
-                                s->G, mean, scale, beta, relu);
+                                s->G, mean, scale, beta, mode == 2 ? res : NULL, mode > 0);
             EXPECT(memcmp(yr, yb, (size_t)ny * sizeof(float)) == 0,
                    "%s: conv with BN%s epilogue differs from the separate passes", what,
-                   relu ? "+ReLU" : "");
+                   mode == 0 ? "" : mode == 1 ? "+ReLU" : "+residual+ReLU");
         }
         free(g);
         free(scale);
+        free(res);
     }
 
     /* dinp == NULL is allowed and must leave dweight identical. */

@@ -116,17 +116,15 @@ void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K
     col2im_strided_acc(dinp, (size_t)N * H * W, col, ncols, N, C, H, W, K, S, P);
 }
 
-/* Apply channel oc's epilogue to n floats (the same arithmetic as bn_forward_eval and relu). */
-static void conv_epilogue_row(float *o, size_t n, const ConvEpilogue *ep, int oc)
+/* Apply channel oc's epilogue to the n floats at o, whose residual (if any) is at r (the same
+ * arithmetic as bn_forward_eval, add_relu_forward and relu_forward). */
+static void conv_epilogue_row(float *o, const float *r, size_t n, const ConvEpilogue *ep, int oc)
 {
     float mu = ep->mean[oc], sc = ep->scale[oc], sh = ep->shift[oc];
-    if (ep->relu) {
-        for (size_t i = 0; i < n; i++) {
-            float v = (o[i] - mu) * sc + sh;
-            o[i] = v > 0.0f ? v : 0.0f;
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) o[i] = (o[i] - mu) * sc + sh;
+    for (size_t i = 0; i < n; i++) {
+        float v = (o[i] - mu) * sc + sh;
+        if (r) v += r[i];
+        o[i] = ep->relu && !(v > 0.0f) ? 0.0f : v;
     }
 }
 
@@ -222,8 +220,11 @@ static void conv_forward_worker(void *ctx, int t, int T)
         GtRows rows = {colb, p->ldb, 0, 0, 1};
         gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + n0 * oplane, np);
         if (p->ep)
-            for (int oc = 0; oc < p->OC; oc++)
-                conv_epilogue_row(p->out + oc * np + n0 * oplane, (size_t)cols, p->ep, oc);
+            for (int oc = 0; oc < p->OC; oc++) {
+                size_t at = oc * np + n0 * oplane;
+                conv_epilogue_row(p->out + at, p->ep->res ? p->ep->res + at : NULL,
+                                  (size_t)cols, p->ep, oc);
+            }
     }
 }
 
@@ -323,7 +324,8 @@ static void conv_forward_ep(float *out, float *col, const float *inp, const floa
         conv_forward_grouped(out, col, inp, weight, N, C, H, W, OC, K, S, P, G);
         size_t np = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
         if (ep)
-            for (int oc = 0; oc < OC; oc++) conv_epilogue_row(out + oc * np, np, ep, oc);
+            for (int oc = 0; oc < OC; oc++)
+                conv_epilogue_row(out + oc * np, ep->res ? ep->res + oc * np : NULL, np, ep, oc);
         return;
     }
     if (conv_is_same_s1(K, S, P)) {
@@ -352,9 +354,10 @@ void conv_forward(float *out, float *col, const float *inp, const float *weight,
 
 void conv_forward_affine(float *out, float *col, const float *inp, const float *weight, int N,
                          int C, int H, int W, int OC, int K, int S, int P, int G,
-                         const float *mean, const float *scale, const float *shift, int relu)
+                         const float *mean, const float *scale, const float *shift,
+                         const float *res, int relu)
 {
-    ConvEpilogue ep = {mean, scale, shift, relu};
+    ConvEpilogue ep = {mean, scale, shift, res, relu};
     conv_forward_ep(out, col, inp, weight, N, C, H, W, OC, K, S, P, G, &ep);
 }
 

@@ -4,10 +4,11 @@
 
 #include <stddef.h>
 
-/* An eval-mode BN (and ReLU) applied to a conv's output while it is still in cache:
- * y = (y - mean[oc]) * scale[oc] + shift[oc], then max(y, 0) when relu. */
+/* An eval-mode BN (and a residual add, and ReLU) applied to a conv's output while it is still in
+ * cache: y = (y - mean[oc]) * scale[oc] + shift[oc], then y += res at the same index when res is
+ * not NULL (res is laid out as the output), then max(y, 0) when relu. */
 typedef struct {
-    const float *mean, *scale, *shift;
+    const float *mean, *scale, *shift, *res;
     int relu;
 } ConvEpilogue;
 

@@ -103,8 +103,8 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     }
     p->packed = conv_round16(pa > pb ? pa : pb);
     p->ocp = (OC + GT_VL - 1) / GT_VL * GT_VL;
-    /* The fused transform reads grid vectors up to position 4*nu + 4 (wn_transform_lanes). */
-    p->ngv = p->wino ? 4 * p->nu / GT_VL + 1 : 0;
+    /* The fused transform reads grid vectors up to 4*nu/GT_VL + 3 (wn_transform_lanes). */
+    p->ngv = p->wino ? 4 * p->nu / GT_VL + 4 : 0;
     p->map_floats = conv_round16(2 * p->ldt / GT_VL) + conv_round16(2 * (size_t)p->ngv);
     /* The grid of x; the grid of dy (not for 3x3: shift_transpose_lanes and the Winograd
      * transform read dy itself); for the 3x3 dW dy transposed (ldt rows of ocp); for Winograd
@@ -248,6 +248,7 @@ static inline void shift_store(const ShiftPlan *p, float *drow, gt_vf y, int s, 
         y += gt_load_lanes(d, m);
     } else if (ep) { /* the same arithmetic as conv_epilogue_row */
         y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
+        if (ep->res) y += gt_load_lanes(ep->res + (d - p->out), m);
         if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
     }
     gt_store_lanes(d, y, m);

@@ -26,12 +26,14 @@ void add_relu_forward(float *out, const float *a, const float *b, long long n);
 void add_relu_backward(float *da, float *db, const float *dout, const float *out, long long n,
                        int set_a, int set_b);
 
-/* conv_forward, then y = (y - mean[oc]) * scale[oc] + shift[oc] and, with relu != 0, max(y, 0),
- * applied while each output block is still in cache: an eval-mode BN (scale = gamma /
- * sqrt(running_var + eps)) and ReLU folded into the conv, with the same arithmetic as
- * bn_forward_eval and relu_forward. */
+/* conv_forward, then y = (y - mean[oc]) * scale[oc] + shift[oc], then y += res (laid out as
+ * out) when res is not NULL, then with relu != 0 max(y, 0), applied while each output block is
+ * still in cache: an eval-mode BN (scale = gamma / sqrt(running_var + eps)), residual add and ReLU
+ * folded into the conv, with the same arithmetic as bn_forward_eval, add_relu_forward and
+ * relu_forward. */
 void conv_forward_affine(float *out, float *col, const float *inp, const float *weight, int N,
                          int C, int H, int W, int OC, int K, int S, int P, int G,
-                         const float *mean, const float *scale, const float *shift, int relu);
+                         const float *mean, const float *scale, const float *shift,
+                         const float *res, int relu);
 
 #endif

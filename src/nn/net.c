@@ -268,22 +268,35 @@ static int net_conv_bn_folded(const Arch *a, int i)
            a->nodes[i + 1].c <= NET_FOLD_MAX && net_sole_consumer(a, i) == i + 1;
 }
 
-/* Eval-mode conv i with BN i+1 (and ReLU i+2 when fused) as epilogue. */
-static void net_conv_bn_eval(Net *net, int i, const float *inp, const float *w, int n)
+/* In eval mode a folded conv i whose BN (not fused with a ReLU) is read only by an ADD j, as
+ * that add's first input, with the add fused with its ReLU, takes the add and the ReLU into its
+ * epilogue too: it runs when the net reaches the add (the add's second input, the residual, may
+ * be computed after the conv), and writes the ReLU's output. Returns j, or -1. */
+static int net_conv_add_folded(const Arch *a, int i)
+{
+    if (!net_conv_bn_folded(a, i) || net_bn_fused(a, i + 1)) return -1;
+    int j = net_sole_consumer(a, i + 1);
+    return j >= 0 && a->nodes[j].in[0] == i + 1 && net_add_fused(a, j) ? j : -1;
+}
+
+/* Eval-mode conv i with BN i+1 as epilogue, then with res the residual and the ReLU of
+ * net_conv_add_folded, or else the ReLU i+2 when fused; out is where the last of these writes. */
+static void net_conv_bn_eval(Net *net, int i, const float *res, float *out, int n)
 {
     const Arch *a = &net->arch;
     const Node *nd = &a->nodes[i], *p = &a->nodes[nd->in[0]], *bn = &a->nodes[i + 1];
     int pi = net->node_param[i + 1], bi = net->node_buf[i + 1];
+    const float *w = net->param + net->params[net->node_param[i]].offset;
     const float *gamma = net->param + net->params[pi].offset;
     const float *beta = net->param + net->params[pi + 1].offset;
     const float *rm = net->buf + net->bufs[bi].offset;
     const float *rv = net->buf + net->bufs[bi + 1].offset;
     float scale[NET_FOLD_MAX];
     for (int c = 0; c < bn->c; c++) scale[c] = (float)(gamma[c] / sqrt((double)rv[c] + net->bn_eps));
-    int relu = net_bn_fused(a, i + 1);
-    float *out = net->act + net->act_off[relu ? i + 2 : i + 1];
-    conv_forward_affine(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k, nd->stride,
-                        nd->pad, nd->groups, rm, scale, beta, relu);
+    int relu = res || net_bn_fused(a, i + 1);
+    conv_forward_affine(out, net->work, net->act + net->act_off[nd->in[0]], w, n, p->c, p->h,
+                        p->w, nd->c, nd->k, nd->stride, nd->pad, nd->groups, rm, scale, beta, res,
+                        relu);
 }
 
 const float *net_forward(Net *net, const float *x, int n, int train)
@@ -302,8 +315,10 @@ const float *net_forward(Net *net, const float *x, int n, int train)
         switch (nd->kind) {
         case OP_INPUT: load_input(out, x, n, nd->c, nd->h * nd->w); break;
         case OP_CONV:
+            if (!train && net_conv_add_folded(a, i) >= 0) break; /* done at the add */
             if (!train && net_conv_bn_folded(a, i))
-                net_conv_bn_eval(net, i, inp, w, n);
+                net_conv_bn_eval(net, i, NULL,
+                                 net->act + net->act_off[net_bn_fused(a, i + 1) ? i + 2 : i + 1], n);
             else
                 conv_forward(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k,
                              nd->stride, nd->pad, nd->groups);
@@ -335,7 +350,10 @@ const float *net_forward(Net *net, const float *x, int n, int train)
                 relu_forward(out, inp, m * nd->c);
             break;
         case OP_ADD:
-            if (net_add_fused(a, i))
+            if (!train && nd->in[0] >= 1 && net_conv_add_folded(a, nd->in[0] - 1) == i)
+                net_conv_bn_eval(net, nd->in[0] - 1, net->act + net->act_off[nd->in[1]],
+                                 net->act + net->act_off[i + 1], n);
+            else if (net_add_fused(a, i))
                 add_relu_forward(net->act + net->act_off[i + 1], inp,
                                  net->act + net->act_off[nd->in[1]], m * nd->c);
             else
