@@ -85,18 +85,25 @@ static inline gt_vf wn_odds(gt_vf a, gt_vf b)
     return __builtin_shuffle(a, b, ix);
 }
 
-/* The six V_j of GT_VL groups, to p[j*hcs], from the grid vectors a0..a3 (4*GT_VL consecutive
- * positions 4u + i) and b0..b3 (the same 4 positions on). Positions 4u + i are split out by two
- * rounds of even/odd shuffles. */
-static inline void wn_transform_vec(float *p, size_t hcs, gt_vf a0, gt_vf a1, gt_vf a2, gt_vf a3,
-                                    gt_vf b0, gt_vf b1, gt_vf b2, gt_vf b3)
+/* Split 4*GT_VL consecutive grid positions, the vectors a0..a3, into d[i] = position 4u + i of
+ * every group u, by two rounds of even/odd shuffles. */
+static inline void wn_split(gt_vf d[4], gt_vf a0, gt_vf a1, gt_vf a2, gt_vf a3)
 {
     gt_vf e01 = wn_evens(a0, a1), e23 = wn_evens(a2, a3);
     gt_vf o01 = wn_odds(a0, a1), o23 = wn_odds(a2, a3);
-    gt_vf d0 = wn_evens(e01, e23), d2 = wn_odds(e01, e23);
-    gt_vf d1 = wn_evens(o01, o23), d3 = wn_odds(o01, o23);
-    gt_vf d4 = wn_evens(wn_evens(b0, b1), wn_evens(b2, b3));
-    gt_vf d5 = wn_evens(wn_odds(b0, b1), wn_odds(b2, b3));
+    d[0] = wn_evens(e01, e23), d[2] = wn_odds(e01, e23);
+    d[1] = wn_evens(o01, o23), d[3] = wn_odds(o01, o23);
+}
+
+/* The six V_j of GT_VL groups, to p[j*hcs], from their split positions d[0..3] (wn_split) and
+ * those of the next GT_VL groups, n: positions 4u + 4 and 4u + 5 are the first two of group
+ * u + 1, so they are d[0] and d[1] moved down one lane, with n's lane 0 coming in on top. */
+static inline void wn_transform_vec(float *p, size_t hcs, const gt_vf d[4], const gt_vf n[4])
+{
+    gt_vi up;
+    for (int e = 0; e < GT_VL; e++) up[e] = e + 1;
+    gt_vf d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+    gt_vf d4 = __builtin_shuffle(d0, n[0], up), d5 = __builtin_shuffle(d1, n[1], up);
     gt_vf q = d4 - d2, r = d3 - d1;
     gt_store(p, 4.0f * d0 - 5.0f * d2 + d4);
     gt_store(p + hcs, (d3 + d4) - 4.0f * (d1 + d2));
@@ -128,27 +135,26 @@ static inline gt_vf wn_grid_vec(const float *src, const unsigned *gmask, const i
 
 /* The V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), of
  * a grid that is never built: channel c's grid vectors are read from src + c*chan through the
- * grid map (wn_grid_vec), four per GT_VL groups and one more shared with the next step, and the
- * vectors 4 floats on are formed from them by lane shifts. */
+ * grid map (wn_grid_vec), four per GT_VL groups, split one step ahead, since a step also needs
+ * the first positions of the next step's groups: vectors up to 4*nu/GT_VL + 3 are read. */
 static inline void wn_transform_lanes(float *v, size_t vcs, size_t hcs, const float *src,
                                       size_t chan, int npix, const unsigned *gmask,
                                       const int *goff, int nch, int nu)
 {
-    gt_vi sh;
-    for (int e = 0; e < GT_VL; e++) sh[e] = e + 4;
     for (int c = 0; c < nch; c++) {
         const float *sc = src + (size_t)c * chan;
         float *vc = v + (size_t)c * vcs;
-        gt_vf next = wn_grid_vec(sc, gmask, goff, 0, npix);
+        gt_vf d[4], n[4];
+        wn_split(d, wn_grid_vec(sc, gmask, goff, 0, npix), wn_grid_vec(sc, gmask, goff, 1, npix),
+                 wn_grid_vec(sc, gmask, goff, 2, npix), wn_grid_vec(sc, gmask, goff, 3, npix));
         for (int u = 0; u < nu; u += GT_VL) {
-            int a = 4 * u / GT_VL;
-            gt_vf a0 = next, a1 = wn_grid_vec(sc, gmask, goff, a + 1, npix),
-                  a2 = wn_grid_vec(sc, gmask, goff, a + 2, npix),
-                  a3 = wn_grid_vec(sc, gmask, goff, a + 3, npix);
-            next = wn_grid_vec(sc, gmask, goff, a + 4, npix);
-            gt_vf b0 = __builtin_shuffle(a0, a1, sh), b1 = __builtin_shuffle(a1, a2, sh),
-                  b2 = __builtin_shuffle(a2, a3, sh), b3 = __builtin_shuffle(a3, next, sh);
-            wn_transform_vec(vc + u, hcs, a0, a1, a2, a3, b0, b1, b2, b3);
+            int a = 4 * u / GT_VL + 4;
+            wn_split(n, wn_grid_vec(sc, gmask, goff, a, npix),
+                     wn_grid_vec(sc, gmask, goff, a + 1, npix),
+                     wn_grid_vec(sc, gmask, goff, a + 2, npix),
+                     wn_grid_vec(sc, gmask, goff, a + 3, npix));
+            wn_transform_vec(vc + u, hcs, d, n);
+            for (int i = 0; i < 4; i++) d[i] = n[i];
         }
     }
 }
