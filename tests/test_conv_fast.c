@@ -199,6 +199,11 @@ int main(void)
          * the padding into where a next image would be, which must be neither read nor
          * written (a shift_lane_map mask cut at the block's end). */
         {3, 4, 5, 3, 6, 3, 1, 1, 1, "same 3x3, tiny images"},
+        /* Widths that are a multiple of 4 run Winograd on rows without a padding column: a
+         * group that starts or ends a row must not see the neighbouring row's pixels (at W = 4
+         * every group does both). */
+        {3, 5, 4, 4, 6, 3, 1, 1, 1, "same 3x3, 4x4 images (one Winograd group a row)"},
+        {5, 6, 3, 8, 5, 3, 1, 1, 1, "same 3x3, 3x8 images"},
         {4, 13, 10, 10, 9, 1, 1, 0, 1, "pointwise"},
         {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},

@@ -23,11 +23,13 @@
  * Backward data is the same kind of conv of the padded dout grid (whose padding is zero) with
  * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid.
  * 3x3 convs run their forward and backward data by row-wise Winograd F(4,3) (wino_tile.h) on
- * the same grid geometry, with the pitch rounded up to a multiple of 4 (more padding centres:
- * 10% at 28x28, 33% at 8x8): GEMMs of transformed rows, one per V plane, read at the three row
- * shifts, then the output transform before the stores. Their V planes are built from the
- * tensors through a second lane map (shift_grid_map), and their dW (gemm_tile.h's outer-product
- * form) reads dy transposed straight from the tensor, so only x's grid is ever filled.
+ * the same grid geometry, with the pitch W when W is a multiple of 4 (no padding column: the
+ * transform zeroes what would cross a row end) and else W + 1 rounded up to a multiple of 4
+ * (more padding centres: 14% at 14x14): GEMMs of transformed rows, one per V plane, read at the
+ * three row shifts, then the output transform before the stores. Their V planes are built from
+ * the tensors through a second lane map (shift_grid_map). Their dW (gemm_tile.h's outer-product
+ * form) has a plan of its own at pitch W + 1 and reads dy transposed straight from the tensor,
+ * so only x's grid is ever filled.
  */
 
 typedef struct {
@@ -38,7 +40,10 @@ typedef struct {
     size_t ldt;        /* a full block's centres rounded up to whole tiles */
     size_t packed, map_floats, per_thread, lane_floats;
     int ocp;           /* OC rounded up to GT_VL: the row length of the transposed dy (3x3 dW) */
-    int wino;          /* 3x3: forward and dX by row-wise Winograd F(4,3) (wino_tile.h) */
+    int wino;          /* a 3x3 plan for the forward or dX by row-wise Winograd F(4,3)
+                        * (wino_tile.h); the 3x3 dW has a plan of its own, without */
+    int tight;         /* Winograd with W % 4 == 0: the grid has no padding column (pitch W),
+                        * the transform zeroes the taps that would read across a row end */
     int hp, nu;        /* Winograd: groups per grid row; groups per V plane that tiles read */
     size_t hcs, vcs;   /* Winograd: floats per V plane, per channel's WN_J planes */
     size_t voff;       /* offset in a thread region of the V planes (Winograd) or of the dX
@@ -51,10 +56,12 @@ typedef struct {
     int ngv;           /* Winograd: grid vectors the fused transform reads */
     unsigned *gmask;   /* Winograd: the grid map (shift_grid_map): ngv masks, then offsets */
     int *goff;
+    unsigned *rmask;   /* tight Winograd: per GT_VL groups, the row starts and the row ends */
     float *out;
     const float *inp, *dout;
     float *dinp;
     const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
+    int dx;            /* a Winograd plan of the backward's dX (dout to dinp), not the forward */
     int dx_set;        /* backward: dinp = dX instead of dinp += dX */
 } ShiftPlan;
 
@@ -64,8 +71,9 @@ static void shift_plan_geometry(ShiftPlan *p, int nimg)
 {
     p->nimg = nimg;
     p->nblk = (p->N + nimg - 1) / nimg;
-    /* Winograd groups grid positions 4u .. 4u + 3, so a grid row must hold whole groups. */
-    p->pitch = p->wino ? (p->W + p->P + 3) / 4 * 4 : p->W + p->P;
+    /* Winograd groups grid positions 4u .. 4u + 3, so a grid row must hold whole groups. When W
+     * does, the row needs no padding column either: the transform supplies those zeros. */
+    p->pitch = p->tight ? p->W : p->wino ? (p->W + p->P + 3) / 4 * 4 : p->W + p->P;
     p->qs = p->P * p->pitch + p->P;
     size_t grid_rows = (size_t)nimg * (p->H + p->P) + p->P;
     /* Reads reach at most P + GT_NR floats past the grid (see conv_shift_forward_worker). */
@@ -83,13 +91,16 @@ static void shift_plan_geometry(ShiftPlan *p, int nimg)
     }
 }
 
-static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P)
+/* A plan for a same conv; with wino (K = 3 only) a Winograd plan of its forward or dX. */
+static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P,
+                            int wino)
 {
     memset(p, 0, sizeof *p);
     p->N = N, p->C = C, p->H = H, p->W = W, p->OC = OC, p->K = K, p->P = P;
     p->KC = C * K * K;
     p->HW = H * W;
-    p->wino = K == 3;
+    p->wino = wino;
+    p->tight = wino && W % 4 == 0;
     long long per_img = (long long)(C + OC) * (H + P) * (W + P);
     long long nimg = SHIFT_BLOCK_FLOATS / (per_img > 0 ? per_img : 1);
     shift_plan_geometry(p, (int)(nimg < 1 ? 1 : nimg > N ? N : nimg));
@@ -105,14 +116,17 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     p->ocp = (OC + GT_VL - 1) / GT_VL * GT_VL;
     /* The fused transform reads grid vectors up to 4*nu/GT_VL + 3 (wn_transform_lanes). */
     p->ngv = p->wino ? 4 * p->nu / GT_VL + 4 : 0;
-    p->map_floats = conv_round16(2 * p->ldt / GT_VL) + conv_round16(2 * (size_t)p->ngv);
-    /* The grid of x; the grid of dy (not for 3x3: shift_transpose_lanes and the Winograd
-     * transform read dy itself); for the 3x3 dW dy transposed (ldt rows of ocp); for Winograd
-     * the V planes of x (forward) or dy (dX). */
-    p->voff = (size_t)C * p->cs + (p->wino ? 0 : (size_t)OC * p->cs) +
-              (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : 0);
+    p->map_floats = conv_round16(2 * p->ldt / GT_VL) + conv_round16(2 * (size_t)p->ngv) +
+                    (p->tight ? conv_round16(2 * (size_t)p->nu / GT_VL) : 0);
+    /* Winograd: only the V planes of x (forward) or dy (dX); the transform reads the tensor.
+     * Otherwise the grid of x, and for the 3x3 dW dy transposed (ldt rows of ocp), read from the
+     * tensor through the lane map, or for other K the grid of dy. */
+    p->voff = 0;
+    if (!p->wino)
+        p->voff = (size_t)C * p->cs +
+                  (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : (size_t)OC * p->cs);
     p->per_thread = p->voff + (p->wino ? (size_t)(C > OC ? C : OC) * p->vcs : 0);
-    p->lane_floats = conv_round16((size_t)OC * p->KC);
+    p->lane_floats = p->wino ? 0 : conv_round16((size_t)OC * p->KC);
     p->nlanes = conv_lanes(p->nblk);
     atomic_init(&p->next, 0);
 }
@@ -127,6 +141,7 @@ static void shift_plan_bind(ShiftPlan *p, float *ws)
     p->loff = (int *)(p->lmask + p->ldt / GT_VL);
     p->gmask = (unsigned *)((float *)p->lmask + conv_round16(2 * p->ldt / GT_VL));
     p->goff = (int *)(p->gmask + p->ngv);
+    p->rmask = (unsigned *)((float *)p->gmask + conv_round16(2 * (size_t)p->ngv));
     p->work = p->lanes + CONV_LANES * p->lane_floats + p->map_floats;
 }
 
@@ -138,9 +153,14 @@ static size_t shift_plan_floats(const ShiftPlan *p)
 
 long long conv_shift_workspace(int N, int C, int H, int W, int OC, int K, int P)
 {
-    ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P);
-    return (long long)shift_plan_floats(&p);
+    ShiftPlan p, q;
+    shift_plan_init(&p, N, C, H, W, OC, K, P, 0);
+    size_t f = shift_plan_floats(&p);
+    if (K == 3) { /* the forward's and dX's Winograd plan, and the dW plan */
+        shift_plan_init(&q, N, C, H, W, OC, K, P, 1);
+        if (shift_plan_floats(&q) > f) f = shift_plan_floats(&q);
+    }
+    return (long long)f;
 }
 
 /* Centres computed for a block of nn images. */
@@ -194,6 +214,18 @@ static void shift_grid_map(const ShiftPlan *p)
             if (w < p->W && h < p->H) m |= 1u << e, pix++;
         }
         p->gmask[a] = m;
+    }
+    if (!p->tight) return;
+    /* Without a padding column, position 4u of group u is the last pixel of the row before when
+     * u starts a row, and position 4u + 5 the first of the next row when u ends one. */
+    for (int k = 0; k < p->nu / GT_VL; k++) {
+        unsigned first = 0, last = 0;
+        for (int e = 0; e < GT_VL; e++) {
+            int col = (k * GT_VL + e) % p->hp;
+            if (col == 0) first |= 1u << e;
+            if (col == p->hp - 1) last |= 1u << e;
+        }
+        p->rmask[2 * k] = first, p->rmask[2 * k + 1] = last;
     }
 }
 
@@ -302,6 +334,26 @@ static void wino_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, co
     }
 }
 
+/* A Winograd plan's blocks (the forward, or with dx the backward's dX): the V planes of the
+ * block's x (dy) built from the tensor through the grid map (no grid), then the six GEMMs and the
+ * output transform into out (dinp). */
+static void shift_wino_worker(void *ctx, int t, int T)
+{
+    (void)T;
+    ShiftPlan *p = ctx;
+    float *v = p->work + (size_t)t * p->per_thread + p->voff;
+    const float *src = p->dx ? p->dout : p->inp;
+    int nsrc = p->dx ? p->OC : p->C, M = p->dx ? p->C : p->OC;
+    float *dst = p->dx ? p->dinp : p->out;
+    for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
+        int n0 = b * p->nimg;
+        int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+        wn_transform_lanes(v, p->vcs, p->hcs, src + (size_t)n0 * p->HW, (size_t)p->N * p->HW,
+                           nn * p->HW, p->gmask, p->goff, p->tight ? p->rmask : NULL, nsrc, p->nu);
+        wino_gemm_out(p, M, nsrc, p->ap, v, dst, n0, shift_ncols(p, nn), p->dx && !p->dx_set);
+    }
+}
+
 static void conv_shift_forward_worker(void *ctx, int t, int T)
 {
     (void)T;
@@ -311,13 +363,6 @@ static void conv_shift_forward_worker(void *ctx, int t, int T)
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
-        if (p->wino) { /* no grid: the transform reads the tensor through the grid map */
-            float *v = gx + p->voff;
-            wn_transform_lanes(v, p->vcs, p->hcs, p->inp + (size_t)n0 * p->HW,
-                               (size_t)p->N * p->HW, nn * p->HW, p->gmask, p->goff, p->C, p->nu);
-            wino_gemm_out(p, p->OC, p->C, p->ap, v, p->out, n0, shift_ncols(p, nn), 0);
-            continue;
-        }
         shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
         /* M = OC filters, N = centres, K = C*K*K taps read from the shifted grid. */
         GtRows rows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
@@ -363,7 +408,8 @@ static void shift_transpose_lanes(const ShiftPlan *p, float *t, int ld, const fl
     }
 }
 
-/* One block of the shifted path's backward: dw += its dW, dinp += its dX. */
+/* One block of a (non-Winograd) plan's backward: dw += its dW and, when dinp is set, dinp += its
+ * dX (3x3 convs leave dX to a Winograd plan). */
 static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *tmp,
                                       float *dw, int b)
 {
@@ -375,19 +421,13 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
     /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels.
      * 3x3 convs take the outer-product kernel on dy transposed into the thread's tmp, read from
-     * the tensor through the lane map, and their Winograd dX transforms dy from the tensor too:
-     * they need no dy grid. */
-    if (p->wino) {
+     * the tensor through the lane map: they need no dy grid. */
+    if (p->K == 3) {
         ptrdiff_t toff[9];
         for (int t = 0; t < 9; t++) toff[t] = (t / 3) * (ptrdiff_t)p->pitch + t % 3;
         shift_transpose_lanes(p, tmp, p->ocp, p->dout, p->OC, n0, ncols);
         gt_dw3_acc(dw, (size_t)p->KC, p->OC, p->C, ncols, tmp, p->ocp, gx + p->qs - back, p->cs,
                    toff);
-        if (!p->dinp) return;
-        float *v = gx + p->voff;
-        wn_transform_lanes(v, p->vcs, p->hcs, p->dout + (size_t)n0 * p->HW,
-                           (size_t)p->N * p->HW, nn * p->HW, p->gmask, p->goff, p->OC, p->nu);
-        wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, !p->dx_set);
         return;
     }
     shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
@@ -406,8 +446,8 @@ static void conv_shift_backward_worker(void *ctx, int t, int T)
     (void)T;
     ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
-    float *gdy = gx + (size_t)p->C * p->cs; /* none for Winograd: tmp starts there */
-    float *tmp = gdy + (p->wino ? 0 : (size_t)p->OC * p->cs);
+    float *gdy = gx + (size_t)p->C * p->cs; /* none for 3x3: tmp starts there */
+    float *tmp = gdy + (p->K == 3 ? 0 : (size_t)p->OC * p->cs);
     for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
         float *dw = p->lanes + (size_t)l * p->lane_floats;
         memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
@@ -437,7 +477,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
                         int H, int W, int OC, int K, int P, const ConvEpilogue *ep)
 {
     ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P);
+    shift_plan_init(&p, N, C, H, W, OC, K, P, K == 3);
     shift_plan_start(&p, ws);
     p.ep = ep;
     p.out = out;
@@ -447,7 +487,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
     else
         gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
     int T = par_threads();
-    par_run(T < p.nblk ? T : p.nblk, conv_shift_forward_worker, &p);
+    par_run(T < p.nblk ? T : p.nblk, p.wino ? shift_wino_worker : conv_shift_forward_worker, &p);
 }
 
 /*
@@ -466,7 +506,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
  * region, and packed weights for nine taps per channel in both directions. */
 static void phase_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC)
 {
-    shift_plan_init(p, N, 4 * C, H / 2, W / 2, OC, 2, 1);
+    shift_plan_init(p, N, 4 * C, H / 2, W / 2, OC, 2, 1, 0);
     size_t fwd = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * 9 * C;
     size_t bwd = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * 9 * OC;
     size_t need = conv_round16(fwd > bwd ? fwd : bwd);
@@ -713,18 +753,28 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
                          const float *inp, const float *weight, int N, int C, int H, int W, int OC,
                          int K, int P, int set)
 {
+    /* dW (and other sizes' dX) first; then 3x3 dX by a Winograd plan in the same workspace, a
+     * second pass over the blocks: the two use different grids (the Winograd one rounds its
+     * pitch, or drops the padding column), and dW needs no more than the unrounded one. */
     ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P);
+    shift_plan_init(&p, N, C, H, W, OC, K, P, 0);
     shift_plan_start(&p, ws);
     p.inp = inp;
     p.dout = dout;
-    p.dinp = dinp;
+    p.dinp = K == 3 ? NULL : dinp;
     p.dx_set = set; /* every pixel of dinp is stored exactly once, so no zeroing is needed */
-    if (dinp && p.wino)
-        wn_pack_u(p.ap, weight, C, OC, 9, (size_t)p.KC, 1);
-    else if (dinp)
-        conv_pack_flipped(p.ap, weight, C, OC, K);
+    if (p.dinp) conv_pack_flipped(p.ap, weight, C, OC, K);
     int T = par_threads();
     par_run(T < p.nlanes ? T : p.nlanes, conv_shift_backward_worker, &p);
     conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);
+    if (K != 3 || !dinp) return;
+    ShiftPlan q;
+    shift_plan_init(&q, N, C, H, W, OC, K, P, 1);
+    shift_plan_start(&q, ws);
+    q.dout = dout;
+    q.dinp = dinp;
+    q.dx = 1;
+    q.dx_set = set;
+    wn_pack_u(q.ap, weight, C, OC, 9, (size_t)q.KC, 1);
+    par_run(T < q.nblk ? T : q.nblk, shift_wino_worker, &q);
 }

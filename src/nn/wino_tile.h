@@ -95,15 +95,26 @@ static inline void wn_split(gt_vf d[4], gt_vf a0, gt_vf a1, gt_vf a2, gt_vf a3)
     d[1] = wn_evens(o01, o23), d[3] = wn_odds(o01, o23);
 }
 
+/* The lanes e of v whose bit e of m is clear; the others 0. */
+static inline gt_vf wn_clear(gt_vf v, unsigned m)
+{
+    gt_vi bit;
+    for (int e = 0; e < GT_VL; e++) bit[e] = 1 << e;
+    return (gt_vf)((gt_vi)v & ((bit & (int)m) == 0));
+}
+
 /* The six V_j of GT_VL groups, to p[j*hcs], from their split positions d[0..3] (wn_split) and
  * those of the next GT_VL groups, n: positions 4u + 4 and 4u + 5 are the first two of group
- * u + 1, so they are d[0] and d[1] moved down one lane, with n's lane 0 coming in on top. */
-static inline void wn_transform_vec(float *p, size_t hcs, const gt_vf d[4], const gt_vf n[4])
+ * u + 1, so they are d[0] and d[1] moved down one lane, with n's lane 0 coming in on top.
+ * Position 4u is taken as 0 in the groups of lanes first, and 4u + 5 in those of lanes last. */
+static inline void wn_transform_vec(float *p, size_t hcs, const gt_vf d[4], const gt_vf n[4],
+                                    unsigned first, unsigned last)
 {
     gt_vi up;
     for (int e = 0; e < GT_VL; e++) up[e] = e + 1;
     gt_vf d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
     gt_vf d4 = __builtin_shuffle(d0, n[0], up), d5 = __builtin_shuffle(d1, n[1], up);
+    if (first | last) d0 = wn_clear(d0, first), d5 = wn_clear(d5, last);
     gt_vf q = d4 - d2, r = d3 - d1;
     gt_store(p, 4.0f * d0 - 5.0f * d2 + d4);
     gt_store(p + hcs, (d3 + d4) - 4.0f * (d1 + d2));
@@ -136,10 +147,12 @@ static inline gt_vf wn_grid_vec(const float *src, const unsigned *gmask, const i
 /* The V planes of nch channels, v[c*vcs + j*hcs + u] for groups u < nu (a multiple of GT_VL), of
  * a grid that is never built: channel c's grid vectors are read from src + c*chan through the
  * grid map (wn_grid_vec), four per GT_VL groups, split one step ahead, since a step also needs
- * the first positions of the next step's groups: vectors up to 4*nu/GT_VL + 3 are read. */
+ * the first positions of the next step's groups: vectors up to 4*nu/GT_VL + 3 are read. A grid
+ * without padding columns comes with rmask: per step, the lanes whose groups start a grid row
+ * (their position 4u is taken as 0), then those that end one (4u + 5 taken as 0); else NULL. */
 static inline void wn_transform_lanes(float *v, size_t vcs, size_t hcs, const float *src,
                                       size_t chan, int npix, const unsigned *gmask,
-                                      const int *goff, int nch, int nu)
+                                      const int *goff, const unsigned *rmask, int nch, int nu)
 {
     for (int c = 0; c < nch; c++) {
         const float *sc = src + (size_t)c * chan;
@@ -153,7 +166,8 @@ static inline void wn_transform_lanes(float *v, size_t vcs, size_t hcs, const fl
                      wn_grid_vec(sc, gmask, goff, a + 1, npix),
                      wn_grid_vec(sc, gmask, goff, a + 2, npix),
                      wn_grid_vec(sc, gmask, goff, a + 3, npix));
-            wn_transform_vec(vc + u, hcs, d, n);
+            const unsigned *rm = rmask ? rmask + 2 * (u / GT_VL) : (const unsigned[2]){0, 0};
+            wn_transform_vec(vc + u, hcs, d, n, rm[0], rm[1]);
             for (int i = 0; i < 4; i++) d[i] = n[i];
         }
     }
