@@ -215,6 +215,8 @@ int main(void)
         {2, 3, 1, 1, 5, 3, 1, 1, 1, "same 3x3, 1x1 images"},
         {4, 7, 1, 9, 9, 3, 1, 1, 1, "same 3x3, one-row images"},
         {3, 5, 2, 6, 7, 3, 2, 1, 1, "strided, 2x6 images"},
+        /* Phase rows of 18: whole vectors and a tail when the rows are split and merged. */
+        {2, 3, 4, 36, 5, 3, 2, 1, 1, "strided, 4x36 images"},
         {2, 6, 6, 6, 4, 3, 1, 1, 2, "grouped"},
         {2, 8, 6, 6, 8, 3, 1, 1, 8, "depthwise"},
     };

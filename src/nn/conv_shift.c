@@ -557,30 +557,89 @@ static void phase_pack(float *ap, const float *weight, int OC, int C, ptrdiff_t 
     }
 }
 
+/* The lowest n of GT_VL lanes (n <= GT_VL). */
+static inline unsigned phase_low_lanes(int n) { return n >= 32 ? ~0u : (1u << n) - 1; }
+
+/* One input row of 2*w2 floats split into its even columns, to e, and its odd ones, to o, each
+ * followed by the one zero of the pad column. */
+static inline void phase_split_row(float *e, float *o, const float *src, int w2)
+{
+    int k = 0;
+    for (; k + GT_VL <= w2; k += GT_VL) {
+        gt_vf a = gt_load(src + 2 * k), b = gt_load(src + 2 * k + GT_VL);
+        gt_store(e + k, wn_evens(a, b));
+        gt_store(o + k, wn_odds(a, b));
+    }
+    if (k < w2) {
+        int left = 2 * (w2 - k); /* floats of the row from 2k on, fewer than 2*GT_VL */
+        gt_vf a = gt_load_lanes(src + 2 * k, phase_low_lanes(left < GT_VL ? left : GT_VL));
+        gt_vf b = left > GT_VL ? gt_load_lanes(src + 2 * k + GT_VL, phase_low_lanes(left - GT_VL))
+                               : (gt_vf){0};
+        unsigned m = phase_low_lanes(w2 - k);
+        gt_store_lanes(e + k, wn_evens(a, b), m);
+        gt_store_lanes(o + k, wn_odds(a, b), m);
+    }
+    e[w2] = 0.0f, o[w2] = 0.0f;
+}
+
+/* The inverse, accumulating: dst[2j] += e[j] and dst[2j + 1] += o[j] for j < w2 (a row of dX
+ * put back together from its two column phases). */
+static inline void phase_merge_row_acc(float *dst, const float *e, const float *o, int w2)
+{
+    gt_vi lo, hi; /* zip: e0 o0 e1 o1 ... of the low, then the high halves */
+    for (int l = 0; l < GT_VL; l++) {
+        lo[l] = l / 2 + (l & 1) * GT_VL;
+        hi[l] = GT_VL / 2 + l / 2 + (l & 1) * GT_VL;
+    }
+    int k = 0;
+    for (; k + GT_VL <= w2; k += GT_VL) {
+        gt_vf ev = gt_load(e + k), ov = gt_load(o + k);
+        float *d = dst + 2 * k;
+        gt_store(d, gt_load(d) + __builtin_shuffle(ev, ov, lo));
+        gt_store(d + GT_VL, gt_load(d + GT_VL) + __builtin_shuffle(ev, ov, hi));
+    }
+    if (k < w2) {
+        unsigned m = phase_low_lanes(w2 - k);
+        int left = 2 * (w2 - k);
+        gt_vf ev = gt_load_lanes(e + k, m), ov = gt_load_lanes(o + k, m);
+        float *d = dst + 2 * k;
+        unsigned m0 = phase_low_lanes(left < GT_VL ? left : GT_VL);
+        gt_store_lanes(d, gt_load_lanes(d, m0) + __builtin_shuffle(ev, ov, lo), m0);
+        if (left > GT_VL) {
+            unsigned m1 = phase_low_lanes(left - GT_VL);
+            gt_store_lanes(d + GT_VL, gt_load_lanes(d + GT_VL, m1) + __builtin_shuffle(ev, ov, hi),
+                           m1);
+        }
+    }
+}
+
 /* Phase grids of images [n0, n0+nn): channel ph*C + c of g is phase ph of input channel c,
- * in the shifted grid's layout (rows of pitch; every float that is not a pixel is written 0, so
- * each float of a channel's cs is written once). */
+ * in the shifted grid's layout (rows of pitch = W/2 + 1; every float that is not a pixel is
+ * written 0, so each float of a channel's cs is written once). Input rows 2i and 2i + 1 give
+ * row i of phases (0, 0), (0, 1) and (1, 0), (1, 1) by even/odd shuffles. */
 static void phase_fill_grid(const ShiftPlan *p, float *g, const float *x, int n0, int nn)
 {
     int C = p->C / 4, H = 2 * p->H, W = 2 * p->W;
-    size_t chan = (size_t)p->N * H * W, pad = (size_t)(p->pitch - p->W) * sizeof(float);
+    size_t chan = (size_t)p->N * H * W;
     size_t used = (size_t)p->qs + (size_t)nn * (p->H + p->P) * p->pitch; /* P = 1 */
-    for (int ph = 0; ph < 4; ph++) {
-        int a = ph / 2, b = ph % 2;
-        for (int c = 0; c < C; c++) {
-            float *g0 = g + (size_t)(ph * C + c) * p->cs, *dst = g0 + p->qs;
-            const float *xc = x + (size_t)c * chan + (size_t)n0 * H * W;
-            memset(g0, 0, (size_t)p->qs * sizeof(float));
-            for (int n = 0; n < nn; n++) {
-                for (int i = 0; i < p->H; i++, dst += p->pitch) {
-                    const float *src = xc + ((size_t)n * H + 2 * i + a) * W + b;
-                    for (int j = 0; j < p->W; j++) dst[j] = src[2 * j];
-                    memset(dst + p->W, 0, pad);
-                }
-                memset(dst, 0, (size_t)p->pitch * sizeof(float)); /* the row below the image */
-                dst += p->pitch;
+    for (int c = 0; c < C; c++) {
+        float *gp[4];
+        for (int ph = 0; ph < 4; ph++) {
+            gp[ph] = g + (size_t)(ph * C + c) * p->cs;
+            memset(gp[ph], 0, (size_t)p->qs * sizeof(float));
+            memset(gp[ph] + used, 0, (p->cs - used) * sizeof(float));
+        }
+        const float *xc = x + (size_t)c * chan + (size_t)n0 * H * W;
+        size_t q = (size_t)p->qs;
+        for (int n = 0; n < nn; n++) {
+            for (int i = 0; i < p->H; i++, q += (size_t)p->pitch) {
+                const float *r0 = xc + ((size_t)n * H + 2 * i) * W;
+                phase_split_row(gp[0] + q, gp[1] + q, r0, p->W);
+                phase_split_row(gp[2] + q, gp[3] + q, r0 + W, p->W);
             }
-            memset(g0 + used, 0, (p->cs - used) * sizeof(float));
+            for (int ph = 0; ph < 4; ph++) /* the row below the image */
+                memset(gp[ph] + q, 0, (size_t)p->pitch * sizeof(float));
+            q += (size_t)p->pitch;
         }
     }
 }
@@ -704,19 +763,17 @@ static void conv_phase_backward_block(const ShiftPlan *p, float *gx, float *gdy,
         }
         ap += cp * p->OC * nt[ph];
     }
-    size_t chan = (size_t)p->N * H * W;
-    for (int ph = 0; ph < 4; ph++) {
-        int a = ph / 2, bb = ph % 2;
-        for (int c = 0; c < C; c++) {
-            const float *sc = stage + (size_t)(ph * C + c) * bpix;
-            float *dc = p->dinp + (size_t)c * chan + (size_t)n0 * H * W;
-            for (int n = 0; n < nn; n++)
-                for (int i = 0; i < p->H; i++) {
-                    const float *src = sc + ((size_t)n * p->H + i) * p->W;
-                    float *dst = dc + ((size_t)n * H + 2 * i + a) * W + bb;
-                    for (int jj = 0; jj < p->W; jj++) dst[2 * jj] += src[jj];
-                }
-        }
+    size_t chan = (size_t)p->N * H * W, plane = (size_t)C * bpix;
+    for (int c = 0; c < C; c++) {
+        const float *sc = stage + (size_t)c * bpix;
+        float *dc = p->dinp + (size_t)c * chan + (size_t)n0 * H * W;
+        for (int n = 0; n < nn; n++)
+            for (int i = 0; i < p->H; i++) {
+                const float *src = sc + ((size_t)n * p->H + i) * p->W;
+                float *dst = dc + ((size_t)n * H + 2 * i) * W;
+                phase_merge_row_acc(dst, src, src + plane, p->W);
+                phase_merge_row_acc(dst + W, src + 2 * plane, src + 3 * plane, p->W);
+            }
     }
 }
 
