@@ -22,14 +22,14 @@
  * expand-loads and compress-stores (shift_lane_map).
  * Backward data is the same kind of conv of the padded dout grid (whose padding is zero) with
  * the filters transposed and flipped, and dW dots the dout grid with the shifted input grid.
- * 3x3 convs run their forward and backward data by row-wise Winograd F(4,3) (wino_tile.h) on
- * the same grid geometry, with the pitch W when W is a multiple of 4 (no padding column: the
+ * 3x3 convs run forward, backward data and dW by row-wise Winograd F(4,3) (wino_tile.h) on the
+ * same grid geometry, with the pitch W when W is a multiple of 4 (no padding column: the
  * transform zeroes what would cross a row end) and else W + 1 rounded up to a multiple of 4
- * (more padding centres: 14% at 14x14): GEMMs of transformed rows, one per V plane, read at the
- * three row shifts, then the output transform before the stores. Their V planes are built from
- * the tensors through a second lane map (shift_grid_map). Their dW (gemm_tile.h's outer-product
- * form) has a plan of its own at pitch W + 1 and reads dy transposed straight from the tensor,
- * so only x's grid is ever filled.
+ * (more padding centres: 14% at 14x14): forward and dX are GEMMs of transformed rows, one per V
+ * plane, read at the three row shifts, then the output transform before the stores; dW is six
+ * outer-product reductions of the V planes of x with the transformed dy (gemm_tile.h's
+ * gt_dw_acc). The V planes are built from the tensors through a second lane map
+ * (shift_grid_map) and dy is transposed from the tensor through the lane map: no grid is built.
  */
 
 typedef struct {
@@ -40,14 +40,14 @@ typedef struct {
     size_t ldt;        /* a full block's centres rounded up to whole tiles */
     size_t packed, map_floats, per_thread, lane_floats;
     int ocp;           /* OC rounded up to GT_VL: the row length of the transposed dy (3x3 dW) */
-    int wino;          /* a 3x3 plan for the forward or dX by row-wise Winograd F(4,3)
-                        * (wino_tile.h); the 3x3 dW has a plan of its own, without */
+    int wino;          /* 3x3: forward, dX and dW by row-wise Winograd F(4,3) (wino_tile.h) */
     int tight;         /* Winograd with W % 4 == 0: the grid has no padding column (pitch W),
                         * the transform zeroes the taps that would read across a row end */
     int hp, nu;        /* Winograd: groups per grid row; groups per V plane that tiles read */
     size_t hcs, vcs;   /* Winograd: floats per V plane, per channel's WN_J planes */
     size_t voff;       /* offset in a thread region of the V planes (Winograd) or of the dX
                         * phase planes (stride-2 plans) */
+    size_t dyt_off, dya_off, dya_plane; /* Winograd dW: dy transposed, its a_j planes */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
     float *ap, *lanes, *work;
@@ -61,7 +61,6 @@ typedef struct {
     const float *inp, *dout;
     float *dinp;
     const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
-    int dx;            /* a Winograd plan of the backward's dX (dout to dinp), not the forward */
     int dx_set;        /* backward: dinp = dX instead of dinp += dX */
 } ShiftPlan;
 
@@ -91,7 +90,7 @@ static void shift_plan_geometry(ShiftPlan *p, int nimg)
     }
 }
 
-/* A plan for a same conv; with wino (K = 3 only) a Winograd plan of its forward or dX. */
+/* A plan for a same conv; wino (K = 3 only) makes it a Winograd plan. */
 static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P,
                             int wino)
 {
@@ -118,15 +117,20 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     p->ngv = p->wino ? 4 * p->nu / GT_VL + 4 : 0;
     p->map_floats = conv_round16(2 * p->ldt / GT_VL) + conv_round16(2 * (size_t)p->ngv) +
                     (p->tight ? conv_round16(2 * (size_t)p->nu / GT_VL) : 0);
-    /* Winograd: only the V planes of x (forward) or dy (dX); the transform reads the tensor.
-     * Otherwise the grid of x, and for the 3x3 dW dy transposed (ldt rows of ocp), read from the
-     * tensor through the lane map, or for other K the grid of dy. */
-    p->voff = 0;
-    if (!p->wino)
-        p->voff = (size_t)C * p->cs +
-                  (K == 3 ? conv_round16((size_t)p->ocp * p->ldt) : (size_t)OC * p->cs);
-    p->per_thread = p->voff + (p->wino ? (size_t)(C > OC ? C : OC) * p->vcs : 0);
-    p->lane_floats = p->wino ? 0 : conv_round16((size_t)OC * p->KC);
+    /* Winograd: the V planes of x or dy (the transform reads the tensors), and for dW dy
+     * transposed (ldt rows of ocp, read from the tensor through the lane map) and its six a_j
+     * planes; its dW lanes hold the six S_j (wn_dw_combine). Otherwise the grids of x and dy. */
+    if (p->wino) {
+        p->voff = 0;
+        p->dyt_off = (size_t)(C > OC ? C : OC) * p->vcs;
+        p->dya_off = p->dyt_off + conv_round16((size_t)p->ocp * p->ldt);
+        p->dya_plane = (size_t)p->ocp * (p->ldt / 4);
+        p->per_thread = p->dya_off + conv_round16(WN_J * p->dya_plane);
+        p->lane_floats = conv_round16((size_t)WN_J * OC * C * 3);
+    } else {
+        p->voff = p->per_thread = (size_t)C * p->cs + (size_t)OC * p->cs;
+        p->lane_floats = conv_round16((size_t)OC * p->KC);
+    }
     p->nlanes = conv_lanes(p->nblk);
     atomic_init(&p->next, 0);
 }
@@ -153,14 +157,9 @@ static size_t shift_plan_floats(const ShiftPlan *p)
 
 long long conv_shift_workspace(int N, int C, int H, int W, int OC, int K, int P)
 {
-    ShiftPlan p, q;
-    shift_plan_init(&p, N, C, H, W, OC, K, P, 0);
-    size_t f = shift_plan_floats(&p);
-    if (K == 3) { /* the forward's and dX's Winograd plan, and the dW plan */
-        shift_plan_init(&q, N, C, H, W, OC, K, P, 1);
-        if (shift_plan_floats(&q) > f) f = shift_plan_floats(&q);
-    }
-    return (long long)f;
+    ShiftPlan p;
+    shift_plan_init(&p, N, C, H, W, OC, K, P, K == 3);
+    return (long long)shift_plan_floats(&p);
 }
 
 /* Centres computed for a block of nn images. */
@@ -334,23 +333,19 @@ static void wino_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, co
     }
 }
 
-/* A Winograd plan's blocks (the forward, or with dx the backward's dX): the V planes of the
- * block's x (dy) built from the tensor through the grid map (no grid), then the six GEMMs and the
- * output transform into out (dinp). */
-static void shift_wino_worker(void *ctx, int t, int T)
+/* The forward of a 3x3 conv by Winograd, per block: the V planes of the block's x built from
+ * the tensor through the grid map (no grid), then the six GEMMs and the output transform. */
+static void wino_forward_worker(void *ctx, int t, int T)
 {
     (void)T;
     ShiftPlan *p = ctx;
     float *v = p->work + (size_t)t * p->per_thread + p->voff;
-    const float *src = p->dx ? p->dout : p->inp;
-    int nsrc = p->dx ? p->OC : p->C, M = p->dx ? p->C : p->OC;
-    float *dst = p->dx ? p->dinp : p->out;
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
-        wn_transform_lanes(v, p->vcs, p->hcs, src + (size_t)n0 * p->HW, (size_t)p->N * p->HW,
-                           nn * p->HW, p->gmask, p->goff, p->tight ? p->rmask : NULL, nsrc, p->nu);
-        wino_gemm_out(p, M, nsrc, p->ap, v, dst, n0, shift_ncols(p, nn), p->dx && !p->dx_set);
+        wn_transform_lanes(v, p->vcs, p->hcs, p->inp + (size_t)n0 * p->HW, (size_t)p->N * p->HW,
+                           nn * p->HW, p->gmask, p->goff, p->tight ? p->rmask : NULL, p->C, p->nu);
+        wino_gemm_out(p, p->OC, p->C, p->ap, v, p->out, n0, shift_ncols(p, nn), 0);
     }
 }
 
@@ -408,10 +403,9 @@ static void shift_transpose_lanes(const ShiftPlan *p, float *t, int ld, const fl
     }
 }
 
-/* One block of a (non-Winograd) plan's backward: dw += its dW and, when dinp is set, dinp += its
- * dX (3x3 convs leave dX to a Winograd plan). */
-static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *tmp,
-                                      float *dw, int b)
+/* One block of the backward of a same conv other than 3x3: dw += its dW and, when dinp is set,
+ * dinp += its dX. */
+static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy, float *dw, int b)
 {
     ptrdiff_t back = (ptrdiff_t)p->P * p->pitch + p->P;
     int n0 = b * p->nimg;
@@ -419,17 +413,7 @@ static void conv_shift_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     int ncols = shift_ncols(p, nn);
     int lpad = (ncols + GT_VL - 1) / GT_VL * GT_VL;
     shift_fill_grid(p, gx, p->inp, p->C, n0, nn);
-    /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels.
-     * 3x3 convs take the outer-product kernel on dy transposed into the thread's tmp, read from
-     * the tensor through the lane map: they need no dy grid. */
-    if (p->K == 3) {
-        ptrdiff_t toff[9];
-        for (int t = 0; t < 9; t++) toff[t] = (t / 3) * (ptrdiff_t)p->pitch + t % 3;
-        shift_transpose_lanes(p, tmp, p->ocp, p->dout, p->OC, n0, ncols);
-        gt_dw3_acc(dw, (size_t)p->KC, p->OC, p->C, ncols, tmp, p->ocp, gx + p->qs - back, p->cs,
-                   toff);
-        return;
-    }
+    /* dW (OC x KC) += dy grid (OC x centres) x (shifted x grid)^T; dy is 0 off real pixels. */
     shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
     {
         GtRows xrows = {gx + p->qs - back, p->cs, p->pitch, 1, p->K};
@@ -446,12 +430,47 @@ static void conv_shift_backward_worker(void *ctx, int t, int T)
     (void)T;
     ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
-    float *gdy = gx + (size_t)p->C * p->cs; /* none for 3x3: tmp starts there */
-    float *tmp = gdy + (p->K == 3 ? 0 : (size_t)p->OC * p->cs);
+    float *gdy = gx + (size_t)p->C * p->cs;
     for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
         float *dw = p->lanes + (size_t)l * p->lane_floats;
-        memset(dw, 0, (size_t)p->OC * p->KC * sizeof(float));
-        for (int b = l; b < p->nblk; b += p->nlanes) conv_shift_backward_block(p, gx, gdy, tmp, dw, b);
+        memset(dw, 0, p->lane_floats * sizeof(float));
+        for (int b = l; b < p->nblk; b += p->nlanes) conv_shift_backward_block(p, gx, gdy, dw, b);
+    }
+}
+
+/* One block of a 3x3 conv's backward, by Winograd: the six S_j of its dW into the lane sw, from
+ * the V planes of x and the a_j of dy, then, when dinp is set, its dX from the V planes of dy. */
+static void wino_backward_block(const ShiftPlan *p, float *region, float *sw, int b)
+{
+    int n0 = b * p->nimg;
+    int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
+    int ncols = shift_ncols(p, nn), ngr = (ncols + 3) / 4;
+    size_t chan = (size_t)p->N * p->HW, ns = (size_t)p->OC * p->C * 3;
+    const unsigned *rmask = p->tight ? p->rmask : NULL;
+    float *v = region + p->voff, *dyt = region + p->dyt_off, *dya = region + p->dya_off;
+    wn_transform_lanes(v, p->vcs, p->hcs, p->inp + (size_t)n0 * p->HW, chan, nn * p->HW, p->gmask,
+                       p->goff, rmask, p->C, p->nu);
+    shift_transpose_lanes(p, dyt, p->ocp, p->dout, p->OC, n0, ncols);
+    wn_transform_dy(dya, p->dya_plane, dyt, p->ocp, ngr);
+    const ptrdiff_t toff[3] = {0, p->hp, 2 * (ptrdiff_t)p->hp};
+    for (int j = 0; j < WN_J; j++)
+        gt_dw_acc(sw + j * ns, (size_t)p->C * 3, p->OC, p->C, ngr, dya + j * p->dya_plane,
+                  p->ocp, v + j * p->hcs, p->vcs, toff, 3);
+    if (!p->dinp) return;
+    wn_transform_lanes(v, p->vcs, p->hcs, p->dout + (size_t)n0 * p->HW, chan, nn * p->HW,
+                       p->gmask, p->goff, rmask, p->OC, p->nu);
+    wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, !p->dx_set);
+}
+
+static void wino_backward_worker(void *ctx, int t, int T)
+{
+    (void)T;
+    ShiftPlan *p = ctx;
+    float *region = p->work + (size_t)t * p->per_thread;
+    for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
+        float *sw = p->lanes + (size_t)l * p->lane_floats;
+        memset(sw, 0, p->lane_floats * sizeof(float));
+        for (int b = l; b < p->nblk; b += p->nlanes) wino_backward_block(p, region, sw, b);
     }
 }
 
@@ -487,7 +506,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
     else
         gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
     int T = par_threads();
-    par_run(T < p.nblk ? T : p.nblk, p.wino ? shift_wino_worker : conv_shift_forward_worker, &p);
+    par_run(T < p.nblk ? T : p.nblk, p.wino ? wino_forward_worker : conv_shift_forward_worker, &p);
 }
 
 /*
@@ -741,7 +760,7 @@ static void conv_phase_backward_block(const ShiftPlan *p, float *gx, float *gdy,
     phase_fill_grid(p, gx, p->inp, n0, nn);
     shift_fill_grid(p, gdy, p->dout, p->OC, n0, nn);
     conv_transpose_rows(tmp, p->ocp, gdy + p->qs, p->cs, p->OC, ncols);
-    gt_dw3_acc(dw, (size_t)9 * C, p->OC, C, ncols, tmp, p->ocp, gx + p->qs, p->cs, toff);
+    gt_dw_acc(dw, (size_t)9 * C, p->OC, C, ncols, tmp, p->ocp, gx + p->qs, p->cs, toff, 9);
     if (!p->dinp) return;
     size_t cp = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR, bpix = (size_t)p->nimg * p->HW;
     const float *ap = p->ap;
@@ -810,28 +829,26 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
                          const float *inp, const float *weight, int N, int C, int H, int W, int OC,
                          int K, int P, int set)
 {
-    /* dW (and other sizes' dX) first; then 3x3 dX by a Winograd plan in the same workspace, a
-     * second pass over the blocks: the two use different grids (the Winograd one rounds its
-     * pitch, or drops the padding column), and dW needs no more than the unrounded one. */
     ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P, 0);
+    shift_plan_init(&p, N, C, H, W, OC, K, P, K == 3);
     shift_plan_start(&p, ws);
     p.inp = inp;
     p.dout = dout;
-    p.dinp = K == 3 ? NULL : dinp;
+    p.dinp = dinp;
     p.dx_set = set; /* every pixel of dinp is stored exactly once, so no zeroing is needed */
-    if (p.dinp) conv_pack_flipped(p.ap, weight, C, OC, K);
+    if (dinp && p.wino)
+        wn_pack_u(p.ap, weight, C, OC, 9, (size_t)p.KC, 1);
+    else if (dinp)
+        conv_pack_flipped(p.ap, weight, C, OC, K);
     int T = par_threads();
-    par_run(T < p.nlanes ? T : p.nlanes, conv_shift_backward_worker, &p);
-    conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);
-    if (K != 3 || !dinp) return;
-    ShiftPlan q;
-    shift_plan_init(&q, N, C, H, W, OC, K, P, 1);
-    shift_plan_start(&q, ws);
-    q.dout = dout;
-    q.dinp = dinp;
-    q.dx = 1;
-    q.dx_set = set;
-    wn_pack_u(q.ap, weight, C, OC, 9, (size_t)q.KC, 1);
-    par_run(T < q.nblk ? T : q.nblk, shift_wino_worker, &q);
+    if (!p.wino) {
+        par_run(T < p.nlanes ? T : p.nlanes, conv_shift_backward_worker, &p);
+        conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * p.KC);
+        return;
+    }
+    par_run(T < p.nlanes ? T : p.nlanes, wino_backward_worker, &p);
+    /* The lanes' S_j, summed in lane order into lane 0, then transformed into dW. */
+    for (int l = 1; l < p.nlanes; l++)
+        for (size_t i = 0; i < p.lane_floats; i++) p.lanes[i] += p.lanes[(size_t)l * p.lane_floats + i];
+    wn_dw_combine(dweight, p.lanes, OC, C);
 }

@@ -231,65 +231,70 @@ static inline void gt_transpose(gt_vf *b)
 }
 
 /*
- * dW of a 3x3 conv in outer-product form, for long reductions (thousands of pixels):
- *   dw[oc*kc + c*9 + t] += sum over l < L of dyT[l*ocp + oc] * x[c*cs + toff[t] + l]
- * for oc < OC, c < C and the nine taps t. dyT holds the output gradient transposed (a row of
- * ocp >= OC floats per pixel, ocp a multiple of GT_VL, zero past OC) and x the input as rows of
- * taps: a padded grid read at shifted offsets, toff[kh*3 + kw] = kh*pitch + kw for a 3x3 conv.
- * Every (oc, tap) sum runs over l in order in one register lane, so the whole reduction stays in
- * registers (18 accumulators) and its operands come from L1: per pixel one or two vector loads
- * of dyT and nine broadcasts per channel. (The dot-product form gt_gemm_abt_acc streams both
- * operands from L2 at two loads per four FMAs.)
+ * dW in outer-product form, for long reductions (thousands of pixels), over ntap <= 9 taps:
+ *   dw[oc*kc + c*ntap + t] += sum over l < L of dyT[l*ocp + oc] * x[c*cs + toff[t] + l]
+ * for oc < OC, c < C and t < ntap. dyT holds the output gradient transposed (a row of ocp >= OC
+ * floats per pixel, ocp a multiple of GT_VL, zero past OC) and x the input as rows of taps: for a
+ * direct 3x3 conv a padded grid read at shifted offsets, toff[kh*3 + kw] = kh*pitch + kw (nine
+ * taps); for Winograd a V plane read at its three row shifts (wino_tile.h). Every (oc, tap) sum
+ * runs over l in order in one register lane, so the whole reduction stays in registers (up to
+ * 18 accumulators) and its operands come from L1: per pixel one or two vector loads of dyT and
+ * ntap broadcasts per channel. (The dot-product form gt_gemm_abt_acc streams both operands from
+ * L2 at two loads per four FMAs.)
  */
-static inline void gt_dw3_one(float *dw, size_t kc, int OC, int oc0, int nv, int c, int nc, int L,
-                              const float *dyT, int ocp, const float *x, size_t cs,
-                              const ptrdiff_t toff[9])
+static inline __attribute__((always_inline)) void gt_dw_one(float *dw, size_t kc, int OC, int oc0,
+                                                            int nv, int ncm, int c, int nc, int L,
+                                                            const float *dyT, int ocp,
+                                                            const float *x, size_t cs,
+                                                            const ptrdiff_t *toff, int ntap)
 {
-    /* nv = 2 vectors of oc x 1 channel, or nv = 1 vector x nc (1 or 2) channels. */
-    gt_vf acc[2][9];
-    for (int a = 0; a < 2; a++)
-        for (int t = 0; t < 9; t++) acc[a][t] = (gt_vf){0};
-    const float *x0 = x + (size_t)c * cs;
-    const float *x1 = nc > 1 ? x0 + cs : x0;
+    /* nv (1 or 2) vectors of oc x nc <= ncm channels (a short last group repeats channel c and
+     * drops it), nv*ncm*ntap <= 18 accumulators: acc[(k*nv + a)*ntap + t] lane e is filter
+     * oc0 + a*GT_VL + e, channel c + k, tap t. */
+    gt_vf acc[18];
+    for (int i = 0; i < 18; i++) acc[i] = (gt_vf){0};
+    const float *xk[6];
+    for (int k = 0; k < ncm; k++) xk[k] = x + (size_t)(c + (k < nc ? k : 0)) * cs;
     const float *d = dyT + oc0;
-    if (nv == 2) {
-        for (int l = 0; l < L; l++, d += ocp) {
-            gt_vf d0 = gt_load(d), d1 = gt_load(d + GT_VL);
-            for (int t = 0; t < 9; t++) {
-                gt_vf xv = gt_splat(x0 + l + toff[t]);
-                acc[0][t] += xv * d0;
-                acc[1][t] += xv * d1;
+    for (int l = 0; l < L; l++, d += ocp) {
+        gt_vf dv[2];
+        dv[0] = gt_load(d);
+        dv[1] = nv == 2 ? gt_load(d + GT_VL) : dv[0];
+        for (int k = 0; k < ncm; k++)
+            for (int t = 0; t < ntap; t++) {
+                gt_vf xv = gt_splat(xk[k] + l + toff[t]);
+                for (int a = 0; a < nv; a++) acc[(k * nv + a) * ntap + t] += xv * dv[a];
             }
-        }
-    } else {
-        for (int l = 0; l < L; l++, d += ocp) {
-            gt_vf d0 = gt_load(d);
-            for (int t = 0; t < 9; t++) {
-                acc[0][t] += gt_splat(x0 + l + toff[t]) * d0;
-                acc[1][t] += gt_splat(x1 + l + toff[t]) * d0;
-            }
-        }
     }
-    /* acc[a][t] lane e is (oc, channel) = (oc0 + a*GT_VL + e, c) for nv = 2, (oc0 + e, c + a)
-     * for nv = 1. */
-    for (int a = 0; a < 2; a++) {
-        int ob = nv == 2 ? oc0 + a * GT_VL : oc0, ch = nv == 2 ? c : c + a;
-        if (nv == 1 && a >= nc) break;
-        for (int t = 0; t < 9; t++)
-            for (int e = 0; e < GT_VL && ob + e < OC; e++)
-                dw[(size_t)(ob + e) * kc + (size_t)ch * 9 + t] += acc[a][t][e];
-    }
+    for (int k = 0; k < nc; k++)
+        for (int a = 0; a < nv; a++) {
+            int ob = oc0 + a * GT_VL;
+            for (int t = 0; t < ntap; t++)
+                for (int e = 0; e < GT_VL && ob + e < OC; e++)
+                    dw[(size_t)(ob + e) * kc + (size_t)(c + k) * ntap + t] +=
+                        acc[(k * nv + a) * ntap + t][e];
+        }
 }
 
-static inline void gt_dw3_acc(float *dw, size_t kc, int OC, int C, int L, const float *dyT,
-                              int ocp, const float *x, size_t cs, const ptrdiff_t toff[9])
+/* Callers pass ntap as a constant (9 or 3): inlined, the loops unroll and the accumulators stay
+ * in registers, which a variable count would not allow. Each dyT load feeds 18 / nv
+ * accumulators: per pixel two vector loads and 9 broadcasts (two oc vectors), or one load and
+ * 18 broadcasts (one). */
+static inline __attribute__((always_inline)) void gt_dw_acc(float *dw, size_t kc, int OC, int C,
+                                                            int L, const float *dyT, int ocp,
+                                                            const float *x, size_t cs,
+                                                            const ptrdiff_t *toff, int ntap)
 {
+    const int nc2 = 18 / (2 * ntap), nc1 = 18 / ntap; /* channels per pass, two or one oc vectors */
     for (int oc0 = 0; oc0 < ocp; oc0 += 2 * GT_VL) {
         if (ocp - oc0 >= 2 * GT_VL) {
-            for (int c = 0; c < C; c++) gt_dw3_one(dw, kc, OC, oc0, 2, c, 1, L, dyT, ocp, x, cs, toff);
+            for (int c = 0; c < C; c += nc2)
+                gt_dw_one(dw, kc, OC, oc0, 2, nc2, c, C - c < nc2 ? C - c : nc2, L, dyT, ocp, x,
+                          cs, toff, ntap);
         } else {
-            for (int c = 0; c < C; c += 2)
-                gt_dw3_one(dw, kc, OC, oc0, 1, c, C - c < 2 ? 1 : 2, L, dyT, ocp, x, cs, toff);
+            for (int c = 0; c < C; c += nc1)
+                gt_dw_one(dw, kc, OC, oc0, 1, nc1, c, C - c < nc1 ? C - c : nc1, L, dyT, ocp, x,
+                          cs, toff, ntap);
         }
     }
 }

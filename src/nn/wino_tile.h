@@ -173,6 +173,49 @@ static inline void wn_transform_lanes(float *v, size_t vcs, size_t hcs, const fl
     }
 }
 
+/*
+ * The weight gradient by the same transforms. For group m with output gradients dy_0..dy_3,
+ * dL/dM_j = a_j = (A dy)_j, the transpose of the output transform A^T:
+ *   a = (dy0, dy0+dy1+dy2+dy3, dy0-dy1+dy2-dy3, dy0+2dy1+4dy2+8dy3, dy0-2dy1+4dy2-8dy3, dy3),
+ * so dL/dU_j[oc][c][kh] = S_j = sum over m of a_j[oc][m] * V_j[c][m + kh*hp] (six outer-product
+ * reductions of three taps each, gemm_tile.h's gt_dw_acc: 18 multiplies per group, channel and
+ * filter instead of 36), and dL/dg = G^T S, since U = G g.
+ */
+
+/* a[j*plane + m*ocp + o] = a_j of group m for ngr groups, from dy transposed (t[l*ocp + o] =
+ * dy of centre l, zero off pixels; rows up to 4*ngr). */
+static inline void wn_transform_dy(float *a, size_t plane, const float *t, int ocp, int ngr)
+{
+    for (int m = 0; m < ngr; m++)
+        for (int o = 0; o < ocp; o += GT_VL) {
+            const float *r = t + (size_t)4 * m * ocp + o;
+            gt_vf y0 = gt_load(r), y1 = gt_load(r + ocp), y2 = gt_load(r + 2 * (size_t)ocp),
+                  y3 = gt_load(r + 3 * (size_t)ocp);
+            gt_vf s02 = y0 + y2, s13 = y1 + y3, q02 = y0 + 4.0f * y2, q13 = 2.0f * y1 + 8.0f * y3;
+            float *q = a + (size_t)m * ocp + o;
+            gt_store(q, y0);
+            gt_store(q + plane, s02 + s13);
+            gt_store(q + 2 * plane, s02 - s13);
+            gt_store(q + 3 * plane, q02 + q13);
+            gt_store(q + 4 * plane, q02 - q13);
+            gt_store(q + 5 * plane, y3);
+        }
+}
+
+/* dweight (OC x C x 3 x 3) += G^T S, S[j*n + (oc*C + c)*3 + kh] = S_j, n = OC*C*3; in double. */
+static inline void wn_dw_combine(float *dweight, const float *S, int OC, int C)
+{
+    size_t n = (size_t)OC * C * 3;
+    for (size_t i = 0; i < n; i++) {
+        double s0 = S[i], s1 = S[n + i], s2 = S[2 * n + i], s3 = S[3 * n + i],
+               s4 = S[4 * n + i], s5 = S[5 * n + i];
+        float *w = dweight + 3 * i; /* (oc, c, kh) row of three kw taps */
+        w[0] += (float)(s0 / 4 - (s1 + s2) / 6 + (s3 + s4) / 24);
+        w[1] += (float)((s2 - s1) / 6 + (s3 - s4) / 12);
+        w[2] += (float)((s3 + s4 - s1 - s2) / 6 + s5);
+    }
+}
+
 /* One pass of a tile: acc[r][g] lane e = M_j of row r at group m0 + g*GT_VL + e, the sum over
  * ch < nc, kh < 3 of U_j(row r, ch, kh) * V_j[ch][m0 + g*GT_VL + e + kh*hp], with ap the tile's
  * packed panel and vj plane j of channel 0. */
