@@ -1,4 +1,4 @@
-/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the BN/ReLU epilogue against separate passes. */
+/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the eval epilogue (BN, residual add, ReLU) against separate passes. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
@@ -106,15 +106,21 @@ static void check_shape(Rng *r, const Shape *s, int threads)
         tu_fill_uniform(r, var, s->OC, 0.5, 2);
         tu_fill_uniform(r, res, ny, -1, 1);
         for (int c = 0; c < s->OC; c++) scale[c] = (float)(g[c] / sqrt((double)var[c] + 1e-5f));
-        for (int mode = 0; mode < 3; mode++) { /* BN; BN + ReLU; BN + residual + ReLU */
+        static const char *const modes[4] = {"", "+ReLU", "+residual+ReLU", "+residual"};
+        for (int mode = 0; mode < 4; mode++) {
+            int relu = mode == 1 || mode == 2, add = mode >= 2;
             bn_forward_eval(yb, y, g, beta, mean, var, s->OC, (int)(ny / s->OC), 1e-5f);
-            if (mode == 1) relu_forward(yb, yb, ny);
-            if (mode == 2) add_relu_forward(yb, yb, res, ny);
+            if (add && relu)
+                add_relu_forward(yb, yb, res, ny);
+            else if (add)
+                add_forward(yb, yb, res, ny);
+            else if (relu)
+                relu_forward(yb, yb, ny);
             conv_forward_affine(yr, ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
-                                s->G, mean, scale, beta, mode == 2 ? res : NULL, mode > 0);
+                                s->G, mean, scale, beta, add ? res : NULL, relu);
             EXPECT(memcmp(yr, yb, (size_t)ny * sizeof(float)) == 0,
                    "%s: conv with BN%s epilogue differs from the separate passes", what,
-                   mode == 0 ? "" : mode == 1 ? "+ReLU" : "+residual+ReLU");
+                   modes[mode]);
         }
         free(g);
         free(scale);
@@ -195,6 +201,8 @@ int main(void)
         /* (16+16)*29*29 floats of grid per image: 7 images per block, so 9 images make a full
          * block and a short one (and give each of 2 threads a block). */
         {9, 16, 28, 28, 16, 3, 1, 1, 1, "same 3x3, two blocks"},
+        /* Four blocks: the Winograd dW sums more than two lanes. */
+        {22, 16, 28, 28, 16, 3, 1, 1, 1, "same 3x3, four blocks"},
         /* Rows of 3 pixels + 1 padding: the vector holding a block's last centre reaches past
          * the padding into where a next image would be, which must be neither read nor
          * written (a shift_lane_map mask cut at the block's end). */

@@ -155,7 +155,7 @@ typedef struct {
     const float *inp;
     const float *dout;   /* backward */
     float *dinp;         /* backward, may be NULL */
-    const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
+    const ConvEpilogue *ep; /* forward: eval BN (+ residual) (+ ReLU) on the way out, or NULL */
 } ConvPlan;
 
 /* Block sizes and workspace layout; depend on the shape only (never on the thread count). */

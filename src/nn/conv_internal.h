@@ -35,6 +35,15 @@ static inline void conv_add_lanes(float *dweight, const float *lanes, size_t lan
     }
 }
 
+/* lanes[0 .. lane_floats) += the other lanes, in lane order. */
+static inline void conv_sum_lanes(float *lanes, size_t lane_floats, int nlanes)
+{
+    for (int l = 1; l < nlanes; l++) {
+        const float *dw = lanes + (size_t)l * lane_floats;
+        for (size_t i = 0; i < lane_floats; i++) lanes[i] += dw[i];
+    }
+}
+
 static inline size_t conv_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* "Same" stride-1 convs (odd K, P = K/2) run on the shifted grid (conv_shift.c). */

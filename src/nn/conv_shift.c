@@ -25,11 +25,12 @@
  * 3x3 convs run forward, backward data and dW by row-wise Winograd F(4,3) (wino_tile.h) on the
  * same grid geometry, with the pitch W when W is a multiple of 4 (no padding column: the
  * transform zeroes what would cross a row end) and else W + 1 rounded up to a multiple of 4
- * (more padding centres: 14% at 14x14): forward and dX are GEMMs of transformed rows, one per V
- * plane, read at the three row shifts, then the output transform before the stores; dW is six
- * outer-product reductions of the V planes of x with the transformed dy (gemm_tile.h's
- * gt_dw_acc). The V planes are built from the tensors through a second lane map
- * (shift_grid_map) and dy is transposed from the tensor through the lane map: no grid is built.
+ * (one more padding column at 14x14: 16 centres a row instead of 15): forward and dX are GEMMs
+ * of transformed rows, one per V plane, read at the three row shifts, then the output transform
+ * before the stores; dW is six outer-product reductions of the V planes of x with the
+ * transformed dy (gemm_tile.h's gt_dw_acc). The V planes are built from the tensors through a
+ * second lane map (shift_grid_map) and dy is transposed from the tensor through the lane map:
+ * no grid is built.
  */
 
 typedef struct {
@@ -45,8 +46,8 @@ typedef struct {
                         * the transform zeroes the taps that would read across a row end */
     int hp, nu;        /* Winograd: groups per grid row; groups per V plane that tiles read */
     size_t hcs, vcs;   /* Winograd: floats per V plane, per channel's WN_J planes */
-    size_t voff;       /* offset in a thread region of the V planes (Winograd) or of the dX
-                        * phase planes (stride-2 plans) */
+    size_t voff;       /* offset in a thread region of the V planes (Winograd: 0, they come
+                        * first) or of the dX phase planes (stride-2 plans) */
     size_t dyt_off, dya_off, dya_plane; /* Winograd dW: dy transposed, its a_j planes */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
@@ -56,11 +57,12 @@ typedef struct {
     int ngv;           /* Winograd: grid vectors the fused transform reads */
     unsigned *gmask;   /* Winograd: the grid map (shift_grid_map): ngv masks, then offsets */
     int *goff;
-    unsigned *rmask;   /* tight Winograd: per GT_VL groups, the row starts and the row ends */
+    unsigned *rmask;   /* tight Winograd: per GT_VL groups, the row starts and the row ends;
+                        * NULL otherwise */
     float *out;
     const float *inp, *dout;
     float *dinp;
-    const ConvEpilogue *ep; /* forward: per-channel affine (+ ReLU) on the way out, or NULL */
+    const ConvEpilogue *ep; /* forward: eval BN (+ residual) (+ ReLU) on the way out, or NULL */
     int dx_set;        /* backward: dinp = dX instead of dinp += dX */
 } ShiftPlan;
 
@@ -90,16 +92,15 @@ static void shift_plan_geometry(ShiftPlan *p, int nimg)
     }
 }
 
-/* A plan for a same conv; wino (K = 3 only) makes it a Winograd plan. */
-static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P,
-                            int wino)
+/* A plan for a same conv (3x3: a Winograd plan), or with K = 2 the phase plan's base. */
+static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, int K, int P)
 {
     memset(p, 0, sizeof *p);
     p->N = N, p->C = C, p->H = H, p->W = W, p->OC = OC, p->K = K, p->P = P;
     p->KC = C * K * K;
     p->HW = H * W;
-    p->wino = wino;
-    p->tight = wino && W % 4 == 0;
+    p->wino = K == 3;
+    p->tight = p->wino && W % 4 == 0;
     long long per_img = (long long)(C + OC) * (H + P) * (W + P);
     long long nimg = SHIFT_BLOCK_FLOATS / (per_img > 0 ? per_img : 1);
     shift_plan_geometry(p, (int)(nimg < 1 ? 1 : nimg > N ? N : nimg));
@@ -135,8 +136,8 @@ static void shift_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC, in
     atomic_init(&p->next, 0);
 }
 
-/* Workspace: packed weights, dW lanes, the lane map (and for Winograd the grid map), then
- * PAR_MAX_THREADS thread regions. */
+/* Workspace: packed weights, dW lanes, the lane map (and for Winograd the grid map, and for a
+ * tight grid the row masks), then PAR_MAX_THREADS thread regions. */
 static void shift_plan_bind(ShiftPlan *p, float *ws)
 {
     p->ap = ws;
@@ -145,7 +146,8 @@ static void shift_plan_bind(ShiftPlan *p, float *ws)
     p->loff = (int *)(p->lmask + p->ldt / GT_VL);
     p->gmask = (unsigned *)((float *)p->lmask + conv_round16(2 * p->ldt / GT_VL));
     p->goff = (int *)(p->gmask + p->ngv);
-    p->rmask = (unsigned *)((float *)p->gmask + conv_round16(2 * (size_t)p->ngv));
+    p->rmask = p->tight ? (unsigned *)((float *)p->gmask + conv_round16(2 * (size_t)p->ngv))
+                        : NULL;
     p->work = p->lanes + CONV_LANES * p->lane_floats + p->map_floats;
 }
 
@@ -158,7 +160,7 @@ static size_t shift_plan_floats(const ShiftPlan *p)
 long long conv_shift_workspace(int N, int C, int H, int W, int OC, int K, int P)
 {
     ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P, K == 3);
+    shift_plan_init(&p, N, C, H, W, OC, K, P);
     return (long long)shift_plan_floats(&p);
 }
 
@@ -228,7 +230,8 @@ static void shift_grid_map(const ShiftPlan *p)
     }
 }
 
-/* Bind a plan to its workspace and build its lane maps (the grid map for Winograd). */
+/* Bind a plan to its workspace and build its lane maps (the grid map and row masks for
+ * Winograd). */
 static void shift_plan_start(ShiftPlan *p, float *ws)
 {
     shift_plan_bind(p, ws);
@@ -268,6 +271,8 @@ static void shift_fill_grid(const ShiftPlan *p, float *g, const float *src, int 
  * N*HW floats, from image n0): = through the plan's epilogue if any (forward), or += (acc, the
  * backward's dX). No staging buffer, no second pass over the outputs.
  */
+/* drow is a row of p->out (forward, where the epilogue's residual sits at the same offset from
+ * ep->res) or of p->dinp (backward, acc). */
 static inline void shift_store(const ShiftPlan *p, float *drow, gt_vf y, int s, int ncols, int oc,
                                int acc)
 {
@@ -344,7 +349,7 @@ static void wino_forward_worker(void *ctx, int t, int T)
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
         wn_transform_lanes(v, p->vcs, p->hcs, p->inp + (size_t)n0 * p->HW, (size_t)p->N * p->HW,
-                           nn * p->HW, p->gmask, p->goff, p->tight ? p->rmask : NULL, p->C, p->nu);
+                           nn * p->HW, p->gmask, p->goff, p->rmask, p->C, p->nu);
         wino_gemm_out(p, p->OC, p->C, p->ap, v, p->out, n0, shift_ncols(p, nn), 0);
     }
 }
@@ -446,10 +451,9 @@ static void wino_backward_block(const ShiftPlan *p, float *region, float *sw, in
     int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
     int ncols = shift_ncols(p, nn), ngr = (ncols + 3) / 4;
     size_t chan = (size_t)p->N * p->HW, ns = (size_t)p->OC * p->C * 3;
-    const unsigned *rmask = p->tight ? p->rmask : NULL;
     float *v = region + p->voff, *dyt = region + p->dyt_off, *dya = region + p->dya_off;
     wn_transform_lanes(v, p->vcs, p->hcs, p->inp + (size_t)n0 * p->HW, chan, nn * p->HW, p->gmask,
-                       p->goff, rmask, p->C, p->nu);
+                       p->goff, p->rmask, p->C, p->nu);
     shift_transpose_lanes(p, dyt, p->ocp, p->dout, p->OC, n0, ncols);
     wn_transform_dy(dya, p->dya_plane, dyt, p->ocp, ngr);
     const ptrdiff_t toff[3] = {0, p->hp, 2 * (ptrdiff_t)p->hp};
@@ -458,7 +462,7 @@ static void wino_backward_block(const ShiftPlan *p, float *region, float *sw, in
                   p->ocp, v + j * p->hcs, p->vcs, toff, 3);
     if (!p->dinp) return;
     wn_transform_lanes(v, p->vcs, p->hcs, p->dout + (size_t)n0 * p->HW, chan, nn * p->HW,
-                       p->gmask, p->goff, rmask, p->OC, p->nu);
+                       p->gmask, p->goff, p->rmask, p->OC, p->nu);
     wino_gemm_out(p, p->C, p->OC, p->ap, v, p->dinp, n0, ncols, !p->dx_set);
 }
 
@@ -496,7 +500,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
                         int H, int W, int OC, int K, int P, const ConvEpilogue *ep)
 {
     ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P, K == 3);
+    shift_plan_init(&p, N, C, H, W, OC, K, P);
     shift_plan_start(&p, ws);
     p.ep = ep;
     p.out = out;
@@ -525,7 +529,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
  * region, and packed weights for nine taps per channel in both directions. */
 static void phase_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC)
 {
-    shift_plan_init(p, N, 4 * C, H / 2, W / 2, OC, 2, 1, 0);
+    shift_plan_init(p, N, 4 * C, H / 2, W / 2, OC, 2, 1);
     size_t fwd = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * 9 * C;
     size_t bwd = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * 9 * OC;
     size_t need = conv_round16(fwd > bwd ? fwd : bwd);
@@ -830,7 +834,7 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
                          int K, int P, int set)
 {
     ShiftPlan p;
-    shift_plan_init(&p, N, C, H, W, OC, K, P, K == 3);
+    shift_plan_init(&p, N, C, H, W, OC, K, P);
     shift_plan_start(&p, ws);
     p.inp = inp;
     p.dout = dout;
@@ -847,8 +851,7 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
         return;
     }
     par_run(T < p.nlanes ? T : p.nlanes, wino_backward_worker, &p);
-    /* The lanes' S_j, summed in lane order into lane 0, then transformed into dW. */
-    for (int l = 1; l < p.nlanes; l++)
-        for (size_t i = 0; i < p.lane_floats; i++) p.lanes[i] += p.lanes[(size_t)l * p.lane_floats + i];
+    /* The lanes' S_j, summed in lane order, then transformed into dW. */
+    conv_sum_lanes(p.lanes, p.lane_floats, p.nlanes);
     wn_dw_combine(dweight, p.lanes, OC, C);
 }

@@ -268,13 +268,13 @@ static int net_conv_bn_folded(const Arch *a, int i)
            a->nodes[i + 1].c <= NET_FOLD_MAX && net_sole_consumer(a, i) == i + 1;
 }
 
-/* In eval mode a folded conv i whose BN (not fused with a ReLU) is read only by an ADD j, as
- * that add's first input, with the add fused with its ReLU, takes the add and the ReLU into its
- * epilogue too: it runs when the net reaches the add (the add's second input, the residual, may
- * be computed after the conv), and writes the ReLU's output. Returns j, or -1. */
+/* In eval mode a folded conv i whose BN is read only by an ADD j, as that add's first input,
+ * with the add fused with its ReLU, takes the add and the ReLU into its epilogue too: it runs
+ * when the net reaches the add (the add's second input, the residual, may be computed after the
+ * conv), and writes the ReLU's output. Returns j, or -1. */
 static int net_conv_add_folded(const Arch *a, int i)
 {
-    if (!net_conv_bn_folded(a, i) || net_bn_fused(a, i + 1)) return -1;
+    if (!net_conv_bn_folded(a, i)) return -1;
     int j = net_sole_consumer(a, i + 1);
     return j >= 0 && a->nodes[j].in[0] == i + 1 && net_add_fused(a, j) ? j : -1;
 }

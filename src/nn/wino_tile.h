@@ -1,4 +1,4 @@
-/* Row-wise Winograd F(4,3) kernels for 3x3 "same" convs on the shifted grid: filter packing, input transform, register tile and output transform. */
+/* Row-wise Winograd F(4,3) kernels for 3x3 "same" convs on the shifted grid: filter packing, input transform, register tile, output transform, and the weight gradient's transforms. */
 #ifndef LEGR_NN_WINO_TILE_H
 #define LEGR_NN_WINO_TILE_H
 
@@ -15,13 +15,15 @@
  * filter row kh, summed over kh and the input channels, and the sum can be taken before the
  * output transform, which is linear: for output group m (four outputs in a row),
  *   M_j[oc][m] = sum over (c, kh) of U_j[oc][c][kh] * V_j[c][m + kh*hp],   U = G g, V = B^T d,
- * six GEMMs over transformed rows read at shifted offsets (conv.c's shifted grid, with groups
+ * six GEMMs over transformed rows read at shifted offsets (conv_shift.c's shifted grid, with groups
  * as the columns): 18 multiplies per group, channel and filter instead of 36.
  *
- * Transformed rows ("V planes") are those of a padded grid g whose pitch is a multiple of 4:
- * plane j of a channel holds V_j at every group u of grid positions 4u .. 4u + 3, from
- * g[4u .. 4u + 5]; hp = pitch / 4 groups make one grid row. The grid itself is never built: its
- * vectors are read from the tensor through a lane map (wn_grid_vec).
+ * Transformed rows ("V planes") are those of a grid g whose pitch is a multiple of 4: plane j of
+ * a channel holds V_j at every group u of grid positions 4u .. 4u + 3, from g[4u .. 4u + 5];
+ * hp = pitch / 4 groups make one grid row. The grid has a zero padding column between rows, or,
+ * when the pitch is W itself, none: then the transform takes g[4u] as 0 in a group that starts a
+ * row and g[4u + 5] as 0 in one that ends a row. The grid itself is never built: its vectors are
+ * read from the tensor through a lane map (wn_grid_vec).
  *
  * A tile is WN_R filters x WN_NG groups, with the register blocking of the direct kernel
  * (gemm_tile.h), and makes one pass over the reduction per M_j; the six M_j wait in a small
@@ -124,7 +126,7 @@ static inline void wn_transform_vec(float *p, size_t hcs, const gt_vf d[4], cons
     gt_store(p + 5 * hcs, 4.0f * d1 - 5.0f * d3 + d5);
 }
 
-/* Grid vector a of a block read from its tensor through the grid map (conv.c's
+/* Grid vector a of a block read from its tensor through the grid map (conv_shift.c's
  * shift_grid_map): the lanes of gmask[a] take the pixels from src + goff[a] on, cut at the
  * block's npix pixels; the other lanes are 0. */
 static inline gt_vf wn_grid_vec(const float *src, const unsigned *gmask, const int *goff, int a,
