@@ -38,8 +38,9 @@ typedef struct {
 
     /* Activation arena and its gradient: node i has c*batch*h*w floats (channel-major) at
      * act + act_off[i]. Fused nodes skip their intermediate output: a BN or add followed by a
-     * ReLU writes only the ReLU's region, and in eval mode a conv followed by BN(+ReLU) writes
-     * only the last of them; every ReLU output and the logits are always written.
+     * ReLU writes only the ReLU's region, and in eval mode a conv followed by BN(+ReLU), or by
+     * BN, an add (as its first input) and a ReLU, writes only the last of them; every ReLU output
+     * and the logits are always written.
      * saved: per-node BN mean/rstd (2*c floats). */
     size_t *act_off, act_floats;
     float *act, *dact;
