@@ -211,14 +211,18 @@ static void shift_lane_map(const ShiftPlan *p)
 static void shift_grid_map(const ShiftPlan *p)
 {
     int pix = 0;
+    long c = -(long)p->qs; /* centre of position a*GT_VL + e; from 0 on, column w of row h */
+    int w = 0, h = 0;
     for (int a = 0; a < p->ngv; a++) {
         unsigned m = 0;
         p->goff[a] = pix;
-        for (int e = 0; e < GT_VL; e++) {
-            long c = (long)a * GT_VL + e - p->qs; /* centre index */
+        for (int e = 0; e < GT_VL; e++, c++) {
             if (c < 0) continue;
-            int w = (int)(c % p->pitch), h = (int)(c / p->pitch % (p->H + p->P));
             if (w < p->W && h < p->H) m |= 1u << e, pix++;
+            if (++w == p->pitch) {
+                w = 0;
+                if (++h == p->H + p->P) h = 0;
+            }
         }
         p->gmask[a] = m;
     }

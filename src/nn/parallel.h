@@ -10,9 +10,11 @@ enum { PAR_MAX_THREADS = 4 };
  * their own threads instead of OpenBLAS's, never both at once, so this never oversubscribes. */
 int par_threads(void);
 
-/* Call fn(ctx, t, T) for t = 0..T-1 concurrently and return when all are done. T <= 1 (or a
- * failed thread creation) runs the calls in the caller, which gives the same results because
- * every kernel's split of work depends on T only. */
+/* Call fn(ctx, t, T) for t = 0..T-1 concurrently and return when all are done: share 0 in the
+ * caller, the others in helper threads that persist for the process. T <= 1, a failed thread
+ * creation, a call from inside a job, or a call while another thread's job runs does the shares
+ * in the caller instead, which gives the same results because every kernel's split of work
+ * depends on T only. */
 void par_run(int T, void (*fn)(void *ctx, int t, int T), void *ctx);
 
 /* Split [0, n) into par_threads() contiguous ranges (fewer when n is small) and call

@@ -59,11 +59,14 @@ static inline void wn_pack_u(float *ap, const float *w, int M, int nc, size_t rs
                         g1 = row[1];
                         g2 = flip ? row[0] : row[2];
                     }
-                    double u[WN_J] = {g0 / 4,
-                                      -(g0 + g1 + g2) / 6,
-                                      -(g0 - g1 + g2) / 6,
-                                      g0 / 24 + g1 / 12 + g2 / 6,
-                                      g0 / 24 - g1 / 12 + g2 / 6,
+                    /* G's rows, by reciprocals: a division costs as much as the rest of
+                     * the row, and packing runs once per call on one thread. */
+                    const double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;
+                    double u[WN_J] = {g0 * 0.25,
+                                      -(g0 + g1 + g2) * r6,
+                                      -(g0 - g1 + g2) * r6,
+                                      g0 * r24 + g1 * r12 + g2 * r6,
+                                      g0 * r24 - g1 * r12 + g2 * r6,
                                       g2};
                     for (int j = 0; j < WN_J; j++)
                         pa[((size_t)(j * nc + ch) * 3 + kh) * WN_R + r] = (float)u[j];
