@@ -227,6 +227,9 @@ int main(void)
         {2, 3, 4, 36, 5, 3, 2, 1, 1, "strided, 4x36 images"},
         {2, 6, 6, 6, 4, 3, 1, 1, 2, "grouped"},
         {2, 8, 6, 6, 8, 3, 1, 1, 8, "depthwise"},
+        /* Weight packing is split over threads from 16384 floats of packed weights on. */
+        {2, 33, 6, 6, 37, 3, 1, 1, 1, "same 3x3, 37 filters over 33 channels (threaded packing)"},
+        {2, 48, 8, 8, 45, 3, 2, 1, 1, "strided, 45 filters over 48 channels (threaded packing)"},
     };
     int n = (int)(sizeof shapes / sizeof shapes[0]);
     for (int t = 1; t <= 2; t++)

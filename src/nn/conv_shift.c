@@ -488,6 +488,32 @@ static void wino_backward_worker(void *ctx, int t, int T)
     }
 }
 
+/* Weight packing over threads: panels of rows are independent, so a range of them is packed by
+ * the same function on the rows' sub-matrix (its first row and its first panel offset). It runs
+ * on every call, as the weights may have changed since the last one. */
+typedef struct {
+    float *ap;
+    const float *w;
+    int M, nc, flip;
+    size_t rs, cs;
+    ptrdiff_t pitch;
+} PackJob;
+
+static void wn_pack_range(void *ctx, int lo, int hi)
+{
+    const PackJob *j = ctx;
+    int r0 = lo * WN_R, r1 = hi * WN_R < j->M ? hi * WN_R : j->M;
+    wn_pack_u(j->ap + (size_t)r0 * j->nc * 3 * WN_J, j->w + (size_t)r0 * j->rs, r1 - r0, j->nc,
+              j->rs, j->cs, j->flip);
+}
+
+/* wn_pack_u, its panels spread over the engine's threads. */
+static void wn_pack_u_par(float *ap, const float *w, int M, int nc, size_t rs, size_t cs, int flip)
+{
+    PackJob j = {.ap = ap, .w = w, .M = M, .nc = nc, .flip = flip, .rs = rs, .cs = cs};
+    par_for((M + WN_R - 1) / WN_R, (long long)M * nc * 3 * WN_J, wn_pack_range, &j);
+}
+
 /* ap = panels of A'(c, (oc, kh, kw)) = W[oc, c, K-1-kh, K-1-kw], as gt_pack_a lays them out. */
 static void conv_pack_flipped(float *ap, const float *weight, int C, int OC, int K)
 {
@@ -516,7 +542,7 @@ void conv_shift_forward(float *out, float *ws, const float *inp, const float *we
     p.out = out;
     p.inp = inp;
     if (p.wino)
-        wn_pack_u(p.ap, weight, OC, C, (size_t)p.KC, 9, 0);
+        wn_pack_u_par(p.ap, weight, OC, C, (size_t)p.KC, 9, 0);
     else
         gt_pack_a(p.ap, weight, OC, p.KC, (size_t)p.KC, 1);
     int T = par_threads();
@@ -588,6 +614,21 @@ static void phase_pack(float *ap, const float *weight, int OC, int C, ptrdiff_t 
                     }
         }
     }
+}
+
+static void phase_pack_range(void *ctx, int lo, int hi)
+{
+    const PackJob *j = ctx;
+    int r0 = lo * GT_MR, r1 = hi * GT_MR < j->M ? hi * GT_MR : j->M;
+    phase_pack(j->ap + (size_t)r0 * j->nc * 9, j->w + (size_t)r0 * j->nc * 9, r1 - r0, j->nc,
+               j->pitch);
+}
+
+/* phase_pack, its panels spread over the engine's threads. */
+static void phase_pack_par(float *ap, const float *weight, int OC, int C, ptrdiff_t pitch)
+{
+    PackJob j = {.ap = ap, .w = weight, .M = OC, .nc = C, .pitch = pitch};
+    par_for((OC + GT_MR - 1) / GT_MR, (long long)OC * C * 9, phase_pack_range, &j);
 }
 
 /* The lowest n of GT_VL lanes (n <= GT_VL). */
@@ -722,7 +763,7 @@ void conv_phase_forward(float *out, float *ws, const float *inp, const float *we
     p.ep = ep;
     p.out = out;
     p.inp = inp;
-    phase_pack(p.ap, weight, OC, C, p.pitch);
+    phase_pack_par(p.ap, weight, OC, C, p.pitch);
     int T = par_threads();
     par_run(T < p.nblk ? T : p.nblk, conv_phase_forward_worker, &p);
 }
@@ -851,7 +892,7 @@ void conv_shift_backward(float *dinp, float *dweight, float *ws, const float *do
     p.dinp = dinp;
     p.dx_set = set; /* every pixel of dinp is stored exactly once, so no zeroing is needed */
     if (dinp && p.wino)
-        wn_pack_u(p.ap, weight, C, OC, 9, (size_t)p.KC, 1);
+        wn_pack_u_par(p.ap, weight, C, OC, 9, (size_t)p.KC, 1);
     else if (dinp)
         conv_pack_flipped(p.ap, weight, C, OC, K);
     int T = par_threads();

@@ -19,10 +19,10 @@ void par_run(int T, void (*fn)(void *ctx, int t, int T), void *ctx);
 
 /* Split [0, n) into par_threads() contiguous ranges (fewer when n is small) and call
  * fn(ctx, lo, hi) on each concurrently; with less than PAR_MIN_FLOATS floats of work in all
- * the caller does the whole range alone (a thread start costs more than that). Each index is
- * handled by exactly one call, so results do not depend on the split when the work of
- * different indices is independent. */
-enum { PAR_MIN_FLOATS = 1 << 16 };
+ * the caller does the whole range alone (a few microseconds of work: waking a sleeping helper
+ * costs about that). Each index is handled by exactly one call, so results do not depend on the
+ * split when the work of different indices is independent. */
+enum { PAR_MIN_FLOATS = 1 << 14 };
 void par_for(int n, long long work_floats, void (*fn)(void *ctx, int lo, int hi), void *ctx);
 
 #endif
