@@ -75,6 +75,9 @@ int main(void)
     tu_fill_uniform(&r, x, in, -2, 2);
     tu_fill_uniform(&r, g, on, -1, 1);
     for (int threads = 1; threads <= 3; threads++) {
+        openblas_set_num_threads(threads);
+        EXPECT(openblas_get_num_threads() == threads, "OpenBLAS runs %d threads, not %d",
+               openblas_get_num_threads(), threads);
         check_shortcut(x, g, 1, threads);
         check_shortcut(x, g, 2, threads);
         check_gap(x, threads);

@@ -67,6 +67,30 @@ static int run_job(Job *j, int T, int wait_all, int nested, int slow_helpers)
     return ok;
 }
 
+/* A job whose share 0 waits (5 s at most) until another thread's par_run has returned: that
+ * call must not wait for this job to end. */
+static atomic_int other_returned;
+
+static void wait_for_other(void *ctx, int t, int T)
+{
+    (void)ctx;
+    (void)T;
+    double t0 = now_s();
+    while (t == 0 && !atomic_load(&other_returned) && now_s() - t0 < 5.0) {
+    }
+}
+
+static void *call_during_job(void *arg)
+{
+    Job *j = arg;
+    struct timespec ms20 = {0, 20000000}; /* let the first job start */
+    nanosleep(&ms20, NULL);
+    *j = (Job){.T = 2};
+    par_run(2, share, j);
+    atomic_store(&other_returned, 1);
+    return NULL;
+}
+
 static void *other_caller(void *arg)
 {
     int *ok = arg;
@@ -106,7 +130,19 @@ int main(void)
     EXPECT(run_job(&j, 2, 0, 1, 0) && atomic_load(&j.nested_runs) == 4,
            "nested calls: %d nested shares ran (want 4)", atomic_load(&j.nested_runs));
 
-    /* Two application threads calling at once: one of them runs its shares itself. */
+    /* A call made while another thread's job runs does its shares itself, at once. */
+    Job during;
+    pthread_t th;
+    EXPECT(pthread_create(&th, NULL, call_during_job, &during) == 0, "second caller started");
+    double t0 = now_s();
+    par_run(2, wait_for_other, NULL);
+    pthread_join(th, NULL);
+    EXPECT(now_s() - t0 < 4.0 && atomic_load(&during.runs[0]) == 1 &&
+               atomic_load(&during.runs[1]) == 1,
+           "a call during another thread's job ran its shares without waiting (%.2f s)",
+           now_s() - t0);
+
+    /* Two application threads calling at once, many times: every share runs once. */
     int ok_a = 1, ok_b = 1;
     pthread_t other;
     EXPECT(pthread_create(&other, NULL, other_caller, &ok_b) == 0, "second caller started");

@@ -494,11 +494,13 @@ static void wino_backward_worker(void *ctx, int t, int T)
 typedef struct {
     float *ap;
     const float *w;
-    int M, nc, flip;
+    int M, nc;
+    int flip;          /* Winograd: wn_pack_u's row/channel strides and flip */
     size_t rs, cs;
-    ptrdiff_t pitch;
+    ptrdiff_t pitch;   /* phase planes: the grid pitch of phase_pack's tap offsets */
 } PackJob;
 
+/* Panels [lo, hi) of wn_pack_u: rows lo*WN_R up to M, at their panel's offset. */
 static void wn_pack_range(void *ctx, int lo, int hi)
 {
     const PackJob *j = ctx;
@@ -616,6 +618,7 @@ static void phase_pack(float *ap, const float *weight, int OC, int C, ptrdiff_t 
     }
 }
 
+/* Panels [lo, hi) of phase_pack: filters lo*GT_MR up to OC, at their panel's offset. */
 static void phase_pack_range(void *ctx, int lo, int hi)
 {
     const PackJob *j = ctx;

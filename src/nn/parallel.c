@@ -35,12 +35,14 @@ int par_threads(void)
  * publishing `gen` (both sequentially consistent), so a wake-up is never lost; the caller's own
  * wait for `pending` works the same way with `caller_sleeping`. */
 enum { PAR_SPIN_NS = 200000, PAR_T_BITS = 3 };
+_Static_assert(PAR_MAX_THREADS < (1 << PAR_T_BITS), "a job's thread count must fit in gen's low bits");
 
 static pthread_mutex_t pool_use = PTHREAD_MUTEX_INITIALIZER; /* one fork-join at a time */
 static pthread_mutex_t pool_mx = PTHREAD_MUTEX_INITIALIZER;  /* guards the two sleeps */
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;  /* helpers: a new job */
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;  /* caller: the job is done */
 static int pool_helpers;                                     /* helpers 1..pool_helpers run */
+static int pool_full;                                        /* a create failed: grow no more */
 static atomic_uint gen;
 static atomic_int pending, sleepers, caller_sleeping;
 static void (*job_fn)(void *ctx, int t, int T);
@@ -97,18 +99,22 @@ static void *par_helper(void *arg)
     return NULL;
 }
 
-/* Start helpers up to T-1 (pool_use held); returns how many run. Helpers block every signal, so
- * process-directed ones (SLURM's SIGUSR1, SIGTERM) reach the application's own thread. */
+/* Start helpers up to T-1 (pool_use held); returns how many run. After a failed create it
+ * stops trying (the caller does the missing shares). Helpers block every signal, so a
+ * process-directed one (SLURM's SIGUSR1, SIGTERM) is never delivered to a helper. */
 static int par_grow(int T)
 {
-    if (pool_helpers >= T - 1) return pool_helpers;
+    if (pool_helpers >= T - 1 || pool_full) return pool_helpers;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     while (pool_helpers < T - 1) {
         pthread_t tid;
         helper_gen0[pool_helpers + 1] = atomic_load(&gen);
-        if (pthread_create(&tid, NULL, par_helper, (void *)(size_t)(pool_helpers + 1)) != 0) break;
+        if (pthread_create(&tid, NULL, par_helper, (void *)(size_t)(pool_helpers + 1)) != 0) {
+            pool_full = 1;
+            break;
+        }
         pthread_detach(tid);
         pool_helpers++;
     }

@@ -60,7 +60,7 @@ static inline void wn_pack_u(float *ap, const float *w, int M, int nc, size_t rs
                         g2 = flip ? row[0] : row[2];
                     }
                     /* G's rows, by reciprocals: a division costs as much as the rest of
-                     * the row, and packing runs once per call on one thread. */
+                     * the row, and the packing runs on every conv call. */
                     const double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;
                     double u[WN_J] = {g0 * 0.25,
                                       -(g0 + g1 + g2) * r6,
