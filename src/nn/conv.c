@@ -1,4 +1,4 @@
-/* 2-D convolution on channel-major activations: dispatch to the shifted-grid paths (conv_shift.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, im2col + sgemm per group for grouped convs, and naive references. */
+/* 2-D convolution on channel-major activations: dispatch to the shifted-grid paths (conv_shift.c, conv_phase.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, im2col + sgemm per group for grouped convs, and naive references. */
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "conv_internal.h"

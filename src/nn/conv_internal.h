@@ -1,4 +1,4 @@
-/* Shared by the convolution paths (conv.c, conv_shift.c): the eval epilogue, deterministic dW lanes, and the shifted-grid entry points. */
+/* Shared by the convolution paths (conv.c, conv_shift.c, conv_phase.c): the eval epilogue, deterministic dW lanes, and the shifted-grid entry points. */
 #ifndef LEGR_NN_CONV_INTERNAL_H
 #define LEGR_NN_CONV_INTERNAL_H
 
@@ -52,7 +52,7 @@ static inline int conv_is_same_s1(int K, int S, int P)
     return S == 1 && K % 2 == 1 && P == K / 2;
 }
 
-/* Stride-2 3x3 convs with even H and W run by phase planes (conv_shift.c). */
+/* Stride-2 3x3 convs with even H and W run by phase planes (conv_phase.c). */
 static inline int conv_is_phase_s2(int K, int S, int P, int H, int W)
 {
     return K == 3 && S == 2 && P == 1 && H % 2 == 0 && W % 2 == 0;

@@ -15,7 +15,7 @@
  * filter row kh, summed over kh and the input channels, and the sum can be taken before the
  * output transform, which is linear: for output group m (four outputs in a row),
  *   M_j[oc][m] = sum over (c, kh) of U_j[oc][c][kh] * V_j[c][m + kh*hp],   U = G g, V = B^T d,
- * six GEMMs over transformed rows read at shifted offsets (conv_shift.c's shifted grid, with groups
+ * six GEMMs over transformed rows read at shifted offsets (shift_plan.h's shifted grid, with groups
  * as the columns): 18 multiplies per group, channel and filter instead of 36.
  *
  * Transformed rows ("V planes") are those of a grid g whose pitch is a multiple of 4: plane j of
@@ -129,7 +129,7 @@ static inline void wn_transform_vec(float *p, size_t hcs, const gt_vf d[4], cons
     gt_store(p + 5 * hcs, 4.0f * d1 - 5.0f * d3 + d5);
 }
 
-/* Grid vector a of a block read from its tensor through the grid map (conv_shift.c's
+/* Grid vector a of a block read from its tensor through the grid map (shift_plan.c's
  * shift_grid_map): the lanes of gmask[a] take the pixels from src + goff[a] on, cut at the
  * block's npix pixels; the other lanes are 0. */
 static inline gt_vf wn_grid_vec(const float *src, const unsigned *gmask, const int *goff, int a,
