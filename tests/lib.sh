@@ -58,14 +58,16 @@ legr_run() {
 }
 
 # legr_mpirun NP TIMEOUT OUTPREFIX ARGS...: the same under mpirun -np NP (oversubscribed, one
-# BLAS thread per rank). mpirun's --timeout ends the job with code 110 (not 0); timeout(1) is
-# the backstop against a hung mpirun (code 124/137). Sets RC.
+# BLAS thread per rank, and the options in the array MPIRUN_EXTRA if set). mpirun's --timeout
+# ends the job with code 110 (not 0); timeout(1) is the backstop against a hung mpirun (code
+# 124/137). Sets RC.
+MPIRUN_EXTRA=()
 legr_mpirun() {
     local np=$1 limit=$2 prefix=$3
     shift 3
     RC=0
     ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 $((limit + 10)) \
-        "$MPIEXEC" --oversubscribe --timeout "$limit" -np "$np" \
+        "$MPIEXEC" --oversubscribe "${MPIRUN_EXTRA[@]}" --timeout "$limit" -np "$np" \
         -x ASAN_OPTIONS -x OPENBLAS_NUM_THREADS "$LEGR_BIN" "$@" \
         >"$prefix.out" 2>"$prefix.err" || RC=$?
 }

@@ -58,6 +58,29 @@ expect_rc 2 "$T/range_np2" "config error under mpirun -np 2"
 expect_grep "search.target_flops" "$T/range_np2.err" "np 2 config error message"
 test ! -e "$T/runs" || fail "a failed config created the run directory"
 
+# run.threads beyond the CPUs a rank may use: mpirun binds a lone rank to one core by default,
+# and the run says so and uses one thread; unbound (with two CPUs or more) it is silent.
+cat >"$T/thr.cfg" <<EOF
+run: { name = "thr"; out_dir = "$T/thr-out"; threads = 2; };
+data: { dataset = "synthetic"; };
+model: { depth = 8; };
+EOF
+MPIRUN_EXTRA=(--bind-to core)
+legr_mpirun 1 60 "$T/thr_bound" --dry-run "$T/thr.cfg"
+expect_rc 0 "$T/thr_bound" "--dry-run bound to one core"
+expect_grep "2 threads per rank asked (run.threads), but rank 0 may run on 1 CPU(s) only" \
+    "$T/thr_bound.err" "threads beyond the affinity mask are reported"
+expect_grep "--bind-to none" "$T/thr_bound.err" "the report names the mpirun option"
+if (($(nproc) >= 2)); then
+    MPIRUN_EXTRA=(--bind-to none)
+    legr_mpirun 1 60 "$T/thr_free" --dry-run "$T/thr.cfg"
+    expect_rc 0 "$T/thr_free" "--dry-run unbound"
+    if grep -q "threads per rank asked" "$T/thr_free.err"; then
+        fail "an unbound rank with $(nproc) CPUs reported too few CPUs"
+    fi
+fi
+MPIRUN_EXTRA=()
+
 # --dry-run of ResNet-56 on CIFAR-10 whose data directory does not exist: the dry run reads no
 # data (so it succeeds) and creates no output directory.
 cat >"$T/r56.cfg" <<EOF

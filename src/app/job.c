@@ -1,9 +1,11 @@
 /* The stage driver: config, data, base network (pretrain or load), LeGR search, on every rank. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "legr/job.h"
 
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -61,6 +63,34 @@ void job_train_params(const Job *job, TrainParams *p)
     p->jsonl = job->jsonl;
 }
 
+/* CPUs this process may run on (its affinity mask), or 0 when unknown. */
+static int job_cpus_allowed(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+
+/* Engine threads per rank: run.threads, else one when ranks share a node and OpenBLAS's default
+ * for a single rank; but never more than the CPUs the rank may run on, where the extra threads
+ * would only take turns on one core (mpirun binds each rank to a core unless told otherwise).
+ * Results do not depend on the count. */
+static void job_set_threads(Job *job)
+{
+    if (job->cfg.run.threads > 0) openblas_set_num_threads(job->cfg.run.threads);
+    else if (job->d->size > 1) openblas_set_num_threads(1);
+    int want = openblas_get_num_threads(), cpus = job_cpus_allowed();
+    if (cpus <= 0 || want <= cpus) return;
+    openblas_set_num_threads(cpus);
+    if (job->d->rank == 0)
+        fprintf(stderr,
+                "legr-mpi: %d threads per rank asked (%s), but rank 0 may run on %d CPU(s) only "
+                "(its affinity mask: mpirun binds each rank to a core by default); using %d. "
+                "Start it with mpirun --bind-to none (or --map-by slot:PE=%d) to use %d.\n",
+                want, job->cfg.run.threads > 0 ? "run.threads" : "OpenBLAS's default", cpus,
+                cpus, want, want);
+}
+
 /* Rank 0 reads the config file, then every rank gets the same Config (plain data). */
 static int stage_config(Job *job)
 {
@@ -72,9 +102,7 @@ static int stage_config(Job *job)
     dist_bcast(&job->cfg, sizeof job->cfg, 0);
     job->config_text = config_to_string(&job->cfg);
     snprintf(job->out_dir, sizeof job->out_dir, "%s/%s", job->cfg.run.out_dir, job->cfg.run.name);
-    /* One BLAS thread per rank when ranks share a node, unless the config says otherwise. */
-    if (job->cfg.run.threads > 0) openblas_set_num_threads(job->cfg.run.threads);
-    else if (job->d->size > 1) openblas_set_num_threads(1);
+    job_set_threads(job);
     int c, h, w, k;
     job_data_shape(&job->cfg, &c, &h, &w, &k);
     code = arch_resnet_cifar(&job->arch, job->cfg.model.depth, c, h, w, k, job->cfg.model.width,
