@@ -30,7 +30,7 @@ demo: build
 	$(MPIRUN_ENV) mpirun --oversubscribe -np $(NP) $(BUILD)/legr-mpi $(CFG)
 
 # The suite twice: an optimised build, then AddressSanitizer + UndefinedBehaviorSanitizer; then
-# the kernel tests of an 8-lane build (test-narrow).
+# the kernel tests of 8- and 4-lane builds (test-narrow).
 test: deps-test test-release test-asan test-narrow
 
 test-release: build
@@ -40,18 +40,21 @@ test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) $(CTEST_ARGS)
 
-# The kernel tests again with 8-lane vectors (AVX2, no AVX-512), as on machines without AVX-512:
-# the vector kernels' lane masks and row tails depend on the width.
-NARROW_BUILD ?= build-avx2
+# The kernel tests again with 8-lane vectors (AVX2, no AVX-512) and with 4-lane ones (SSE, no
+# AVX), as on machines without AVX-512 or AVX: the vector kernels' lane masks and row tails
+# depend on the width.
+NARROW_BUILDS = build-avx2:-mno-avx512f build-sse:-mno-avx
 NARROW_TESTS = test_conv test_conv_fast test_net_grad test_reference test_net_eval
 test-narrow: deps
-	cmake -S . -B $(NARROW_BUILD) -DCMAKE_BUILD_TYPE=None \
-	  -DCMAKE_C_FLAGS="-O3 -march=native -mno-avx512f -DNDEBUG" >/dev/null
-	cmake --build $(NARROW_BUILD) -j2 --target $(NARROW_TESTS)
-	ctest --test-dir $(NARROW_BUILD) $(CTEST_ARGS) -R "^($(subst $(eval) ,|,$(NARROW_TESTS)))$$"
+	set -e; for nb in $(NARROW_BUILDS); do dir=$${nb%%:*} flag=$${nb#*:}; \
+	  cmake -S . -B $$dir -DCMAKE_BUILD_TYPE=None \
+	    -DCMAKE_C_FLAGS="-O3 -march=native $$flag -DNDEBUG" >/dev/null; \
+	  cmake --build $$dir -j2 --target $(NARROW_TESTS); \
+	  ctest --test-dir $$dir $(CTEST_ARGS) -R "^($(subst $(eval) ,|,$(NARROW_TESTS)))$$"; \
+	done
 
 bench: build
 	bash tools/bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(NARROW_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(foreach nb,$(NARROW_BUILDS),$(firstword $(subst :, ,$(nb))))
