@@ -2,6 +2,8 @@
 #ifndef LEGR_LAYERS_H
 #define LEGR_LAYERS_H
 
+#include <stdint.h>
+
 /*
  * Shape letters: N batch, C input channels, H/W input height/width, K kernel size, S stride,
  * P padding, G groups, OC output channels, OH/OW output height/width, IN/OUT FC widths,
@@ -52,6 +54,39 @@ void conv_backward_ref(float *dinp, float *dweight, const float *dout, const flo
                        const float *weight, int N, int C, int H, int W, int OC, int K, int S,
                        int P, int G);
 
+/* ---- direct grouped convolution (depthwise when C == OC == G), no im2col, no BLAS ----
+ * Same layout and contract as conv_forward / conv_backward (src/nn/conv_group.c); conv_forward
+ * and conv_backward dispatch here for G > 1, so no workspace is needed for grouped convs. */
+void conv_group_forward(float *out, const float *inp, const float *weight,
+                        int N, int C, int H, int W, int OC, int K, int S, int P, int G);
+/* dinp (C,N,H,W) += dX (dinp may be NULL), dweight += dW. */
+void conv_group_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int H, int W, int OC, int K, int S,
+                         int P, int G);
+
+/* ---- conv bias: out (OC, M) with M = N*OH*OW ---- */
+void bias_forward(float *out, const float *bias, int OC, long long M); /* out[oc] += bias[oc] */
+void bias_backward(float *dbias, const float *dout, int OC, long long M); /* dbias += row sums */
+
+/* ---- max pooling: inp (C, N, H, W) -> out (C, N, OH, OW), OH = (H + 2P - K)/S + 1 ----
+ * Padding never wins (it reads as -infinity). The gradient of an output goes to the first
+ * maximum of its window in row-major order (PyTorch's rule), found again from inp and out, so
+ * nothing is saved. dinp accumulates. */
+void maxpool_forward(float *out, const float *inp, int N, int C, int H, int W, int K, int S,
+                     int P);
+void maxpool_backward(float *dinp, const float *dout, const float *inp, const float *out, int N,
+                      int C, int H, int W, int K, int S, int P);
+
+/* ---- dropout over (C, N, HW) ----
+ * Training-mode dropout: value (c, n, i) is kept when a Philox draw keyed by (seed, key, image0 + n)
+ * and its position c*HW + i is >= p, and scaled by 1/(1-p); so the mask of an image depends on
+ * its global index image0 + n, not on how a batch is split across ranks. key names the step and
+ * the node. The backward draws the same mask; dinp accumulates. */
+void dropout_forward(float *out, const float *inp, int N, int C, int HW, float p, uint64_t seed,
+                     uint64_t key, long long image0);
+void dropout_backward(float *dinp, const float *dout, int N, int C, int HW, float p,
+                      uint64_t seed, uint64_t key, long long image0);
+
 /* ---- batch norm over rows: inp (C, M) with M = N*H*W ---- */
 /* Training mode: normalise with the batch mean and biased variance, save mean and rstd
  * (1/sqrt(var+eps)) per channel, and update running stats PyTorch-style:
@@ -86,6 +121,9 @@ void bn_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dou
 /* ---- elementwise, over n floats ---- */
 void relu_forward(float *out, const float *inp, long long n);
 void relu_backward(float *dinp, const float *dout, const float *out, long long n); /* uses out>0 */
+/* ReLU6: out = min(max(inp, 0), 6); the gradient passes where 0 < out < 6 (PyTorch's rule). */
+void relu6_forward(float *out, const float *inp, long long n);
+void relu6_backward(float *dinp, const float *dout, const float *out, long long n);
 void add_forward(float *out, const float *a, const float *b, long long n);
 void add_backward(float *da, float *db, const float *dout, long long n);
 

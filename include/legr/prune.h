@@ -62,7 +62,8 @@ typedef struct {
     unsigned char *term_fixed_in; /* depthwise or grouped conv: in_eff never changes */
     int *entry_ev_off;  /* [n_entries+1] into entry_ev */
     int *entry_ev;      /* 2*term: the term loses an output; 2*term+1: it loses an input;
-                           -1: one BN channel goes (2 params). Applied in order, each update
+                           -1: one BN channel goes (2 params); -2: one conv bias (1 param).
+                           Applied in order, each update
                            uses the current counts, so the result is exact. */
     long long flops0, params0; /* of the unpruned Arch */
 } PruneGraph;

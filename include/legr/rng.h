@@ -25,6 +25,7 @@ enum {
     RNG_PURPOSE_CANDIDATE = 6, /* per-candidate randomness; index = candidate id */
     RNG_PURPOSE_SYNTH = 7,     /* synthetic datasets */
     RNG_PURPOSE_BASELINE = 8,  /* random-ranking baseline */
+    RNG_PURPOSE_DROPOUT = 9,   /* dropout masks; index = hash of (key, image) */
     RNG_PURPOSE_TEST = 15      /* tests only */
 };
 

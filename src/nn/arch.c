@@ -4,9 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const op_kind_names[OP_COUNT] = {"input", "conv", "bn",  "relu",
-                                             "add",   "shortcut", "gap", "fc"};
-_Static_assert(OP_COUNT == 8, "op_kind_names must name every OpKind");
+const char *const op_kind_names[OP_COUNT] = {"input", "conv",    "bn",    "relu",    "add",
+                                             "shortcut", "gap", "fc", "maxpool", "relu6",
+                                             "dropout"};
+_Static_assert(OP_COUNT == 11, "op_kind_names must name every OpKind");
 
 void arch_init(Arch *a) { memset(a, 0, sizeof *a); }
 
@@ -72,7 +73,7 @@ static int check_input(const Arch *a, const char *name, const char *kind, int in
 static int derive_shape(Arch *a, int idx, Err *err)
 {
     Node *n = &a->nodes[idx];
-    const char *kind = op_kind_names[n->kind];
+    const char *kind = n->kind >= 0 && n->kind < OP_COUNT ? op_kind_names[n->kind] : "?";
     const Node *p = n->kind == OP_INPUT ? NULL : &a->nodes[n->in[0]];
     switch (n->kind) {
     case OP_INPUT:
@@ -98,8 +99,32 @@ static int derive_shape(Arch *a, int idx, Err *err)
         n->w = (p->w + 2 * n->pad - n->k) / n->stride + 1;
         return 0;
     }
+    case OP_MAXPOOL:
+        if (n->k <= 0 || n->stride <= 0 || n->pad < 0 || 2 * n->pad > n->k)
+            return err_set(err, LEGR_EXIT_USAGE,
+                           "layer '%s' (maxpool): kernel %d, stride %d, padding %d: sizes must "
+                           "be positive and padding at most half the kernel", n->name, n->k,
+                           n->stride, n->pad);
+        if (p->h + 2 * n->pad < n->k || p->w + 2 * n->pad < n->k)
+            return err_set(err, LEGR_EXIT_USAGE,
+                           "layer '%s' (maxpool): kernel %d with padding %d leaves no output "
+                           "from a %dx%d input", n->name, n->k, n->pad, p->h, p->w);
+        n->c = p->c;
+        n->h = (p->h + 2 * n->pad - n->k) / n->stride + 1;
+        n->w = (p->w + 2 * n->pad - n->k) / n->stride + 1;
+        return 0;
+    case OP_DROPOUT:
+        if (!(n->drop_p >= 0 && n->drop_p < 1))
+            return err_set(err, LEGR_EXIT_USAGE,
+                           "layer '%s' (dropout): probability %g is not in [0, 1)", n->name,
+                           (double)n->drop_p);
+        n->c = p->c;
+        n->h = p->h;
+        n->w = p->w;
+        return 0;
     case OP_BN:
     case OP_RELU:
+    case OP_RELU6:
         n->c = p->c;
         n->h = p->h;
         n->w = p->w;
@@ -147,9 +172,9 @@ static int derive_shape(Arch *a, int idx, Err *err)
                            n->name, p->name, p->h, p->w);
         n->h = n->w = 1;
         return 0;
-    default:
-        return err_set(err, LEGR_EXIT_INTERNAL, "layer '%s': unknown kind %s", n->name, kind);
+    case OP_COUNT: break;
     }
+    return err_set(err, LEGR_EXIT_INTERNAL, "layer '%s': unknown kind %s", n->name, kind);
 }
 
 /* Finish adding node idx: validate, or drop it again on error. */
@@ -197,6 +222,39 @@ int arch_add_relu(Arch *a, const char *name, int in, Err *err)
     if (check_input(a, name, "relu", in, err)) return -1;
     push_node(a, OP_RELU, name, in, -1);
     return finish_node(a, err);
+}
+
+int arch_add_relu6(Arch *a, const char *name, int in, Err *err)
+{
+    if (check_input(a, name, "relu6", in, err)) return -1;
+    push_node(a, OP_RELU6, name, in, -1);
+    return finish_node(a, err);
+}
+
+int arch_add_maxpool(Arch *a, const char *name, int in, int k, int stride, int pad, Err *err)
+{
+    if (check_input(a, name, "maxpool", in, err)) return -1;
+    Node *n = push_node(a, OP_MAXPOOL, name, in, -1);
+    n->k = k;
+    n->stride = stride;
+    n->pad = pad;
+    return finish_node(a, err);
+}
+
+int arch_add_dropout(Arch *a, const char *name, int in, double p, Err *err)
+{
+    if (check_input(a, name, "dropout", in, err)) return -1;
+    Node *n = push_node(a, OP_DROPOUT, name, in, -1);
+    n->drop_p = (float)p;
+    return finish_node(a, err);
+}
+
+int arch_set_conv_bias(Arch *a, int idx, Err *err)
+{
+    if (idx < 0 || idx >= a->n_nodes || a->nodes[idx].kind != OP_CONV)
+        return err_set(err, LEGR_EXIT_USAGE, "node %d is not a conv and cannot take a bias", idx);
+    a->nodes[idx].bias = 1;
+    return 0;
 }
 
 int arch_add_add(Arch *a, const char *name, int x, int y, Err *err)
@@ -277,11 +335,20 @@ static long long node_params(const Arch *a, const Node *n)
 {
     const Node *p = n->in[0] >= 0 ? &a->nodes[n->in[0]] : NULL;
     switch (n->kind) {
-    case OP_CONV: return (long long)n->c * (p->c / n->groups) * n->k * n->k;
+    case OP_CONV: return (long long)n->c * (p->c / n->groups) * n->k * n->k + (n->bias ? n->c : 0);
     case OP_BN: return 2LL * n->c;
     case OP_FC: return (long long)p->c * n->c + n->c;
-    default: return 0;
+    case OP_INPUT:
+    case OP_RELU:
+    case OP_RELU6:
+    case OP_ADD:
+    case OP_SHORTCUT:
+    case OP_GAP:
+    case OP_MAXPOOL:
+    case OP_DROPOUT:
+    case OP_COUNT: return 0;
     }
+    return 0;
 }
 
 long long arch_flops(const Arch *a)
@@ -312,71 +379,4 @@ void arch_print(const Arch *a, FILE *f)
                 op_kind_names[n->kind], ins, shape, node_params(a, n), node_flops(a, n));
     }
     fprintf(f, "total: %lld parameters, %lld MACs (conv + fc)\n", arch_params(a), arch_flops(a));
-}
-
-/* conv3x3 -> BN (-> ReLU when relu != 0), named <prefix>.conv<i>, <prefix>.bn<i>. */
-static int add_conv_bn(Arch *a, const char *prefix, int i, int in, int oc, int stride, int relu,
-                       Err *err)
-{
-    char name[ARCH_NAME_MAX];
-    snprintf(name, sizeof name, "%s%sconv%d", prefix, *prefix ? "." : "", i);
-    int x = arch_add_conv(a, name, in, oc, 3, stride, 1, 1, err);
-    if (x < 0) return -1;
-    snprintf(name, sizeof name, "%s%sbn%d", prefix, *prefix ? "." : "", i);
-    x = arch_add_bn(a, name, x, err);
-    if (x < 0 || !relu) return x;
-    snprintf(name, sizeof name, "%s%srelu%d", prefix, *prefix ? "." : "", i);
-    return arch_add_relu(a, name, x, err);
-}
-
-int arch_resnet_cifar(Arch *a, int depth, int in_c, int in_h, int in_w, int num_classes,
-                      double width_mult, Err *err)
-{
-    arch_init(a);
-    if (depth < 8 || (depth - 2) % 6 != 0)
-        return err_set(err, LEGR_EXIT_USAGE, "ResNet depth %d is not 6n+2 with n >= 1", depth);
-    if (!(width_mult > 0) || num_classes < 1)
-        return err_set(err, LEGR_EXIT_USAGE, "ResNet width %g or classes %d must be positive",
-                       width_mult, num_classes);
-    int blocks = (depth - 2) / 6;
-    int widths[3];
-    for (int s = 0; s < 3; s++) {
-        widths[s] = (int)(16 * (1 << s) * width_mult + 0.5);
-        if (widths[s] < 1) widths[s] = 1;
-    }
-    int x = arch_add_input(a, "input", in_c, in_h, in_w, err);
-    if (x >= 0) x = add_conv_bn(a, "", 1, x, widths[0], 1, 1, err);
-    for (int s = 0; s < 3 && x >= 0; s++) {
-        for (int b = 0; b < blocks && x >= 0; b++) {
-            char prefix[32], name[ARCH_NAME_MAX];
-            snprintf(prefix, sizeof prefix, "layer%d.%d", s + 1, b);
-            int stride = (s > 0 && b == 0) ? 2 : 1;
-            int block_in = x;
-            int y = add_conv_bn(a, prefix, 1, x, widths[s], stride, 1, err);
-            if (y >= 0) y = add_conv_bn(a, prefix, 2, y, widths[s], 1, 0, err);
-            int sc = block_in;
-            if (y >= 0 && (stride != 1 || a->nodes[block_in].c != widths[s])) {
-                snprintf(name, sizeof name, "%s.shortcut", prefix);
-                sc = arch_add_shortcut(a, name, block_in, widths[s], stride, err);
-            }
-            if (y >= 0 && sc >= 0) {
-                snprintf(name, sizeof name, "%s.add", prefix);
-                y = arch_add_add(a, name, y, sc, err);
-            } else {
-                y = -1;
-            }
-            if (y >= 0) {
-                snprintf(name, sizeof name, "%s.relu", prefix);
-                y = arch_add_relu(a, name, y, err);
-            }
-            x = y;
-        }
-    }
-    if (x >= 0) x = arch_add_gap(a, "avgpool", x, err);
-    if (x >= 0) x = arch_add_fc(a, "fc", x, num_classes, err);
-    if (x < 0) {
-        arch_free(a);
-        return -1;
-    }
-    return 0;
 }

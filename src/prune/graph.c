@@ -59,7 +59,10 @@ static void trace_slots(PruneGraph *g, const Arch *a, int *parent, unsigned char
             break;
         case OP_BN:
         case OP_RELU:
+        case OP_RELU6:
         case OP_GAP:
+        case OP_MAXPOOL:
+        case OP_DROPOUT:
             for (int j = 0; j < nd->c; j++) uf_union(parent, s + j, s0 + j);
             break;
         case OP_ADD:
@@ -71,7 +74,7 @@ static void trace_slots(PruneGraph *g, const Arch *a, int *parent, unsigned char
         case OP_SHORTCUT:
             for (int i = 0; i < nd->map_len; i++) uf_union(parent, s + nd->chan_map[i], s0 + i);
             break;
-        default:
+        case OP_COUNT:
             break;
         }
     }
@@ -228,7 +231,7 @@ static void emit_event(PruneGraph *g, int pass, int e, int code, int *pos)
 }
 
 /* The cost events of every entry: each slot of the entry's class removes a conv output, a BN
- * channel, and one input channel of every consumer conv (not depthwise) or FC. */
+ * channel, a conv bias, and one input channel of every consumer conv (not grouped) or FC. */
 static void make_events(PruneGraph *g, const Arch *a, const int *node_term)
 {
     int *cons_off = xcalloc((size_t)a->n_nodes + 1, sizeof(int));
@@ -254,6 +257,7 @@ static void make_events(PruneGraph *g, const Arch *a, const int *node_term)
                 int e = g->class_entry[g->slot_class[g->node_slot[n] + ch]];
                 if (e < 0) continue;
                 if (nd->kind == OP_CONV) emit_event(g, pass, e, 2 * node_term[n], pos);
+                if (nd->kind == OP_CONV && nd->bias) emit_event(g, pass, e, -2, pos);
                 if (nd->kind == OP_BN) emit_event(g, pass, e, -1, pos);
                 for (int i = cons_off[n]; i < cons_off[n + 1]; i++) {
                     const Node *c = &a->nodes[cons[i]];

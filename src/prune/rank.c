@@ -53,7 +53,7 @@ static void cost_remove_entry(CostState *cs, const PruneGraph *g, int e)
     for (int i = g->entry_ev_off[e]; i < g->entry_ev_off[e + 1]; i++) {
         int ev = g->entry_ev[i];
         if (ev < 0) {
-            cs->params -= 2;
+            cs->params -= ev == -1 ? 2 : 1; /* a BN channel, or a conv bias */
             continue;
         }
         int t = ev >> 1;
