@@ -44,7 +44,7 @@ test-asan: build-asan
 # AVX), as on machines without AVX-512 or AVX: the vector kernels' lane masks and row tails
 # depend on the width.
 NARROW_BUILDS = build-avx2:-mno-avx512f build-sse:-mno-avx
-NARROW_TESTS = test_conv test_conv_fast test_net_grad test_reference test_net_eval
+NARROW_TESTS = test_conv test_conv_fast test_conv_group test_net_grad test_reference test_net_eval
 test-narrow: deps
 	set -e; for nb in $(NARROW_BUILDS); do dir=$${nb%%:*} flag=$${nb#*:}; \
 	  cmake -S . -B $$dir -DCMAKE_BUILD_TYPE=None \

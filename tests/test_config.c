@@ -287,6 +287,18 @@ static void test_errors(void)
     /* Consistency between keys. */
     expect_error("model = {\n depth = 21;\n};\n",
                  "job.cfg:2: model.depth = 21 is not of the form 6n+2 (8, 14, 20, 32, 56, ...)");
+    expect_error("model = {\n arch = \"mobilenetv2\";\n depth = 56;\n};\n",
+                 "job.cfg:3: model.depth applies to model.arch = \"resnet\" only (model.arch = "
+                 "\"mobilenetv2\" has its depth in its name or its file)");
+    expect_error("model = {\n arch = \"file\";\n};\n",
+                 "job.cfg:2: model.arch = \"file\" takes the network from model.init, which is "
+                 "not set");
+    expect_error("model = {\n arch = \"file\"; init = \"x.h5\";\n width = 0.5;\n};\n",
+                 "job.cfg:3: model.width does not apply to model.arch = \"file\" (the file "
+                 "fixes the channels)");
+    expect_error("model = { arch = \"vgg16\"; };\n",
+                 "job.cfg:1: model.arch = \"vgg16\" is not one of resnet, resnet18, resnet34, "
+                 "resnet50, resnet101, mobilenetv2, mobilenetv2_cifar, file");
     expect_error("model = { depth = 2; };\n",
                  "job.cfg:1: model.depth = 2 is out of range: must be >= 8");
     expect_error("pretrain = { epochs = 100; milestones = [50, 50]; };\n",

@@ -217,8 +217,10 @@ int main(void)
     }
     EXPECT(conv_workspace_floats(2, 6, 4, 4, 4, 1, 1, 0, 2) == 0,
            "a grouped pointwise conv needs no workspace");
-    EXPECT(conv_workspace_floats(2, 6, 7, 7, 4, 3, 2, 1, 2) == 6LL * 9 * 2 * 4 * 4,
-           "grouped workspace = C*K*K * N*OH*OW");
+    EXPECT(conv_workspace_floats(2, 6, 7, 7, 4, 3, 2, 1, 2) == 0,
+           "a grouped conv runs the direct kernel, without workspace");
+    EXPECT(conv_workspace_floats(128, 144, 56, 56, 144, 3, 1, 1, 144) == 0,
+           "a MobileNetV2 depthwise conv needs no workspace");
     /* Ungrouped convs work in cache-sized blocks: far less than a whole-batch col matrix. */
     EXPECT(conv_workspace_floats(128, 16, 32, 32, 16, 3, 1, 1, 1) < 16LL * 9 * 128 * 32 * 32 / 4,
            "blocked workspace of a ResNet stage-1 conv is small");

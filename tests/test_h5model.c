@@ -56,7 +56,8 @@ static int same_arch(const Arch *a, const Arch *b)
         if (x->kind != y->kind || strcmp(x->name, y->name) || x->in[0] != y->in[0] ||
             x->in[1] != y->in[1] || x->c != y->c || x->h != y->h || x->w != y->w ||
             x->k != y->k || x->stride != y->stride || x->pad != y->pad ||
-            x->groups != y->groups || x->map_len != y->map_len)
+            x->groups != y->groups || x->map_len != y->map_len || x->bias != y->bias ||
+            x->drop_p != y->drop_p)
             return 0;
         for (int j = 0; j < x->map_len; j++)
             if (x->chan_map[j] != y->chan_map[j]) return 0;
@@ -234,16 +235,109 @@ static void test_bad_files(void)
     net_free(&net);
 }
 
+/* The kinds after the CIFAR ResNet's: a conv with a bias, max pooling, ReLU6, a depthwise conv,
+ * an add without a ReLU, dropout. The tensors and every node field must round trip. */
+static void test_new_kinds(void)
+{
+    Arch a, back;
+    Err err;
+    Net net, net2;
+    arch_init(&a);
+    int x = arch_add_input(&a, "input", 3, 9, 9, &err);
+    int c1 = arch_add_conv(&a, "stem", x, 8, 3, 1, 1, 1, &err);
+    EXPECT(arch_set_conv_bias(&a, c1, &err) == 0, "bias: %s", err.msg);
+    int r1 = arch_add_relu6(&a, "act", c1, &err);
+    int mp = arch_add_maxpool(&a, "pool", r1, 3, 2, 1, &err);
+    int dw = arch_add_conv(&a, "dw", mp, 8, 3, 1, 1, 8, &err);
+    int bn = arch_add_bn(&a, "dw_bn", dw, &err);
+    int ad = arch_add_add(&a, "add", bn, mp, &err);
+    int g = arch_add_gap(&a, "gap", ad, &err);
+    int d = arch_add_dropout(&a, "drop", g, 0.25, &err);
+    EXPECT(arch_add_fc(&a, "fc", d, 4, &err) >= 0, "arch: %s", err.msg);
+    EXPECT(a.nodes[mp].h == 5 && a.nodes[mp].w == 5, "maxpool 9 -> %dx%d, want 5x5",
+           a.nodes[mp].h, a.nodes[mp].w);
+    EXPECT(arch_set_conv_bias(&a, r1, &err) != 0 && strstr(err.msg, "not a conv"),
+           "a bias on a ReLU6 was accepted");
+    EXPECT(arch_add_dropout(&a, "bad", g, 1.0, &err) < 0 && strstr(err.msg, "[0, 1)"),
+           "dropout p = 1 accepted");
+    EXPECT(arch_add_maxpool(&a, "bad", mp, 2, 2, 2, &err) < 0 && strstr(err.msg, "padding"),
+           "maxpool padding above half the kernel accepted");
+    EXPECT(net_build(&net, &a, 2, &err) == 0, "net: %s", err.msg);
+    EXPECT(net_find_param(&net, "stem.bias") != NULL, "no stem.bias tensor");
+    net_init_params(&net, 5);
+    EXPECT(h5_model_save("h5model_new.h5", &net, NULL, &err) == 0, "save: %s", err.msg);
+    EXPECT(h5_model_load_arch("h5model_new.h5", &back, &err) == 0, "load: %s", err.msg);
+    EXPECT(same_arch(&a, &back), "new node kinds or fields lost");
+    EXPECT(arch_params(&back) == arch_params(&a) && arch_flops(&back) == arch_flops(&a),
+           "counts differ after the round trip");
+    EXPECT(net_build(&net2, &back, 2, &err) == 0, "net from file: %s", err.msg);
+    EXPECT(h5_model_load_params("h5model_new.h5", &net2, &err) == 0, "params: %s", err.msg);
+    EXPECT(net_hash(&net2) == net_hash(&net), "tensors differ after the round trip");
+    net_free(&net2);
+    arch_free(&back);
+    net_free(&net);
+    arch_free(&a);
+}
+
+/* A file written before the bias and drop_p fields existed: rewrite /arch/nodes without them
+ * (as the first format did) and read it back with both fields 0. */
+static void test_old_node_table(void)
+{
+    Net net;
+    Arch back;
+    Err err;
+    if (build_resnet8(&net, 10, 8) != 0) {
+        EXPECT(0, "cannot build ResNet-8");
+        return;
+    }
+    EXPECT(h5_model_save("h5model_old.h5", &net, NULL, &err) == 0, "save: %s", err.msg);
+    hid_t fid = H5Fopen("h5model_old.h5", H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(fid, "arch/nodes", H5P_DEFAULT);
+    hid_t ft = H5Dget_type(ds), sp = H5Dget_space(ds);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    size_t old_size = H5Tget_member_offset(ft, (unsigned)H5Tget_member_index(ft, "bias"));
+    hid_t ot = H5Tcreate(H5T_COMPOUND, old_size);
+    for (int m = 0; m < H5Tget_nmembers(ft); m++) {
+        char *name = H5Tget_member_name(ft, (unsigned)m);
+        if (strcmp(name, "bias") && strcmp(name, "drop_p")) {
+            hid_t mt = H5Tget_member_type(ft, (unsigned)m);
+            H5Tinsert(ot, name, H5Tget_member_offset(ft, (unsigned)m), mt);
+            H5Tclose(mt);
+        }
+        H5free_memory(name);
+    }
+    char *rows = malloc((size_t)n * old_size);
+    EXPECT(H5Dread(ds, ot, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0, "cannot read the nodes");
+    H5Dclose(ds);
+    H5Ldelete(fid, "arch/nodes", H5P_DEFAULT);
+    hid_t nd = H5Dcreate2(fid, "arch/nodes", ot, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    EXPECT(nd >= 0 && H5Dwrite(nd, ot, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0,
+           "cannot rewrite the node table");
+    H5Dclose(nd);
+    free(rows);
+    H5Tclose(ot);
+    H5Tclose(ft);
+    H5Sclose(sp);
+    H5Fclose(fid);
+    EXPECT(h5_model_load_arch("h5model_old.h5", &back, &err) == 0, "old table: %s", err.msg);
+    EXPECT(back.n_nodes == net.arch.n_nodes && same_arch(&back, &net.arch),
+           "an old node table reads differently");
+    arch_free(&back);
+    net_free(&net);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write") == 0) return write_only(argv[2]);
     test_round_trip();
     test_chan_map();
+    test_new_kinds();
+    test_old_node_table();
     test_bad_files();
     const char *files[] = {"h5model_rt.h5",     "h5model_map.h5",    "h5model_bad.h5",
                            "h5model_trunc.h5",  "h5model_trunc2.h5", "h5model_text.h5",
                            "h5model_fmt.h5",    "h5model_ver.h5",    "h5model_nofmt.h5",
-                           "h5model_deep.h5"};
+                           "h5model_deep.h5",   "h5model_new.h5",    "h5model_old.h5"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(files[i]);
     return harness_finish("test_h5model");
 }

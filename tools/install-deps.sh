@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(gcc make cmake pkg-config
       openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev hdf5-tools libconfig-dev zlib1g-dev
       librandom123-dev dataset-fashion-mnist
-      python3-numpy python3-h5py python3-torch python3-matplotlib)
+      python3-numpy python3-h5py python3-torch python3-torchvision python3-onnx python3-matplotlib)
 # SLURM without its recommends (as ENV.md measured it: no systemd or cgroup helpers needed).
 slurm_pkgs=()
 if [[ "${1:-}" == "--slurm" ]]; then

@@ -26,7 +26,18 @@ typedef enum {
 } CfgDataset;
 extern const char *const cfg_dataset_names[CFG_DATASET_COUNT];
 
-typedef enum { CFG_ARCH_RESNET = 0, CFG_ARCH_COUNT } CfgArch;
+/* model.arch: the built-in networks (src/nn/arch_zoo.c) and "file" (model.init's own network). */
+typedef enum {
+    CFG_ARCH_RESNET = 0,        /* CIFAR ResNet of model.depth */
+    CFG_ARCH_RESNET18,          /* torchvision ResNets */
+    CFG_ARCH_RESNET34,
+    CFG_ARCH_RESNET50,
+    CFG_ARCH_RESNET101,
+    CFG_ARCH_MOBILENETV2,       /* torchvision MobileNetV2 */
+    CFG_ARCH_MOBILENETV2_CIFAR, /* LeGR's CIFAR MobileNetV2 */
+    CFG_ARCH_FILE,              /* the architecture stored in model.init */
+    CFG_ARCH_COUNT
+} CfgArch;
 extern const char *const cfg_arch_names[CFG_ARCH_COUNT];
 
 typedef enum {

@@ -36,9 +36,15 @@ typedef struct {
     /* Per node: index of its first entry in params (weight, then bias/beta) and bufs, or -1. */
     int *node_param, *node_buf;
 
+    /* Per node: the fusion decisions (NET_FUSE_* bits) and, for a conv folded into an add in
+     * eval mode, that add's index (else -1); computed once by net_build from the graph, so the
+     * passes read them instead of re-deriving them from node adjacency. */
+    unsigned char *fuse;
+    int *fold_add;
+
     /* Activation arena and its gradient: node i has c*batch*h*w floats (channel-major) at
      * act + act_off[i]. Fused nodes skip their intermediate output: a BN or add followed by a
-     * ReLU writes only the ReLU's region, and in eval mode a conv followed by BN(+ReLU), or by
+     * ReLU writes only the ReLU's region (and has no region of its own), and in eval mode a conv followed by BN(+ReLU), or by
      * BN, an add (as its first input) and a ReLU, writes only the last of them; every ReLU output
      * and the logits are always written.
      * saved: per-node BN mean/rstd (2*c floats). */
@@ -55,7 +61,21 @@ typedef struct {
     int train_mode;         /* mode of the last forward */
     float bn_momentum, bn_eps; /* 0.1 and 1e-5, as PyTorch */
     BnReduce bn_reduce;     /* optional cross-replica BN statistics (set by the MPI layer) */
+
+    /* Dropout masks of the next training forward: image j of the batch has the global index
+     * drop_image0 + j of step drop_step, under drop_seed (set by the training loop, so masks do
+     * not depend on how the global batch is split across ranks). */
+    uint64_t drop_seed, drop_step;
+    long long drop_image0;
 } Net;
+
+/* Fusion bits of Net.fuse (see net.c for each rule). */
+enum {
+    NET_FUSE_BN_RELU = 1,   /* BN i writes max(bn, 0) into the ReLU i+1, its only consumer */
+    NET_FUSE_ADD_RELU = 2,  /* add i writes max(a + b, 0) into the ReLU i+1, its only consumer */
+    NET_FUSE_GRAD_SET = 4,  /* node i's gradient is overwritten by its only consumer */
+    NET_FUSE_EVAL_BN = 8    /* eval: conv i runs the BN i+1 (and its fused ReLU) as epilogue */
+};
 
 /* Build a Net for `batch` images: copies arch, lays out every buffer, allocates everything that
  * forward/backward will touch. Parameters are zero until net_init_params or a load. */

@@ -41,8 +41,14 @@ int job_dry_run(Job *job)
     Err err = {0, ""};
     printf("# resolved config\n");
     config_print(c, stdout);
-    printf("\n# network (%s, depth %d, width %g)\n", cfg_arch_names[c->model.arch], c->model.depth,
-           c->model.width);
+    if (c->model.arch == CFG_ARCH_RESNET)
+        printf("\n# network (resnet, depth %d, width %g)\n", c->model.depth, c->model.width);
+    else if (c->model.arch == CFG_ARCH_FILE)
+        printf("\n# network (from %s)\n", c->model.init);
+    if (job_arch_check_data(c, &job->arch, &err) != 0)
+        printf("warning: %s; a run would stop here\n", err.msg);
+    else
+        printf("\n# network (%s, width %g)\n", cfg_arch_names[c->model.arch], c->model.width);
     arch_print(&job->arch, stdout);
     long long flops = arch_flops(&job->arch), params = arch_params(&job->arch);
     printf("FLOPs (multiply-accumulates of conv + fc): %lld (%.2f M); parameters: %lld\n", flops,

@@ -103,10 +103,10 @@ static int stage_config(Job *job)
     job->config_text = config_to_string(&job->cfg);
     snprintf(job->out_dir, sizeof job->out_dir, "%s/%s", job->cfg.run.out_dir, job->cfg.run.name);
     job_set_threads(job);
-    int c, h, w, k;
-    job_data_shape(&job->cfg, &c, &h, &w, &k);
-    code = arch_resnet_cifar(&job->arch, job->cfg.model.depth, c, h, w, k, job->cfg.model.width,
-                             &err) != 0 ? err.code : 0;
+    code = job_arch_build(&job->cfg, &job->arch, &err) != 0 ? err.code : 0;
+    /* A dry run shows a file's network even for other data (it warns instead). */
+    if (code == 0 && !job->opts->dry_run && job_arch_check_data(&job->cfg, &job->arch, &err))
+        code = err.code;
     return agree(job, code, &err);
 }
 

@@ -28,6 +28,13 @@ typedef struct {
 /* Input shape and class count of the configured dataset (no file is read). */
 void job_data_shape(const Config *cfg, int *c, int *h, int *w, int *classes);
 
+/* The base architecture of model.arch: a builder fed the dataset's input shape and classes, or
+ * model.init's stored network. Every rank calls it; -1 with err. */
+int job_arch_build(const Config *cfg, Arch *a, Err *err);
+/* A network read from a file must take the configured data: the same input shape and class
+ * count. -1 with err (a usage error naming the file and both shapes) when it does not. */
+int job_arch_check_data(const Config *cfg, const Arch *a, Err *err);
+
 /* Rank 0: load the configured training and test sets (limits applied). -1 with err. */
 int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
 

@@ -13,8 +13,10 @@
 const char *const cfg_dataset_names[CFG_DATASET_COUNT] = {"fashion-mnist", "mnist", "cifar10",
                                                           "cifar100", "synthetic"};
 _Static_assert(CFG_DATASET_COUNT == 5, "cfg_dataset_names");
-const char *const cfg_arch_names[CFG_ARCH_COUNT] = {"resnet"};
-_Static_assert(CFG_ARCH_COUNT == 1, "cfg_arch_names");
+const char *const cfg_arch_names[CFG_ARCH_COUNT] = {
+    "resnet",      "resnet18",          "resnet34", "resnet50", "resnet101",
+    "mobilenetv2", "mobilenetv2_cifar", "file"};
+_Static_assert(CFG_ARCH_COUNT == 8, "cfg_arch_names");
 const char *const cfg_schedule_names[CFG_SCHEDULE_COUNT] = {"constant", "multistep", "cosine"};
 _Static_assert(CFG_SCHEDULE_COUNT == 3, "cfg_schedule_names");
 const char *const cfg_metric_names[CFG_METRIC_COUNT] = {"l2_weight", "l1_weight", "l2_bn",
@@ -483,10 +485,23 @@ static int check_consistency(const Loader *ld, const Config *c)
     if (c->run.out_dir[0] == '\0')
         return loader_fail(ld, key_line(ld, "run", "out_dir", NULL),
                            "run.out_dir must not be empty");
-    if ((c->model.depth - 2) % 6 != 0)
+    if (c->model.arch == CFG_ARCH_RESNET && (c->model.depth - 2) % 6 != 0)
         return loader_fail(ld, key_line(ld, "model", "depth", NULL),
                            "model.depth = %d is not of the form 6n+2 (8, 14, 20, 32, 56, ...)",
                            c->model.depth);
+    if (c->model.arch != CFG_ARCH_RESNET && key_line(ld, "model", "depth", NULL))
+        return loader_fail(ld, key_line(ld, "model", "depth", NULL),
+                           "model.depth applies to model.arch = \"resnet\" only (model.arch = "
+                           "\"%s\" has its depth in its name or its file)",
+                           cfg_arch_names[c->model.arch]);
+    if (c->model.arch == CFG_ARCH_FILE && c->model.init[0] == '\0')
+        return loader_fail(ld, key_line(ld, "model", "arch", NULL),
+                           "model.arch = \"file\" takes the network from model.init, which is "
+                           "not set");
+    if (c->model.arch == CFG_ARCH_FILE && key_line(ld, "model", "width", NULL))
+        return loader_fail(ld, key_line(ld, "model", "width", NULL),
+                           "model.width does not apply to model.arch = \"file\" (the file "
+                           "fixes the channels)");
     for (int i = 0; i < c->pretrain.n_milestones; i++) {
         int m = c->pretrain.milestones[i];
         if (i > 0 && m <= c->pretrain.milestones[i - 1])

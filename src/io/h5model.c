@@ -16,9 +16,13 @@ typedef struct {
     char name[ARCH_NAME_MAX];
     char kind[16];
     int in0, in1, c, h, w, k, stride, pad, groups;
+    int bias;     /* conv: 1 with a bias vector; absent in files written before conv biases */
+    float drop_p; /* dropout probability; absent in files written before dropout nodes */
 } NodeRow;
 
-/* The compound type of /arch/nodes; fields are matched by name when reading. */
+/* The compound type of /arch/nodes; fields are matched by name when reading, and a field the
+ * file lacks (bias and drop_p in files written before them) is left as it was in the zeroed
+ * rows, so it reads as 0. */
 static hid_t node_row_type(void)
 {
     hid_t name_t = H5Tcopy(H5T_C_S1);
@@ -39,6 +43,8 @@ static hid_t node_row_type(void)
     H5Tinsert(t, "stride", HOFFSET(NodeRow, stride), H5T_NATIVE_INT);
     H5Tinsert(t, "pad", HOFFSET(NodeRow, pad), H5T_NATIVE_INT);
     H5Tinsert(t, "groups", HOFFSET(NodeRow, groups), H5T_NATIVE_INT);
+    H5Tinsert(t, "bias", HOFFSET(NodeRow, bias), H5T_NATIVE_INT);
+    H5Tinsert(t, "drop_p", HOFFSET(NodeRow, drop_p), H5T_NATIVE_FLOAT);
     H5Tclose(name_t);
     H5Tclose(kind_t);
     return t;
@@ -69,6 +75,8 @@ static int write_arch(hid_t fid, const Arch *a, Err *err)
         r->stride = n->stride;
         r->pad = n->pad;
         r->groups = n->groups;
+        r->bias = n->bias;
+        r->drop_p = n->drop_p;
         if (n->kind == OP_SHORTCUT) {
             hsize_t dims[1] = {(hsize_t)n->map_len};
             if (h5u_write(gm, n->name, H5T_NATIVE_INT, H5T_STD_I32LE, 1, dims, n->chan_map, err))
@@ -180,17 +188,24 @@ static int rebuild_node(Arch *a, hid_t gm, const NodeRow *r, int i, const char *
         break;
     case OP_BN: idx = arch_add_bn(a, r->name, r->in0, &sub); break;
     case OP_RELU: idx = arch_add_relu(a, r->name, r->in0, &sub); break;
+    case OP_RELU6: idx = arch_add_relu6(a, r->name, r->in0, &sub); break;
+    case OP_MAXPOOL:
+        idx = arch_add_maxpool(a, r->name, r->in0, r->k, r->stride, r->pad, &sub);
+        break;
+    case OP_DROPOUT: idx = arch_add_dropout(a, r->name, r->in0, r->drop_p, &sub); break;
     case OP_ADD: idx = arch_add_add(a, r->name, r->in0, r->in1, &sub); break;
     case OP_SHORTCUT: idx = arch_add_shortcut(a, r->name, r->in0, r->c, r->stride, &sub); break;
     case OP_GAP: idx = arch_add_gap(a, r->name, r->in0, &sub); break;
     case OP_FC: idx = arch_add_fc(a, r->name, r->in0, r->c, &sub); break;
-    default:
+    default: /* not a kind name (parse_kind gave -1) */
         return err_set(err, LEGR_EXIT_DATA, "%s: node %d '%.*s' has unknown kind '%.*s'", path,
                        i, ARCH_NAME_MAX, r->name, 16, r->kind);
     }
+    if (idx == i && r->bias && (kind != OP_CONV || arch_set_conv_bias(a, i, &sub) != 0))
+        idx = -1;
     if (idx != i)
         return err_set(err, LEGR_EXIT_DATA, "%s: stored architecture is invalid at node %d: %s",
-                       path, i, sub.msg);
+                       path, i, sub.msg[0] ? sub.msg : "a bias on a node that is not a conv");
     if (kind == OP_SHORTCUT) {
         Node *n = &a->nodes[i];
         hsize_t dims[1] = {(hsize_t)n->map_len};

@@ -1,21 +1,16 @@
-/* 2-D convolution on channel-major activations: dispatch to the shifted-grid paths (conv_shift.c, conv_phase.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, im2col + sgemm per group for grouped convs, and naive references. */
+/* 2-D convolution on channel-major activations: dispatch to the shifted-grid paths (conv_shift.c, conv_phase.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, the direct kernels of conv_group.c for grouped convs, and naive references. */
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "conv_internal.h"
 #include "gemm_tile.h"
 #include "kernels.h"
 #include "parallel.h"
-#include "sgemm.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
 int conv_out_size(int size, int k, int s, int p) { return (size + 2 * p - k) / s + 1; }
-
-/* A 1x1, stride-1, unpadded conv reads its input as the col matrix itself: (C, N*H*W) is exactly
- * im2col's layout, so such convs skip im2col/col2im and need no workspace. */
-static int conv_is_pointwise(int K, int S, int P) { return K == 1 && S == 1 && P == 0; }
 
 /* The outputs o in [*lo, *hi) whose input index i = o*S + off lies in [0, in); outputs outside
  * that range read padding. */
@@ -114,18 +109,6 @@ void col2im_acc(float *dinp, const float *col, int N, int C, int H, int W, int K
 {
     size_t ncols = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
     col2im_strided_acc(dinp, (size_t)N * H * W, col, ncols, N, C, H, W, K, S, P);
-}
-
-/* Apply channel oc's epilogue to the n floats at o, whose residual (if any) is at r (the same
- * arithmetic as bn_forward_eval, add_relu_forward and relu_forward). */
-static void conv_epilogue_row(float *o, const float *r, size_t n, const ConvEpilogue *ep, int oc)
-{
-    float mu = ep->mean[oc], sc = ep->scale[oc], sh = ep->shift[oc];
-    for (size_t i = 0; i < n; i++) {
-        float v = (o[i] - mu) * sc + sh;
-        if (r) v += r[i];
-        o[i] = ep->relu && !(v > 0.0f) ? 0.0f : v;
-    }
 }
 
 /*
@@ -278,41 +261,12 @@ static int conv_plan_threads(const ConvPlan *p)
 
 long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
-    if (G == 1 && conv_is_same_s1(K, S, P)) return conv_shift_workspace(N, C, H, W, OC, K, P);
-    if (G == 1 && conv_is_phase_s2(K, S, P, H, W)) return conv_phase_workspace(N, C, H, W, OC);
-    if (G == 1) {
-        ConvPlan p;
-        conv_plan_init(&p, N, C, H, W, OC, K, S, P);
-        return (long long)conv_plan_floats(&p);
-    }
-    if (conv_is_pointwise(K, S, P)) return 0;
-    /* Grouped: one col matrix of the whole batch. Forward fills it with im2col(inp); backward
-     * uses it first for im2col(inp) (dW) and then, once dW is done, overwrites it with dcol. */
-    return (long long)C * K * K * N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
-}
-
-/* Grouped convs, per group g (channels [g*C/G, (g+1)*C/G) and filters [g*OC/G, (g+1)*OC/G)),
- * with NP = N*OH*OW and KC = C/G*K*K: out_g (OC/G, NP) = W_g (OC/G, KC) x col_g (KC, NP). The
- * group slices of inp, col, weight and out are all contiguous because activations are
- * channel-major. */
-static void conv_forward_grouped(float *out, float *col, const float *inp, const float *weight,
-                                 int N, int C, int H, int W, int OC, int K, int S, int P, int G)
-{
-    int OH = conv_out_size(H, K, S, P);
-    int OW = conv_out_size(W, K, S, P);
-    int NP = N * OH * OW;
-    int OCg = OC / G;
-    int KC = C / G * K * K;
-    const float *src = inp;
-    if (!conv_is_pointwise(K, S, P)) {
-        im2col(col, inp, N, C, H, W, K, S, P);
-        src = col;
-    }
-    for (int g = 0; g < G; g++) {
-        /* M = OC/G filters, N = NP output pixels, K = KC taps. */
-        sgemm_nn(OCg, NP, KC, 1.0f, weight + (size_t)g * OCg * KC, KC, src + (size_t)g * KC * NP,
-                 NP, 0.0f, out + (size_t)g * OCg * NP, NP);
-    }
+    if (G > 1) return 0; /* conv_group.c needs none */
+    if (conv_is_same_s1(K, S, P)) return conv_shift_workspace(N, C, H, W, OC, K, P);
+    if (conv_is_phase_s2(K, S, P, H, W)) return conv_phase_workspace(N, C, H, W, OC);
+    ConvPlan p;
+    conv_plan_init(&p, N, C, H, W, OC, K, S, P);
+    return (long long)conv_plan_floats(&p);
 }
 
 static void conv_forward_ep(float *out, float *col, const float *inp, const float *weight, int N,
@@ -321,11 +275,7 @@ static void conv_forward_ep(float *out, float *col, const float *inp, const floa
 {
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
     if (G > 1) {
-        conv_forward_grouped(out, col, inp, weight, N, C, H, W, OC, K, S, P, G);
-        size_t np = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
-        if (ep)
-            for (int oc = 0; oc < OC; oc++)
-                conv_epilogue_row(out + oc * np, ep->res ? ep->res + oc * np : NULL, np, ep, oc);
+        conv_group_forward_ep(out, inp, weight, N, C, H, W, OC, K, S, P, G, ep);
         return;
     }
     if (conv_is_same_s1(K, S, P)) {
@@ -361,58 +311,24 @@ void conv_forward_affine(float *out, float *col, const float *inp, const float *
     conv_forward_ep(out, col, inp, weight, N, C, H, W, OC, K, S, P, G, &ep);
 }
 
-/* Grouped: dW_g += dout_g (OC/G, NP) x col_g^T (NP, KC); dcol_g (KC, NP) = W_g^T (KC, OC/G) x
- * dout_g, then dinp += col2im(dcol). col is recomputed because the workspace is shared by all
- * layers. */
-static void conv_backward_grouped(float *dinp, float *dweight, float *col, const float *dout,
-                                  const float *inp, const float *weight, int N, int C, int H,
-                                  int W, int OC, int K, int S, int P, int G)
-{
-    int OH = conv_out_size(H, K, S, P);
-    int OW = conv_out_size(W, K, S, P);
-    int NP = N * OH * OW;
-    int OCg = OC / G;
-    int KC = C / G * K * K;
-    int pointwise = conv_is_pointwise(K, S, P);
-    const float *src = inp;
-    if (!pointwise) {
-        im2col(col, inp, N, C, H, W, K, S, P);
-        src = col;
-    }
-    for (int g = 0; g < G; g++) {
-        /* M = OC/G filters, N = KC taps, K = NP output pixels (the batch reduction). */
-        sgemm_nt(OCg, KC, NP, 1.0f, dout + (size_t)g * OCg * NP, NP, src + (size_t)g * KC * NP, NP,
-                 1.0f, dweight + (size_t)g * OCg * KC, KC);
-    }
-    if (!dinp) return;
-    /* A pointwise conv's dcol is dX itself, so accumulate straight into dinp (beta = 1). */
-    float *dst = pointwise ? dinp : col;
-    float beta = pointwise ? 1.0f : 0.0f;
-    for (int g = 0; g < G; g++) {
-        /* M = KC taps, N = NP output pixels, K = OC/G filters. */
-        sgemm_tn(KC, NP, OCg, 1.0f, weight + (size_t)g * OCg * KC, KC, dout + (size_t)g * OCg * NP,
-                 NP, beta, dst + (size_t)g * KC * NP, NP);
-    }
-    if (!pointwise) col2im_acc(dinp, col, N, C, H, W, K, S, P);
-}
-
-/* Ungrouped: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb); dW goes through
- * the lanes (see "Scheduling" above), so it does not depend on the thread count. */
+/* Grouped convs go to conv_group.c, same and stride-2 3x3 ones to the shifted-grid paths. The
+ * others: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb); dW goes through the
+ * lanes (see "Scheduling" in conv_internal.h), so it does not depend on the thread count. */
 static void conv_backward_any(float *dinp, float *dweight, float *col, const float *dout,
                               const float *inp, const float *weight, int N, int C, int H, int W,
                               int OC, int K, int S, int P, int G, int set)
 {
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
-    if (G == 1 && conv_is_same_s1(K, S, P)) {
+    if (G > 1) {
+        conv_group_backward_any(dinp, dweight, dout, inp, weight, N, C, H, W, OC, K, S, P, G, set);
+        return;
+    }
+    if (conv_is_same_s1(K, S, P)) {
         conv_shift_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, P, set);
         return;
     }
     /* The other paths accumulate (their scatters add), so "set" starts them from zero. */
     if (set && dinp) memset(dinp, 0, (size_t)C * N * H * W * sizeof(float));
-    if (G > 1) {
-        conv_backward_grouped(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, K, S, P, G);
-        return;
-    }
     if (conv_is_phase_s2(K, S, P, H, W)) {
         conv_phase_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC);
         return;

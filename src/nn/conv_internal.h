@@ -1,4 +1,4 @@
-/* Shared by the convolution paths (conv.c, conv_shift.c, conv_phase.c): the eval epilogue, deterministic dW lanes, and the shifted-grid entry points. */
+/* Shared by the convolution paths (conv.c, conv_shift.c, conv_phase.c, conv_group.c): the eval epilogue, deterministic dW lanes, and the shifted-grid and grouped entry points. */
 #ifndef LEGR_NN_CONV_INTERNAL_H
 #define LEGR_NN_CONV_INTERNAL_H
 
@@ -11,6 +11,19 @@ typedef struct {
     const float *mean, *scale, *shift, *res;
     int relu;
 } ConvEpilogue;
+
+/* Apply channel oc's epilogue to the n floats at o, whose residual (if any) is at r (the same
+ * arithmetic as bn_forward_eval, add_relu_forward and relu_forward). */
+static inline void conv_epilogue_row(float *o, const float *r, size_t n, const ConvEpilogue *ep,
+                                     int oc)
+{
+    float mu = ep->mean[oc], sc = ep->scale[oc], sh = ep->shift[oc];
+    for (size_t i = 0; i < n; i++) {
+        float v = (o[i] - mu) * sc + sh;
+        if (r) v += r[i];
+        o[i] = ep->relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
 
 /*
  * Scheduling. Threads take blocks (forward) or dW lanes (backward) from an atomic counter, so a
@@ -57,6 +70,14 @@ static inline int conv_is_phase_s2(int K, int S, int P, int H, int W)
 {
     return K == 3 && S == 2 && P == 1 && H % 2 == 0 && W % 2 == 0;
 }
+
+/* Grouped convs (G > 1) run directly, without workspace (conv_group.c): the forward through ep
+ * when not NULL, and the backward with dinp = dX when set (else dinp += dX; dinp may be NULL). */
+void conv_group_forward_ep(float *out, const float *inp, const float *weight, int N, int C, int H,
+                           int W, int OC, int K, int S, int P, int G, const ConvEpilogue *ep);
+void conv_group_backward_any(float *dinp, float *dweight, const float *dout, const float *inp,
+                             const float *weight, int N, int C, int H, int W, int OC, int K,
+                             int S, int P, int G, int set);
 
 /* Workspace floats of the shifted-grid paths for a shape (conv_workspace_floats takes the
  * largest that a conv of that shape may use). */

@@ -1,4 +1,4 @@
-/* Elementwise kernels over flat float arrays: ReLU and the residual add, split over the engine's threads. */
+/* Elementwise kernels over flat float arrays (ReLU, ReLU6, the residual add) and the conv bias over channel rows, split over the engine's threads. */
 #include "legr/layers.h"
 
 #include <stddef.h>
@@ -67,6 +67,41 @@ void relu_backward_set(float *dinp, const float *dout, const float *out, long lo
 {
     EltArgs e = {dinp, NULL, dout, out, n, 1};
     par_for(elt_chunks(n), n, relu_backward_range, &e);
+}
+
+static void relu6_forward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *out = e->out;
+    const float *a = e->a;
+    for (long long i = i0; i < i1; i++) out[i] = a[i] > 0.0f ? (a[i] < 6.0f ? a[i] : 6.0f) : 0.0f;
+}
+
+void relu6_forward(float *out, const float *inp, long long n)
+{
+    EltArgs e = {out, NULL, inp, NULL, n, 0};
+    par_for(elt_chunks(n), n, relu6_forward_range, &e);
+}
+
+static void relu6_backward_range(void *ctx, int lo, int hi)
+{
+    const EltArgs *e = ctx;
+    long long i0, i1;
+    elt_range(e, lo, hi, &i0, &i1);
+    float *dinp = e->out;
+    const float *dout = e->a, *out = e->b;
+    for (long long i = i0; i < i1; i++) dinp[i] += out[i] > 0.0f && out[i] < 6.0f ? dout[i] : 0.0f;
+}
+
+/* dinp += dout where 0 < out < 6, which holds iff 0 < inp < 6: the saved output is enough (the
+ * subgradient at both kinks is 0, as in PyTorch). */
+void relu6_backward(float *dinp, const float *dout, const float *out, long long n)
+{
+    if (!dinp) return;
+    EltArgs e = {dinp, NULL, dout, out, n, 0};
+    par_for(elt_chunks(n), n, relu6_backward_range, &e);
 }
 
 static void add_forward_range(void *ctx, int lo, int hi)
@@ -154,4 +189,56 @@ void add_relu_backward(float *da, float *db, const float *dout, const float *out
 {
     EltArgs e = {da, db, dout, out, n, (set_a ? 1 : 0) | (set_b ? 2 : 0)};
     par_for(elt_chunks(n), n, add_relu_backward_range, &e);
+}
+
+/* ---- conv bias over rows (OC, M): threads take whole rows ---- */
+
+typedef struct {
+    float *out;
+    const float *in;
+    long long M;
+} BiasArgs;
+
+/* Row sums run in BIAS_LANES float partial sums (one vector or two) over blocks of BIAS_BLOCK
+ * floats, each block's partials then added in double in lane order: vector speed, a fixed order,
+ * and float partials of at most BIAS_BLOCK / BIAS_LANES terms however long the row. */
+enum { BIAS_LANES = 16, BIAS_BLOCK = 4096 };
+
+static void bias_forward_range(void *ctx, int lo, int hi)
+{
+    const BiasArgs *b = ctx;
+    for (int oc = lo; oc < hi; oc++) {
+        float *row = b->out + (size_t)oc * b->M, v = b->in[oc];
+        for (long long i = 0; i < b->M; i++) row[i] += v;
+    }
+}
+
+void bias_forward(float *out, const float *bias, int OC, long long M)
+{
+    BiasArgs b = {out, bias, M};
+    par_for(OC, OC * M, bias_forward_range, &b);
+}
+
+static void bias_backward_range(void *ctx, int lo, int hi)
+{
+    const BiasArgs *b = ctx;
+    for (int oc = lo; oc < hi; oc++) {
+        const float *row = b->in + (size_t)oc * b->M;
+        double s = 0.0;
+        for (long long i0 = 0; i0 < b->M; i0 += BIAS_BLOCK) {
+            long long i1 = i0 + BIAS_BLOCK < b->M ? i0 + BIAS_BLOCK : b->M, i = i0;
+            float acc[BIAS_LANES] = {0};
+            for (; i + BIAS_LANES <= i1; i += BIAS_LANES)
+                for (int k = 0; k < BIAS_LANES; k++) acc[k] += row[i + k];
+            for (int k = 0; i < i1; i++, k++) acc[k] += row[i];
+            for (int k = 0; k < BIAS_LANES; k++) s += acc[k];
+        }
+        b->out[oc] += (float)s;
+    }
+}
+
+void bias_backward(float *dbias, const float *dout, int OC, long long M)
+{
+    BiasArgs b = {dbias, dout, M};
+    par_for(OC, OC * M, bias_backward_range, &b);
 }

@@ -29,6 +29,8 @@ static int spec_push(ParamSpec **tab, int *n, size_t *total, int node, const cha
     return (*n)++;
 }
 
+static void plan_fusion(Net *net);
+
 /* The parameter and buffer tables: one place decides the layout of all four flat buffers. */
 static void layout_params(Net *net)
 {
@@ -41,6 +43,9 @@ static void layout_params(Net *net)
             int shape[4] = {n->c, p->c / n->groups, n->k, n->k};
             net->node_param[i] = spec_push(&net->params, &net->n_params, &net->n_param_floats, i,
                                            n->name, "weight", 4, shape);
+            if (n->bias)
+                spec_push(&net->params, &net->n_params, &net->n_param_floats, i, n->name, "bias",
+                          1, shape);
         } else if (n->kind == OP_BN) {
             int shape[1] = {n->c};
             net->node_param[i] = spec_push(&net->params, &net->n_params, &net->n_param_floats, i,
@@ -81,6 +86,9 @@ int net_build(Net *net, const Arch *arch, int batch, Err *err)
     net->node_param = xmalloc((size_t)a->n_nodes * sizeof(int));
     net->node_buf = xmalloc((size_t)a->n_nodes * sizeof(int));
     layout_params(net);
+    net->fuse = xmalloc((size_t)a->n_nodes);
+    net->fold_add = xmalloc((size_t)a->n_nodes * sizeof(int));
+    plan_fusion(net);
     net->param = xalloc_floats(net->n_param_floats);
     net->grad = xalloc_floats(net->n_param_floats);
     net->mom = xalloc_floats(net->n_param_floats);
@@ -95,7 +103,9 @@ int net_build(Net *net, const Arch *arch, int batch, Err *err)
     for (int i = 0; i < a->n_nodes; i++) {
         const Node *n = &a->nodes[i];
         net->act_off[i] = net->act_floats;
-        net->act_floats += ((size_t)n->c * batch * n->h * n->w + 15) & ~(size_t)15;
+        /* A BN or add fused with its ReLU never writes its output or its gradient. */
+        if (!(net->fuse[i] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
+            net->act_floats += ((size_t)n->c * batch * n->h * n->w + 15) & ~(size_t)15;
         net->saved_off[i] = net->saved_floats;
         if (n->kind == OP_BN) net->saved_floats += 2 * (size_t)n->c;
         if (n->kind == OP_CONV) {
@@ -123,6 +133,8 @@ void net_free(Net *net)
     free(net->bufs);
     free(net->node_param);
     free(net->node_buf);
+    free(net->fuse);
+    free(net->fold_add);
     free(net->param);
     free(net->grad);
     free(net->mom);
@@ -159,7 +171,8 @@ void net_init_params(Net *net, uint64_t seed)
             size_t fan_in = w->count / (size_t)w->shape[0];
             double bound = 1.0 / sqrt((double)fan_in);
             init_uniform(net->param, w, seed, bound);
-            if (n->kind == OP_FC) init_uniform(net->param, &net->params[pi + 1], seed, bound);
+            if (n->kind == OP_FC || n->bias)
+                init_uniform(net->param, &net->params[pi + 1], seed, bound);
         } else if (n->kind == OP_BN) {
             const ParamSpec *b = &net->params[pi + 1];
             const ParamSpec *rm = &net->bufs[net->node_buf[i]];
@@ -200,34 +213,8 @@ static void load_input(float *dst, const float *x, int n, int c, int hw)
                    (size_t)hw * sizeof(float));
 }
 
-/* BN node i is fused with the ReLU i+1 when that ReLU is its only consumer: forward writes
- * max(bn(x), 0) straight into the ReLU's output and never stores the BN output (its slot in the
- * arena stays unused), and backward runs bn_relu_backward from the ReLU's gradient, so the
- * BN output's gradient is never formed either. Two passes over the activations fewer each way. */
-static int net_bn_fused(const Arch *a, int i)
-{
-    if (i < 0 || i + 1 >= a->n_nodes || a->nodes[i].kind != OP_BN) return 0;
-    const Node *r = &a->nodes[i + 1];
-    if (r->kind != OP_RELU || r->in[0] != i) return 0;
-    for (int j = i + 2; j < a->n_nodes; j++)
-        if (a->nodes[j].in[0] == i || a->nodes[j].in[1] == i) return 0;
-    return 1;
-}
-
-static int net_sole_consumer(const Arch *a, int i);
-
-/* ADD node i is fused with the ReLU i+1 when that ReLU is its only consumer: forward writes
- * max(a + b, 0) into the ReLU's output and backward sends the masked gradient straight to
- * both inputs; the add's own output and gradient are never formed. */
-static int net_add_fused(const Arch *a, int i)
-{
-    return i >= 0 && i + 1 < a->n_nodes && a->nodes[i].kind == OP_ADD &&
-           a->nodes[i + 1].kind == OP_RELU && a->nodes[i + 1].in[0] == i &&
-           net_sole_consumer(a, i) == i + 1;
-}
-
 /* The one node that reads node i's output, or -1 when none or several do. */
-static int net_sole_consumer(const Arch *a, int i)
+static int sole_consumer(const Arch *a, int i)
 {
     int found = -1;
     for (int j = i + 1; j < a->n_nodes; j++) {
@@ -240,48 +227,76 @@ static int net_sole_consumer(const Arch *a, int i)
     return found;
 }
 
-/* Node i's gradient is written once, by overwriting, instead of being zeroed and accumulated:
- * when a single node consumes it and that node's backward has an overwriting form (a BN, fused
- * or not; a ReLU that is not fused into its BN producer; an add; a conv). */
-static int net_grad_set(const Arch *a, int i)
+/* In eval mode a conv folds at most this many BN channels into its epilogue (a stack array). */
+enum { NET_FOLD_MAX = 2048 };
+
+/* The fusion plan, decided once per Net from the graph:
+ * - BN+ReLU: a BN i whose only consumer is the ReLU i+1 writes max(bn(x), 0) straight into the
+ *   ReLU's output and never stores its own; backward runs bn_relu_backward from the ReLU's
+ *   gradient. Two passes over the activations fewer each way.
+ * - add+ReLU: the same for an add whose only consumer is the ReLU i+1.
+ * - grad set: node i's gradient is written once, by overwriting, instead of being zeroed and
+ *   accumulated, when a single node consumes it and that node's backward has an overwriting form
+ *   (a BN, fused or not; a ReLU that is not fused into its producer; an add; a conv).
+ * - eval BN fold: in eval mode a conv i whose only consumer is the BN i+1 (of at most
+ *   NET_FOLD_MAX channels) runs that BN, and the ReLU fused into it if any, as its epilogue.
+ * - eval add fold: a folded conv whose BN is read only by an add j, as that add's first input,
+ *   with the add fused with its ReLU, takes the add and the ReLU into its epilogue too; it runs
+ *   when the net reaches the add (whose second input may come later) and fold_add[i] = j. */
+static void plan_fusion(Net *net)
 {
-    int j = net_sole_consumer(a, i);
-    if (j < 0) return 0;
-    switch (a->nodes[j].kind) {
-    case OP_BN:
-    case OP_ADD:
-    case OP_CONV: return 1;
-    case OP_RELU: return !net_bn_fused(a, i) && !net_add_fused(a, i);
-    default: return 0;
+    const Arch *a = &net->arch;
+    const int n = a->n_nodes;
+    int *cons = xmalloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        cons[i] = sole_consumer(a, i);
+        net->fuse[i] = 0;
+        net->fold_add[i] = -1;
     }
+    for (int i = 0; i + 1 < n; i++) {
+        const Node *r = &a->nodes[i + 1];
+        int relu_next = r->kind == OP_RELU && r->in[0] == i && cons[i] == i + 1;
+        if (relu_next && a->nodes[i].kind == OP_BN) net->fuse[i] |= NET_FUSE_BN_RELU;
+        if (relu_next && a->nodes[i].kind == OP_ADD) net->fuse[i] |= NET_FUSE_ADD_RELU;
+    }
+    for (int i = 0; i < n; i++) {
+        int j = cons[i];
+        if (j < 0) continue;
+        switch (a->nodes[j].kind) {
+        case OP_BN:
+        case OP_ADD:
+        case OP_CONV: net->fuse[i] |= NET_FUSE_GRAD_SET; break;
+        case OP_RELU:
+            if (!(net->fuse[i] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
+                net->fuse[i] |= NET_FUSE_GRAD_SET;
+            break;
+        case OP_INPUT:
+        case OP_SHORTCUT:
+        case OP_GAP:
+        case OP_FC:
+        case OP_MAXPOOL:
+        case OP_RELU6:
+        case OP_DROPOUT:
+        case OP_COUNT: break;
+        }
+    }
+    for (int i = 0; i + 1 < n; i++) {
+        const Node *bn = &a->nodes[i + 1];
+        if (a->nodes[i].kind != OP_CONV || bn->kind != OP_BN || bn->in[0] != i ||
+            bn->c > NET_FOLD_MAX || cons[i] != i + 1)
+            continue;
+        net->fuse[i] |= NET_FUSE_EVAL_BN;
+        int j = cons[i + 1];
+        if (j >= 0 && a->nodes[j].in[0] == i + 1 && (net->fuse[j] & NET_FUSE_ADD_RELU))
+            net->fold_add[i] = j;
+    }
+    free(cons);
 }
 
-/* In eval mode a conv i whose only consumer is the BN i+1 (of at most NET_FOLD_MAX channels)
- * runs with that BN, and the ReLU fused into it if any, as its output epilogue: the BN's and
- * the ReLU's own passes are skipped, and the conv's own output is not stored. */
-enum { NET_FOLD_MAX = 1024 };
-
-static int net_conv_bn_folded(const Arch *a, int i)
-{
-    return i >= 0 && a->nodes[i].kind == OP_CONV && i + 1 < a->n_nodes &&
-           a->nodes[i + 1].kind == OP_BN && a->nodes[i + 1].in[0] == i &&
-           a->nodes[i + 1].c <= NET_FOLD_MAX && net_sole_consumer(a, i) == i + 1;
-}
-
-/* In eval mode a folded conv i whose BN is read only by an ADD j, as that add's first input,
- * with the add fused with its ReLU, takes the add and the ReLU into its epilogue too: it runs
- * when the net reaches the add (the add's second input, the residual, may be computed after the
- * conv), and writes the ReLU's output. Returns j, or -1. */
-static int net_conv_add_folded(const Arch *a, int i)
-{
-    if (!net_conv_bn_folded(a, i)) return -1;
-    int j = net_sole_consumer(a, i + 1);
-    return j >= 0 && a->nodes[j].in[0] == i + 1 && net_add_fused(a, j) ? j : -1;
-}
-
-/* Eval-mode conv i with BN i+1 as epilogue, then with res the residual and the ReLU of
- * net_conv_add_folded, or else the ReLU i+2 when fused; out is where the last of these writes. */
-static void net_conv_bn_eval(Net *net, int i, const float *res, float *out, int n)
+/* Eval-mode conv i with BN i+1 as epilogue, then with res the residual and the ReLU of an add
+ * fold, or else the ReLU i+2 when fused; out is where the last of these writes. A conv bias
+ * joins the BN's shift: (y + b - mean) * scale + beta. */
+static void conv_bn_eval(Net *net, int i, const float *res, float *out, int n)
 {
     const Arch *a = &net->arch;
     const Node *nd = &a->nodes[i], *p = &a->nodes[nd->in[0]], *bn = &a->nodes[i + 1];
@@ -291,12 +306,24 @@ static void net_conv_bn_eval(Net *net, int i, const float *res, float *out, int 
     const float *beta = net->param + net->params[pi + 1].offset;
     const float *rm = net->buf + net->bufs[bi].offset;
     const float *rv = net->buf + net->bufs[bi + 1].offset;
-    float scale[NET_FOLD_MAX];
+    float scale[NET_FOLD_MAX], mean[NET_FOLD_MAX];
     for (int c = 0; c < bn->c; c++) scale[c] = (float)(gamma[c] / sqrt((double)rv[c] + net->bn_eps));
-    int relu = res || net_bn_fused(a, i + 1);
+    if (nd->bias) {
+        const float *b = net->param + net->params[net->node_param[i] + 1].offset;
+        for (int c = 0; c < bn->c; c++) mean[c] = rm[c] - b[c];
+        rm = mean;
+    }
+    int relu = res || (net->fuse[i + 1] & NET_FUSE_BN_RELU);
     conv_forward_affine(out, net->work, net->act + net->act_off[nd->in[0]], w, n, p->c, p->h,
                         p->w, nd->c, nd->k, nd->stride, nd->pad, nd->groups, rm, scale, beta, res,
                         relu);
+}
+
+/* Dropout key of node i in the current step: masks differ between nodes and steps. */
+static uint64_t dropout_key(const Net *net, int i)
+{
+    uint64_t k[2] = {net->drop_step, (uint64_t)i};
+    return hash_fnv1a(HASH_FNV_INIT, k, sizeof k);
 }
 
 const float *net_forward(Net *net, const float *x, int n, int train)
@@ -307,6 +334,7 @@ const float *net_forward(Net *net, const float *x, int n, int train)
     net->train_mode = train;
     for (int i = 0; i < a->n_nodes; i++) {
         const Node *nd = &a->nodes[i];
+        const unsigned fz = net->fuse[i];
         float *out = net->act + net->act_off[i];
         const Node *p = nd->in[0] >= 0 ? &a->nodes[nd->in[0]] : NULL;
         const float *inp = p ? net->act + net->act_off[nd->in[0]] : NULL;
@@ -315,22 +343,26 @@ const float *net_forward(Net *net, const float *x, int n, int train)
         switch (nd->kind) {
         case OP_INPUT: load_input(out, x, n, nd->c, nd->h * nd->w); break;
         case OP_CONV:
-            if (!train && net_conv_add_folded(a, i) >= 0) break; /* done at the add */
-            if (!train && net_conv_bn_folded(a, i))
-                net_conv_bn_eval(net, i, NULL,
-                                 net->act + net->act_off[net_bn_fused(a, i + 1) ? i + 2 : i + 1], n);
-            else
-                conv_forward(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k,
-                             nd->stride, nd->pad, nd->groups);
+            if (!train && net->fold_add[i] >= 0) break; /* done at the add */
+            if (!train && (fz & NET_FUSE_EVAL_BN)) {
+                int last = net->fuse[i + 1] & NET_FUSE_BN_RELU ? i + 2 : i + 1;
+                conv_bn_eval(net, i, NULL, net->act + net->act_off[last], n);
+                break;
+            }
+            conv_forward(out, net->work, inp, w, n, p->c, p->h, p->w, nd->c, nd->k, nd->stride,
+                         nd->pad, nd->groups);
+            if (nd->bias)
+                bias_forward(out, net->param + net->params[net->node_param[i] + 1].offset, nd->c,
+                             m);
             break;
         case OP_BN: {
-            if (!train && net_conv_bn_folded(a, nd->in[0])) break; /* done by the conv */
+            if (!train && (net->fuse[nd->in[0]] & NET_FUSE_EVAL_BN)) break; /* done by the conv */
             const float *beta = net->param + net->params[net->node_param[i] + 1].offset;
             float *rm = net->buf + net->bufs[net->node_buf[i]].offset;
             float *rv = net->buf + net->bufs[net->node_buf[i] + 1].offset;
             float *sv = net->saved + net->saved_off[i];
             const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
-            if (net_bn_fused(a, i)) {
+            if (fz & NET_FUSE_BN_RELU) {
                 float *rout = net->act + net->act_off[i + 1];
                 if (train)
                     bn_relu_forward_train(rout, sv, sv + nd->c, rm, rv, inp, w, beta, nd->c,
@@ -346,28 +378,40 @@ const float *net_forward(Net *net, const float *x, int n, int train)
             break;
         }
         case OP_RELU:
-            if (!net_bn_fused(a, nd->in[0]) && !net_add_fused(a, nd->in[0]))
+            if (!(net->fuse[nd->in[0]] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
                 relu_forward(out, inp, m * nd->c);
             break;
-        case OP_ADD:
-            if (!train && nd->in[0] >= 1 && net_conv_add_folded(a, nd->in[0] - 1) == i)
-                net_conv_bn_eval(net, nd->in[0] - 1, net->act + net->act_off[nd->in[1]],
-                                 net->act + net->act_off[i + 1], n);
-            else if (net_add_fused(a, i))
-                add_relu_forward(net->act + net->act_off[i + 1], inp,
-                                 net->act + net->act_off[nd->in[1]], m * nd->c);
+        case OP_RELU6: relu6_forward(out, inp, m * nd->c); break;
+        case OP_ADD: {
+            const float *other = net->act + net->act_off[nd->in[1]];
+            int conv = nd->in[0] - 1; /* the conv of a BN first input, when folded here */
+            if (!train && conv >= 0 && net->fold_add[conv] == i)
+                conv_bn_eval(net, conv, other, net->act + net->act_off[i + 1], n);
+            else if (fz & NET_FUSE_ADD_RELU)
+                add_relu_forward(net->act + net->act_off[i + 1], inp, other, m * nd->c);
             else
-                add_forward(out, inp, net->act + net->act_off[nd->in[1]], m * nd->c);
+                add_forward(out, inp, other, m * nd->c);
             break;
+        }
         case OP_SHORTCUT:
             shortcut_forward(out, inp, nd->chan_map, n, p->c, p->h, p->w, nd->c, nd->stride);
             break;
         case OP_GAP: gap_forward(out, inp, n, p->c, p->h, p->w); break;
+        case OP_MAXPOOL:
+            maxpool_forward(out, inp, n, p->c, p->h, p->w, nd->k, nd->stride, nd->pad);
+            break;
+        case OP_DROPOUT:
+            if (train)
+                dropout_forward(out, inp, n, nd->c, nd->h * nd->w, nd->drop_p, net->drop_seed,
+                                dropout_key(net, i), net->drop_image0);
+            else
+                memcpy(out, inp, (size_t)(m * nd->c) * sizeof(float));
+            break;
         case OP_FC:
             fc_forward(out, inp, w, net->param + net->params[net->node_param[i] + 1].offset, n,
                        p->c, nd->c);
             break;
-        default: CHECK(0, "unknown node kind %d", nd->kind);
+        case OP_COUNT: CHECK(0, "unknown node kind %d", nd->kind);
         }
     }
     return net->act + net->act_off[a->n_nodes - 1];
@@ -391,10 +435,11 @@ void net_backward(Net *net, const int *labels, float loss_scale)
     const int n = net->cur_n;
     CHECK(net->train_mode, "backward needs a training-mode forward");
     /* Activation gradients accumulate from every consumer, so they start at zero; except those
-     * of fused BN outputs, which are never formed, and those their single consumer overwrites. */
+     * of fused BN or add outputs, which are never formed, and those their single consumer
+     * overwrites. */
     for (int i = 0; i < a->n_nodes - 1; i++) {
         const Node *nd = &a->nodes[i];
-        if (net_bn_fused(a, i) || net_add_fused(a, i) || net_grad_set(a, i)) continue;
+        if (net->fuse[i] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU | NET_FUSE_GRAD_SET)) continue;
         memset(net->dact + net->act_off[i], 0, (size_t)nd->c * n * nd->h * nd->w * sizeof(float));
     }
     softmax_ce_backward(net->dact + net->act_off[a->n_nodes - 1], net->probs, labels, n,
@@ -402,6 +447,7 @@ void net_backward(Net *net, const int *labels, float loss_scale)
     for (int i = a->n_nodes - 1; i >= 1; i--) {
         const Node *nd = &a->nodes[i];
         const Node *p = &a->nodes[nd->in[0]];
+        const unsigned pf = net->fuse[nd->in[0]];
         const float *dout = net->dact + net->act_off[i];
         const float *out = net->act + net->act_off[i];
         const float *inp = net->act + net->act_off[nd->in[0]];
@@ -413,7 +459,8 @@ void net_backward(Net *net, const int *labels, float loss_scale)
         long long m = (long long)n * nd->h * nd->w;
         switch (nd->kind) {
         case OP_CONV:
-            if (dinp && net_grad_set(a, nd->in[0]))
+            if (nd->bias) bias_backward(net->grad + net->params[pi + 1].offset, dout, nd->c, m);
+            if (dinp && (pf & NET_FUSE_GRAD_SET))
                 conv_backward_set(dinp, dw, net->work, dout, inp, w, n, p->c, p->h, p->w, nd->c,
                                   nd->k, nd->stride, nd->pad, nd->groups);
             else
@@ -424,10 +471,10 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             const float *sv = net->saved + net->saved_off[i];
             const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
             float *db = net->grad + net->params[pi + 1].offset;
-            int fused = net_bn_fused(a, i);
+            int fused = net->fuse[i] & NET_FUSE_BN_RELU;
             const float *dy = fused ? net->dact + net->act_off[i + 1] : dout;
             const float *mask = fused ? net->act + net->act_off[i + 1] : NULL;
-            if (dinp && net_grad_set(a, nd->in[0]))
+            if (dinp && (pf & NET_FUSE_GRAD_SET))
                 bn_backward_set(dinp, dw, db, dy, mask, inp, sv, sv + nd->c, w, nd->c, (int)m,
                                 red);
             else if (fused)
@@ -438,22 +485,25 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             break;
         }
         case OP_RELU:
-            if (!dinp || net_bn_fused(a, nd->in[0]) || net_add_fused(a, nd->in[0])) break;
-            if (net_grad_set(a, nd->in[0]))
+            if (!dinp || (pf & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU))) break;
+            if (pf & NET_FUSE_GRAD_SET)
                 relu_backward_set(dinp, dout, out, m * nd->c);
             else
                 relu_backward(dinp, dout, out, m * nd->c);
             break;
+        case OP_RELU6:
+            if (dinp) relu6_backward(dinp, dout, out, m * nd->c);
+            break;
         case OP_ADD: {
             const Node *q = &a->nodes[nd->in[1]];
             float *db = q->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[1]];
-            if (net_add_fused(a, i))
+            int set_a = (pf & NET_FUSE_GRAD_SET) != 0;
+            int set_b = (net->fuse[nd->in[1]] & NET_FUSE_GRAD_SET) != 0;
+            if (net->fuse[i] & NET_FUSE_ADD_RELU)
                 add_relu_backward(dinp, db, net->dact + net->act_off[i + 1],
-                                  net->act + net->act_off[i + 1], m * nd->c,
-                                  net_grad_set(a, nd->in[0]), net_grad_set(a, nd->in[1]));
+                                  net->act + net->act_off[i + 1], m * nd->c, set_a, set_b);
             else
-                add_backward_set(dinp, db, dout, m * nd->c, net_grad_set(a, nd->in[0]),
-                                 net_grad_set(a, nd->in[1]));
+                add_backward_set(dinp, db, dout, m * nd->c, set_a, set_b);
             break;
         }
         case OP_SHORTCUT:
@@ -464,11 +514,22 @@ void net_backward(Net *net, const int *labels, float loss_scale)
         case OP_GAP:
             if (dinp) gap_backward(dinp, dout, n, p->c, p->h, p->w);
             break;
+        case OP_MAXPOOL:
+            if (dinp)
+                maxpool_backward(dinp, dout, inp, out, n, p->c, p->h, p->w, nd->k, nd->stride,
+                                 nd->pad);
+            break;
+        case OP_DROPOUT:
+            if (dinp)
+                dropout_backward(dinp, dout, n, nd->c, nd->h * nd->w, nd->drop_p, net->drop_seed,
+                                 dropout_key(net, i), net->drop_image0);
+            break;
         case OP_FC:
             fc_backward(dinp, dw, net->grad + net->params[pi + 1].offset, dout, inp, w, n, p->c,
                         nd->c);
             break;
-        default: CHECK(0, "unknown node kind %d", nd->kind);
+        case OP_INPUT:
+        case OP_COUNT: CHECK(0, "node kind %d has no backward", nd->kind);
         }
     }
 }

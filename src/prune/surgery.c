@@ -92,8 +92,15 @@ fail:
     return -1;
 }
 
+/* Gather the kept entries of a per-channel vector. */
+static void gather(float *d, const float *s, const int *kept, int k)
+{
+    for (int i = 0; i < k; i++) d[i] = s[kept[i]];
+}
+
 /* Conv weight (OC, C/G, K, K): kept filters; for an ungrouped conv also the kept input
- * channels of its producer, otherwise whole filters (their inputs are tied or fixed). */
+ * channels of its producer, otherwise whole filters (their inputs are tied or fixed); the kept
+ * entries of the bias. */
 static void copy_conv(Net *dst, const Net *src, const KeepMask *m, int n)
 {
     const ParamSpec *sw = &src->params[src->node_param[n]], *dw = &dst->params[dst->node_param[n]];
@@ -114,12 +121,9 @@ static void copy_conv(Net *dst, const Net *src, const KeepMask *m, int n)
         for (int i = 0; i < ki; i++)
             memcpy(dout + (size_t)i * kk, so + (size_t)kin[i] * kk, kk * sizeof(float));
     }
-}
-
-/* Gather the kept entries of a per-channel vector. */
-static void gather(float *d, const float *s, const int *kept, int k)
-{
-    for (int i = 0; i < k; i++) d[i] = s[kept[i]];
+    if (nd->bias)
+        gather(dst->param + dst->params[dst->node_param[n] + 1].offset,
+               src->param + src->params[src->node_param[n] + 1].offset, kout, ko);
 }
 
 /* BN gamma, beta, running mean and running var of node n. */
@@ -166,7 +170,15 @@ int prune_apply(const Net *src, const KeepMask *m, Net *dst, Err *err)
         case OP_CONV: copy_conv(dst, src, m, n); break;
         case OP_BN: copy_bn(dst, src, m, n); break;
         case OP_FC: copy_fc(dst, src, m, n); break;
-        default: break;
+        case OP_INPUT:
+        case OP_RELU:
+        case OP_RELU6:
+        case OP_ADD:
+        case OP_SHORTCUT:
+        case OP_GAP:
+        case OP_MAXPOOL:
+        case OP_DROPOUT:
+        case OP_COUNT: break; /* no tensors */
         }
     }
     return 0;

@@ -47,6 +47,9 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
         const float lr = lr_at(&p->sched, epoch);
         const int b = (int)(step % per_epoch);
         fill_slice(x, y, d, order + (size_t)b * B, lo, hi, step, p);
+        net->drop_seed = p->seed;
+        net->drop_step = (uint64_t)step;
+        net->drop_image0 = lo;
         double loss = train_step(net, rep->col, x, y, hi - lo, B, &p->sgd, lr, NULL);
         epoch_loss += loss;
         epoch_steps++;
