@@ -1,4 +1,4 @@
-/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, grouped sgemm) against the naive forward and backward references with 1 and 2 engine threads, and the eval epilogue (BN, residual add, ReLU) against separate passes. */
+/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, the direct grouped kernel) against the naive forward and backward references with 1 and 2 engine threads, and the eval epilogue (BN, residual add, ReLU) against separate passes. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"

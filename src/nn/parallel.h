@@ -7,8 +7,7 @@ enum { PAR_MAX_THREADS = 4 };
 
 /* Threads the engine may use now: OpenBLAS's thread setting (the app sets it from run.threads,
  * and to 1 when several ranks share the machine), clamped to [1, PAR_MAX_THREADS]. Kernels run
- * their own threads instead of OpenBLAS's (only grouped convs call sgemm, outside any job;
- * a pool helper may still be spinning out its 200 us then). */
+ * their own threads; no engine kernel calls OpenBLAS. */
 int par_threads(void);
 
 /* Call fn(ctx, t, T) for t = 0..T-1 concurrently and return when all are done: share 0 in the
