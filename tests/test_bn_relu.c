@@ -1,4 +1,4 @@
-/* Fused BN+ReLU kernels against BN followed by ReLU, the threaded BN/elementwise kernels against their single-thread results, the threaded add, and the overwriting backward forms. */
+/* Fused BN+ReLU and BN+ReLU6 kernels against BN followed by ReLU or ReLU6, the threaded BN/elementwise kernels against their single-thread results, the threaded add, and the overwriting backward forms. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
@@ -32,7 +32,8 @@ typedef struct {
 
 static float x[C * M], dy[C * M], gamma_[C], beta_[C];
 
-static void run(Result *r, int fused)
+/* fused != 0: the fused kernels; cap: INFINITY for ReLU, 6 for ReLU6. */
+static void run(Result *r, int fused, float cap)
 {
     static float bn_out[C * M], dbn[C * M];
     for (int c = 0; c < C; c++) {
@@ -43,19 +44,21 @@ static void run(Result *r, int fused)
     for (long long i = 0; i < C * M; i++) r->dx[i] = 0.25f;
     if (fused) {
         bn_relu_forward_train(r->out, r->mean, r->rstd, r->rm, r->rv, x, gamma_, beta_, C, M,
-                              0.1f, 1e-5f, NULL);
-        bn_relu_backward(r->dx, r->dg, r->db, dy, r->out, x, r->mean, r->rstd, gamma_, C, M, NULL);
-        bn_relu_forward_eval(r->eval_out, x, gamma_, beta_, r->rm, r->rv, C, M, 1e-5f);
+                              0.1f, 1e-5f, NULL, cap);
+        bn_relu_backward(r->dx, r->dg, r->db, dy, r->out, cap, x, r->mean, r->rstd, gamma_, C, M,
+                         NULL);
+        bn_relu_forward_eval(r->eval_out, x, gamma_, beta_, r->rm, r->rv, C, M, 1e-5f, cap);
         return;
     }
+    const long long n = (long long)C * M;
     bn_forward_train(bn_out, r->mean, r->rstd, r->rm, r->rv, x, gamma_, beta_, C, M, 0.1f, 1e-5f,
                      NULL);
-    relu_forward(r->out, bn_out, (long long)C * M);
+    (cap == 6.0f ? relu6_forward : relu_forward)(r->out, bn_out, n);
     memset(dbn, 0, sizeof dbn);
-    relu_backward(dbn, dy, r->out, (long long)C * M);
+    (cap == 6.0f ? relu6_backward : relu_backward)(dbn, dy, r->out, n);
     bn_backward(r->dx, r->dg, r->db, dbn, x, r->mean, r->rstd, gamma_, C, M, NULL);
     bn_forward_eval(bn_out, x, gamma_, beta_, r->rm, r->rv, C, M, 1e-5f);
-    relu_forward(r->eval_out, bn_out, (long long)C * M);
+    (cap == 6.0f ? relu6_forward : relu_forward)(r->eval_out, bn_out, n);
 }
 
 static void compare(const char *what, const Result *a, const Result *b, double tol)
@@ -86,12 +89,29 @@ int main(void)
     tu_fill_uniform(&r, gamma_, C, 0.5, 1.5);
     tu_fill_uniform(&r, beta_, C, -0.5, 0.5);
     static Result fused1, comp1, fused2, comp2;
+    /* BN + ReLU6: gammas of 3-5 put a share of the outputs above 6. */
+    for (int c = 0; c < C; c++) gamma_[c] += 3.0f;
     openblas_set_num_threads(1);
-    run(&fused1, 1);
-    run(&comp1, 0);
+    run(&fused1, 1, 6.0f);
+    run(&comp1, 0, 6.0f);
+    long long low = 0, high = 0;
+    for (long long i = 0; i < C * M; i++) {
+        low += comp1.out[i] == 0.0f;
+        high += comp1.out[i] == 6.0f;
+    }
+    EXPECT(low > C * M / 10 && high > C * M / 50, "ReLU6 clamps %lld values at 0 and %lld at 6",
+           low, high);
+    compare("fused vs BN then ReLU6", &fused1, &comp1, 1e-5);
+    EXPECT(memcmp(comp1.out, fused1.out, sizeof comp1.out) == 0 &&
+               memcmp(comp1.eval_out, fused1.eval_out, sizeof comp1.eval_out) == 0,
+           "BN+ReLU6 outputs are not bit-identical to BN then ReLU6");
+    for (int c = 0; c < C; c++) gamma_[c] -= 3.0f;
+
+    run(&fused1, 1, INFINITY);
+    run(&comp1, 0, INFINITY);
     openblas_set_num_threads(2);
-    run(&fused2, 1);
-    run(&comp2, 0);
+    run(&fused2, 1, INFINITY);
+    run(&comp2, 0, INFINITY);
     long long zeros = 0;
     for (long long i = 0; i < C * M; i++) zeros += comp1.out[i] == 0.0f;
     EXPECT(zeros > C * M / 10 && zeros < C * M * 9 / 10, "ReLU masks %lld of %d values", zeros,
@@ -120,11 +140,12 @@ int main(void)
         memset(acc, 0, sizeof acc);
         for (long long i = 0; i < C * M; i++) set[i] = NAN;
         if (fusedbn)
-            bn_relu_backward(acc, dg1, db1, dy, mask, x, fused1.mean, fused1.rstd, gamma_, C, M,
-                             NULL);
+            bn_relu_backward(acc, dg1, db1, dy, mask, INFINITY, x, fused1.mean, fused1.rstd,
+                             gamma_, C, M, NULL);
         else
             bn_backward(acc, dg1, db1, dy, x, fused1.mean, fused1.rstd, gamma_, C, M, NULL);
-        bn_backward_set(set, dg2, db2, dy, mask, x, fused1.mean, fused1.rstd, gamma_, C, M, NULL);
+        bn_backward_set(set, dg2, db2, dy, mask, INFINITY, x, fused1.mean, fused1.rstd, gamma_, C,
+                        M, NULL);
         EXPECT(memcmp(acc, set, sizeof acc) == 0, "bn_backward_set (mask %d) != accumulate", fusedbn);
         EXPECT(memcmp(dg1, dg2, sizeof dg1) == 0 && memcmp(db1, db2, sizeof db1) == 0,
                "bn_backward_set (mask %d): dgamma/dbeta differ", fusedbn);

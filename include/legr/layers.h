@@ -103,18 +103,21 @@ void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, co
                  const float *save_mean, const float *save_rstd, const float *gamma, int C, int M,
                  const BnReduce *red);
 
-/* BN followed by ReLU in one pass: out = max(bn(inp), 0), the same values bn_forward_* and then
- * relu_forward produce, without storing the BN output. */
+/* BN followed by ReLU (cap = INFINITY) or ReLU6 (cap = 6) in one pass: out = min(max(bn(inp),
+ * 0), cap), the same values bn_forward_* and then relu_forward / relu6_forward produce, without
+ * storing the BN output. */
 void bn_relu_forward_train(float *out, float *save_mean, float *save_rstd, float *run_mean,
                            float *run_var, const float *inp, const float *gamma, const float *beta,
-                           int C, int M, float momentum, float eps, const BnReduce *red);
+                           int C, int M, float momentum, float eps, const BnReduce *red,
+                           float cap);
 void bn_relu_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
-                          const float *run_mean, const float *run_var, int C, int M, float eps);
-/* Backward of ReLU(BN(inp)): dout and out are the ReLU's output gradient and output. Same
- * result as relu_backward into a zeroed buffer followed by bn_backward; dinp, dgamma, dbeta
- * accumulate. */
+                          const float *run_mean, const float *run_var, int C, int M, float eps,
+                          float cap);
+/* Backward of that: dout and out are the activation's output gradient and output (the gradient
+ * flows where 0 < out < cap). Same result as relu_backward / relu6_backward into a zeroed buffer
+ * followed by bn_backward; dinp, dgamma, dbeta accumulate. */
 void bn_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                      const float *out, const float *inp, const float *save_mean,
+                      const float *out, float cap, const float *inp, const float *save_mean,
                       const float *save_rstd, const float *gamma, int C, int M,
                       const BnReduce *red);
 

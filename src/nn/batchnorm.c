@@ -48,10 +48,10 @@ static void bn_row_moments(double *sum, double *sumsq, const float *x, int M)
 }
 
 /* *sum_dy = sum g, *sum_dyc = sum g*(x - mean) over one row, in double, with g = dy, or with
- * mask != NULL g = dy where mask > 0 and 0 elsewhere (the gradient through a ReLU). The two
- * cases are separate loops so that each vectorises. */
+ * mask != NULL g = dy where 0 < mask < cap and 0 elsewhere (the gradient through a fused ReLU
+ * or ReLU6). The two cases are separate loops so that each vectorises. */
 static void bn_row_grad_sums(double *sum_dy, double *sum_dyc, const float *dy, const float *x,
-                             const float *mask, double mean, int M)
+                             const float *mask, float cap, double mean, int M)
 {
     double s[BN_LANES] = {0};
     double q[BN_LANES] = {0};
@@ -61,7 +61,8 @@ static void bn_row_grad_sums(double *sum_dy, double *sum_dyc, const float *dy, c
         bn_vd vs = {0}, vq = {0};
         for (; i + BN_LANES <= M; i += BN_LANES) {
             bn_vf d = *(const bn_vfu *)(dy + i);
-            bn_vi keep = *(const bn_vfu *)(mask + i) > (bn_vf){0};
+            bn_vf mv = *(const bn_vfu *)(mask + i);
+            bn_vi keep = (mv > (bn_vf){0}) & (mv < cap);
             bn_vd g = __builtin_convertvector((bn_vf)((bn_vi)d & keep), bn_vd);
             bn_vd xv = __builtin_convertvector(*(const bn_vfu *)(x + i), bn_vd);
             vs += g;
@@ -81,7 +82,7 @@ static void bn_row_grad_sums(double *sum_dy, double *sum_dyc, const float *dy, c
         }
     }
     for (; i < M; i++) {
-        double g = !mask || mask[i] > 0.0f ? dy[i] : 0.0f;
+        double g = !mask || (mask[i] > 0.0f && mask[i] < cap) ? dy[i] : 0.0f;
         s[0] += g;
         q[0] += g * ((double)x[i] - mean);
     }
@@ -94,14 +95,21 @@ static void bn_row_grad_sums(double *sum_dy, double *sum_dyc, const float *dy, c
     *sum_dyc = tq;
 }
 
-/* out = (x - mean) * scale + shift over one row, clamped at 0 when relu != 0. */
+/* out = (x - mean) * scale + shift over one row, then clamped to [0, cap] when cap > 0 (the
+ * fused ReLU: cap = INFINITY; ReLU6: cap = 6), with relu_forward's and relu6_forward's
+ * arithmetic. */
 static void bn_row_affine(float *out, const float *x, float mean, float scale, float shift, int M,
-                          int relu)
+                          float cap)
 {
-    if (relu) {
+    if (cap == INFINITY) {
         for (int i = 0; i < M; i++) {
             float v = (x[i] - mean) * scale + shift;
             out[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else if (cap > 0.0f) {
+        for (int i = 0; i < M; i++) {
+            float v = (x[i] - mean) * scale + shift;
+            out[i] = v > 0.0f ? (v < cap ? v : cap) : 0.0f;
         }
     } else {
         for (int i = 0; i < M; i++) out[i] = (x[i] - mean) * scale + shift;
@@ -115,7 +123,10 @@ typedef struct {
     const float *inp, *dout, *mask;
     const float *mean, *scale, *shift; /* per channel (affine pass) */
     double *buf;                       /* [sums | second sums] of the current chunk */
-    int c0, nc, M, relu; /* relu: affine pass clamps; dx pass: overwrite dinp */
+    int c0, nc, M;
+    float cap;     /* affine pass: clamp to [0, cap] when > 0; gradient passes: the fused
+                      activation's gradient flows where 0 < mask < cap */
+    int overwrite; /* dx pass: dinp = dx instead of dinp += dx */
     const float *save_mean, *save_rstd, *gamma;
     float *dinp;
     const double *mean_dy, *mean_dyx;
@@ -133,7 +144,7 @@ static void bn_affine_range(void *ctx, int lo, int hi)
     const BnPass *b = ctx;
     for (int c = lo; c < hi; c++)
         bn_row_affine(b->out + (size_t)c * b->M, b->inp + (size_t)c * b->M, b->mean[c],
-                      b->scale[c], b->shift[c], b->M, b->relu);
+                      b->scale[c], b->shift[c], b->M, b->cap);
 }
 
 /* Per chunk of channels, buf = [sum x (nc) | sum x^2 (nc) | M] is summed over replicas, so the
@@ -141,7 +152,7 @@ static void bn_affine_range(void *ctx, int lo, int hi)
  * statistics land in save_mean/save_rstd; the affine pass then reads them per channel. */
 static void bn_train(float *out, float *save_mean, float *save_rstd, float *run_mean,
                      float *run_var, const float *inp, const float *gamma, const float *beta,
-                     int C, int M, float momentum, float eps, const BnReduce *red, int relu,
+                     int C, int M, float momentum, float eps, const BnReduce *red, float cap,
                      float *scale)
 {
     double buf[2 * BN_CHUNK + 1];
@@ -170,7 +181,7 @@ static void bn_train(float *out, float *save_mean, float *save_rstd, float *run_
         }
     }
     BnPass ap = {.out = out, .inp = inp, .mean = save_mean, .scale = scale, .shift = beta,
-                 .M = M, .relu = relu};
+                 .M = M, .cap = cap};
     par_for(C, work, bn_affine_range, &ap);
 }
 
@@ -181,7 +192,7 @@ enum { BN_SCALE_STACK = 1024 };
 static void bn_forward_train_any(float *out, float *save_mean, float *save_rstd, float *run_mean,
                                  float *run_var, const float *inp, const float *gamma,
                                  const float *beta, int C, int M, float momentum, float eps,
-                                 const BnReduce *red, int relu)
+                                 const BnReduce *red, float cap)
 {
     float scale[BN_SCALE_STACK];
     /* Chunks of at most BN_SCALE_STACK channels are independent BN layers over those rows. */
@@ -189,7 +200,7 @@ static void bn_forward_train_any(float *out, float *save_mean, float *save_rstd,
         int nc = C - c0 < BN_SCALE_STACK ? C - c0 : BN_SCALE_STACK;
         size_t o = (size_t)c0 * M;
         bn_train(out + o, save_mean + c0, save_rstd + c0, run_mean + c0, run_var + c0, inp + o,
-                 gamma + c0, beta + c0, nc, M, momentum, eps, red, relu, scale);
+                 gamma + c0, beta + c0, nc, M, momentum, eps, red, cap, scale);
     }
 }
 
@@ -198,20 +209,21 @@ void bn_forward_train(float *out, float *save_mean, float *save_rstd, float *run
                       int C, int M, float momentum, float eps, const BnReduce *red)
 {
     bn_forward_train_any(out, save_mean, save_rstd, run_mean, run_var, inp, gamma, beta, C, M,
-                         momentum, eps, red, 0);
+                         momentum, eps, red, 0.0f);
 }
 
 void bn_relu_forward_train(float *out, float *save_mean, float *save_rstd, float *run_mean,
                            float *run_var, const float *inp, const float *gamma, const float *beta,
-                           int C, int M, float momentum, float eps, const BnReduce *red)
+                           int C, int M, float momentum, float eps, const BnReduce *red,
+                           float cap)
 {
     bn_forward_train_any(out, save_mean, save_rstd, run_mean, run_var, inp, gamma, beta, C, M,
-                         momentum, eps, red, 1);
+                         momentum, eps, red, cap);
 }
 
 static void bn_eval_any(float *out, const float *inp, const float *gamma, const float *beta,
                         const float *run_mean, const float *run_var, int C, int M, float eps,
-                        int relu)
+                        float cap)
 {
     float scale[BN_SCALE_STACK];
     for (int c0 = 0; c0 < C; c0 += BN_SCALE_STACK) {
@@ -220,7 +232,7 @@ static void bn_eval_any(float *out, const float *inp, const float *gamma, const 
             scale[i] = (float)(gamma[c0 + i] / sqrt((double)run_var[c0 + i] + eps));
         BnPass ap = {.out = out + (size_t)c0 * M, .inp = inp + (size_t)c0 * M,
                      .mean = run_mean + c0, .scale = scale, .shift = beta + c0, .M = M,
-                     .relu = relu};
+                     .cap = cap};
         par_for(nc, (long long)nc * M, bn_affine_range, &ap);
     }
 }
@@ -228,16 +240,17 @@ static void bn_eval_any(float *out, const float *inp, const float *gamma, const 
 void bn_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
                      const float *run_mean, const float *run_var, int C, int M, float eps)
 {
-    bn_eval_any(out, inp, gamma, beta, run_mean, run_var, C, M, eps, 0);
+    bn_eval_any(out, inp, gamma, beta, run_mean, run_var, C, M, eps, 0.0f);
 }
 
 void bn_relu_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
-                          const float *run_mean, const float *run_var, int C, int M, float eps)
+                          const float *run_mean, const float *run_var, int C, int M, float eps,
+                          float cap)
 {
-    bn_eval_any(out, inp, gamma, beta, run_mean, run_var, C, M, eps, 1);
+    bn_eval_any(out, inp, gamma, beta, run_mean, run_var, C, M, eps, cap);
 }
 
-/* Gradient sums of a chunk's rows; with a ReLU mask, dy counts only where mask > 0. */
+/* Gradient sums of a chunk's rows; with a mask, dy counts only where 0 < mask < cap. */
 static void bn_grad_sums_range(void *ctx, int lo, int hi)
 {
     const BnPass *b = ctx;
@@ -246,7 +259,7 @@ static void bn_grad_sums_range(void *ctx, int lo, int hi)
         size_t o = (size_t)c * b->M;
         double sum_dyc;
         bn_row_grad_sums(&b->buf[i], &sum_dyc, b->dout + o, b->inp + o,
-                         b->mask ? b->mask + o : NULL, b->save_mean[c], b->M);
+                         b->mask ? b->mask + o : NULL, b->cap, b->save_mean[c], b->M);
         b->buf[b->nc + i] = sum_dyc * b->save_rstd[c]; /* sum dy * xhat */
     }
 }
@@ -269,18 +282,19 @@ static void bn_dx_range(void *ctx, int lo, int hi)
          * of a stale buffer, so the two cases are separate loops). */
         if (b->mask) {
             const float *m = b->mask + o;
-            if (b->relu) {
+            const float cap = b->cap;
+            if (b->overwrite) {
                 for (int j = 0; j < b->M; j++) {
-                    float g = m[j] > 0.0f ? dy[j] : 0.0f;
+                    float g = m[j] > 0.0f && m[j] < cap ? dy[j] : 0.0f;
                     dx[j] = k * (g - mean_dy - (x[j] - mean) * rstd * mean_dyx);
                 }
             } else {
                 for (int j = 0; j < b->M; j++) {
-                    float g = m[j] > 0.0f ? dy[j] : 0.0f;
+                    float g = m[j] > 0.0f && m[j] < cap ? dy[j] : 0.0f;
                     dx[j] += k * (g - mean_dy - (x[j] - mean) * rstd * mean_dyx);
                 }
             }
-        } else if (b->relu) {
+        } else if (b->overwrite) {
             for (int j = 0; j < b->M; j++)
                 dx[j] = k * (dy[j] - mean_dy - (x[j] - mean) * rstd * mean_dyx);
         } else {
@@ -298,22 +312,23 @@ static void bn_dx_range(void *ctx, int lo, int hi)
  * replica's values) while dgamma and dbeta get this replica's share only: the data-parallel
  * gradient reduction adds the shares up like every other parameter gradient.
  * The reduction is skipped when dinp is NULL, which all replicas agree on (same network).
- * With a ReLU after the BN, dy is the ReLU's output gradient where its output (mask) is > 0
- * and 0 elsewhere.
+ * With a ReLU (ReLU6) fused after the BN, dy is the activation's output gradient where its
+ * output (mask) is in (0, cap) and 0 elsewhere.
  */
 static void bn_backward_any(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                            const float *mask, const float *inp, const float *save_mean,
-                            const float *save_rstd, const float *gamma, int C, int M,
-                            const BnReduce *red, int overwrite)
+                            const float *mask, float cap, const float *inp,
+                            const float *save_mean, const float *save_rstd, const float *gamma,
+                            int C, int M, const BnReduce *red, int overwrite)
 {
     double buf[2 * BN_CHUNK + 1];
     double mdy[BN_CHUNK], mdyx[BN_CHUNK];
     long long work = (long long)C * M;
     for (int c0 = 0; c0 < C; c0 += BN_CHUNK) {
         int nc = C - c0 < BN_CHUNK ? C - c0 : BN_CHUNK;
-        BnPass b = {.inp = inp, .dout = dout, .mask = mask, .buf = buf, .c0 = c0, .nc = nc, .M = M,
+        BnPass b = {.inp = inp, .dout = dout, .mask = mask, .cap = cap, .buf = buf, .c0 = c0,
+                    .nc = nc, .M = M,
                     .save_mean = save_mean, .save_rstd = save_rstd, .gamma = gamma,
-                    .dinp = dinp, .mean_dy = mdy, .mean_dyx = mdyx, .relu = overwrite};
+                    .dinp = dinp, .mean_dy = mdy, .mean_dyx = mdyx, .overwrite = overwrite};
         par_for(nc, work, bn_grad_sums_range, &b);
         for (int i = 0; i < nc; i++) {
             dbeta[c0 + i] += (float)buf[i];
@@ -335,23 +350,23 @@ void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, co
                  const float *save_mean, const float *save_rstd, const float *gamma, int C, int M,
                  const BnReduce *red)
 {
-    bn_backward_any(dinp, dgamma, dbeta, dout, NULL, inp, save_mean, save_rstd, gamma, C, M, red,
-                    0);
+    bn_backward_any(dinp, dgamma, dbeta, dout, NULL, 0.0f, inp, save_mean, save_rstd, gamma, C, M,
+                    red, 0);
 }
 
 void bn_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                      const float *out, const float *inp, const float *save_mean,
+                      const float *out, float cap, const float *inp, const float *save_mean,
                       const float *save_rstd, const float *gamma, int C, int M,
                       const BnReduce *red)
 {
-    bn_backward_any(dinp, dgamma, dbeta, dout, out, inp, save_mean, save_rstd, gamma, C, M, red,
-                    0);
+    bn_backward_any(dinp, dgamma, dbeta, dout, out, cap, inp, save_mean, save_rstd, gamma, C, M,
+                    red, 0);
 }
 
 void bn_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                     const float *mask, const float *inp, const float *save_mean,
+                     const float *mask, float cap, const float *inp, const float *save_mean,
                      const float *save_rstd, const float *gamma, int C, int M, const BnReduce *red)
 {
-    bn_backward_any(dinp, dgamma, dbeta, dout, mask, inp, save_mean, save_rstd, gamma, C, M, red,
-                    1);
+    bn_backward_any(dinp, dgamma, dbeta, dout, mask, cap, inp, save_mean, save_rstd, gamma, C, M,
+                    red, 1);
 }

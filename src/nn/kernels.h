@@ -4,10 +4,10 @@
 
 #include "legr/layers.h"
 
-/* bn_backward (mask NULL) or bn_relu_backward (mask = the ReLU output), with dinp overwritten;
- * dgamma and dbeta still accumulate. dinp must not be NULL. */
+/* bn_backward (mask NULL) or bn_relu_backward (mask = the fused activation's output, cap its
+ * clamp), with dinp overwritten; dgamma and dbeta still accumulate. dinp must not be NULL. */
 void bn_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                     const float *mask, const float *inp, const float *save_mean,
+                     const float *mask, float cap, const float *inp, const float *save_mean,
                      const float *save_rstd, const float *gamma, int C, int M, const BnReduce *red);
 /* relu_backward with dinp overwritten (dinp must not be NULL). */
 void relu_backward_set(float *dinp, const float *dout, const float *out, long long n);

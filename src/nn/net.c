@@ -231,9 +231,10 @@ static int sole_consumer(const Arch *a, int i)
 enum { NET_FOLD_MAX = 2048 };
 
 /* The fusion plan, decided once per Net from the graph:
- * - BN+ReLU: a BN i whose only consumer is the ReLU i+1 writes max(bn(x), 0) straight into the
- *   ReLU's output and never stores its own; backward runs bn_relu_backward from the ReLU's
- *   gradient. Two passes over the activations fewer each way.
+ * - BN+ReLU: a BN i whose only consumer is the ReLU (or ReLU6) i+1 writes max(bn(x), 0)
+ *   (clamped at 6) straight into the activation's output and never stores its own; backward
+ *   runs bn_relu_backward from the activation's gradient. Two passes over the activations fewer
+ *   each way.
  * - add+ReLU: the same for an add whose only consumer is the ReLU i+1.
  * - grad set: node i's gradient is written once, by overwriting, instead of being zeroed and
  *   accumulated, when a single node consumes it and that node's backward has an overwriting form
@@ -255,9 +256,11 @@ static void plan_fusion(Net *net)
     }
     for (int i = 0; i + 1 < n; i++) {
         const Node *r = &a->nodes[i + 1];
-        int relu_next = r->kind == OP_RELU && r->in[0] == i && cons[i] == i + 1;
-        if (relu_next && a->nodes[i].kind == OP_BN) net->fuse[i] |= NET_FUSE_BN_RELU;
-        if (relu_next && a->nodes[i].kind == OP_ADD) net->fuse[i] |= NET_FUSE_ADD_RELU;
+        int act_next = r->in[0] == i && cons[i] == i + 1;
+        if (act_next && (r->kind == OP_RELU || r->kind == OP_RELU6) && a->nodes[i].kind == OP_BN)
+            net->fuse[i] |= NET_FUSE_BN_RELU;
+        if (act_next && r->kind == OP_RELU && a->nodes[i].kind == OP_ADD)
+            net->fuse[i] |= NET_FUSE_ADD_RELU;
     }
     for (int i = 0; i < n; i++) {
         int j = cons[i];
@@ -270,12 +273,12 @@ static void plan_fusion(Net *net)
             if (!(net->fuse[i] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
                 net->fuse[i] |= NET_FUSE_GRAD_SET;
             break;
+        case OP_RELU6: /* no overwriting form; fused into its BN when it follows one */
         case OP_INPUT:
         case OP_SHORTCUT:
         case OP_GAP:
         case OP_FC:
         case OP_MAXPOOL:
-        case OP_RELU6:
         case OP_DROPOUT:
         case OP_COUNT: break;
         }
@@ -291,6 +294,12 @@ static void plan_fusion(Net *net)
             net->fold_add[i] = j;
     }
     free(cons);
+}
+
+/* The clamp of the activation fused into BN i (NET_FUSE_BN_RELU): ReLU or ReLU6. */
+static float fused_cap(const Arch *a, int i)
+{
+    return a->nodes[i + 1].kind == OP_RELU6 ? 6.0f : INFINITY;
 }
 
 /* Eval-mode conv i with BN i+1 as epilogue, then with res the residual and the ReLU of an add
@@ -313,10 +322,13 @@ static void conv_bn_eval(Net *net, int i, const float *res, float *out, int n)
         for (int c = 0; c < bn->c; c++) mean[c] = rm[c] - b[c];
         rm = mean;
     }
-    int relu = res || (net->fuse[i + 1] & NET_FUSE_BN_RELU);
+    /* The conv epilogue clamps at 0 only: a fused ReLU6 gets its own pass on the result. */
+    int act = (net->fuse[i + 1] & NET_FUSE_BN_RELU) != 0;
+    int six = act && fused_cap(a, i + 1) == 6.0f;
     conv_forward_affine(out, net->work, net->act + net->act_off[nd->in[0]], w, n, p->c, p->h,
                         p->w, nd->c, nd->k, nd->stride, nd->pad, nd->groups, rm, scale, beta, res,
-                        relu);
+                        res || (act && !six));
+    if (six) relu6_forward(out, out, (long long)bn->c * n * nd->h * nd->w);
 }
 
 /* Dropout key of node i in the current step: masks differ between nodes and steps. */
@@ -364,11 +376,13 @@ const float *net_forward(Net *net, const float *x, int n, int train)
             const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
             if (fz & NET_FUSE_BN_RELU) {
                 float *rout = net->act + net->act_off[i + 1];
+                float cap = fused_cap(a, i);
                 if (train)
                     bn_relu_forward_train(rout, sv, sv + nd->c, rm, rv, inp, w, beta, nd->c,
-                                          (int)m, net->bn_momentum, net->bn_eps, red);
+                                          (int)m, net->bn_momentum, net->bn_eps, red, cap);
                 else
-                    bn_relu_forward_eval(rout, inp, w, beta, rm, rv, nd->c, (int)m, net->bn_eps);
+                    bn_relu_forward_eval(rout, inp, w, beta, rm, rv, nd->c, (int)m, net->bn_eps,
+                                         cap);
             } else if (train) {
                 bn_forward_train(out, sv, sv + nd->c, rm, rv, inp, w, beta, nd->c, (int)m,
                                  net->bn_momentum, net->bn_eps, red);
@@ -381,7 +395,9 @@ const float *net_forward(Net *net, const float *x, int n, int train)
             if (!(net->fuse[nd->in[0]] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
                 relu_forward(out, inp, m * nd->c);
             break;
-        case OP_RELU6: relu6_forward(out, inp, m * nd->c); break;
+        case OP_RELU6:
+            if (!(net->fuse[nd->in[0]] & NET_FUSE_BN_RELU)) relu6_forward(out, inp, m * nd->c);
+            break;
         case OP_ADD: {
             const float *other = net->act + net->act_off[nd->in[1]];
             int conv = nd->in[0] - 1; /* the conv of a BN first input, when folded here */
@@ -474,12 +490,13 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             int fused = net->fuse[i] & NET_FUSE_BN_RELU;
             const float *dy = fused ? net->dact + net->act_off[i + 1] : dout;
             const float *mask = fused ? net->act + net->act_off[i + 1] : NULL;
+            float cap = fused ? fused_cap(a, i) : 0.0f;
             if (dinp && (pf & NET_FUSE_GRAD_SET))
-                bn_backward_set(dinp, dw, db, dy, mask, inp, sv, sv + nd->c, w, nd->c, (int)m,
-                                red);
+                bn_backward_set(dinp, dw, db, dy, mask, cap, inp, sv, sv + nd->c, w, nd->c,
+                                (int)m, red);
             else if (fused)
-                bn_relu_backward(dinp, dw, db, dy, mask, inp, sv, sv + nd->c, w, nd->c, (int)m,
-                                 red);
+                bn_relu_backward(dinp, dw, db, dy, mask, cap, inp, sv, sv + nd->c, w, nd->c,
+                                 (int)m, red);
             else
                 bn_backward(dinp, dw, db, dy, inp, sv, sv + nd->c, w, nd->c, (int)m, red);
             break;
@@ -492,7 +509,7 @@ void net_backward(Net *net, const int *labels, float loss_scale)
                 relu_backward(dinp, dout, out, m * nd->c);
             break;
         case OP_RELU6:
-            if (dinp) relu6_backward(dinp, dout, out, m * nd->c);
+            if (dinp && !(pf & NET_FUSE_BN_RELU)) relu6_backward(dinp, dout, out, m * nd->c);
             break;
         case OP_ADD: {
             const Node *q = &a->nodes[nd->in[1]];
