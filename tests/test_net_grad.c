@@ -1,4 +1,4 @@
-/* Central finite-difference check of net_backward on every parameter tensor of a whole ResNet-8. */
+/* Central finite-difference check of net_backward on every parameter tensor of a whole ResNet-8, and of a small network with every other node kind (conv bias, max pooling, ReLU6, depthwise convs, an add without ReLU, dropout). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,20 +51,46 @@
 static float x_in[BATCH * IN_C * IN_HW * IN_HW];
 static int labels[BATCH] = {3, 7};
 
-/* Which ReLU outputs are positive after the last forward, hashed over every ReLU node: two
- * forwards with equal hashes took the same branch at every ReLU. */
+/* Which input of every max-pooling window is its (first) maximum, hashed into h. */
+static unsigned long long maxpool_pattern(const Net *net, int i, unsigned long long h)
+{
+    const Node *nd = &net->arch.nodes[i], *p = &net->arch.nodes[nd->in[0]];
+    const float *x = net->act + net->act_off[nd->in[0]];
+    for (int cn = 0; cn < nd->c * net->cur_n; cn++)
+        for (int oh = 0; oh < nd->h; oh++)
+            for (int ow = 0; ow < nd->w; ow++) {
+                int best = -1;
+                float m = 0.0f;
+                for (int kh = 0; kh < nd->k; kh++)
+                    for (int kw = 0; kw < nd->k; kw++) {
+                        int ih = oh * nd->stride - nd->pad + kh, iw = ow * nd->stride - nd->pad + kw;
+                        if (ih < 0 || iw < 0 || ih >= p->h || iw >= p->w) continue;
+                        float v = x[((size_t)cn * p->h + ih) * p->w + iw];
+                        if (best < 0 || v > m) {
+                            best = kh * nd->k + kw;
+                            m = v;
+                        }
+                    }
+                h = hash_fnv1a(h, &best, sizeof best);
+            }
+    return h;
+}
+
+/* The branches every ReLU and ReLU6 took (output > 0, and < 6) and every max pool's choices,
+ * hashed: two forwards with equal hashes took the same branch at every kink. */
 static unsigned long long relu_pattern(const Net *net)
 {
     unsigned long long h = HASH_FNV_INIT;
     for (int i = 0; i < net->arch.n_nodes; i++) {
         const Node *nd = &net->arch.nodes[i];
-        if (nd->kind != OP_RELU) continue;
+        if (nd->kind == OP_MAXPOOL) h = maxpool_pattern(net, i, h);
+        if (nd->kind != OP_RELU && nd->kind != OP_RELU6) continue;
         const float *out = net->act + net->act_off[i];
         size_t n = (size_t)nd->c * net->cur_n * nd->h * nd->w;
-        for (size_t j = 0; j < n; j += 64) {
+        for (size_t j = 0; j < n; j += 32) {
             unsigned long long bits = 0;
-            for (size_t k = j; k < n && k < j + 64; k++)
-                bits |= (unsigned long long)(out[k] > 0) << (k - j);
+            for (size_t k = j; k < n && k < j + 32; k++)
+                bits |= (unsigned long long)(out[k] > 0 ? out[k] < 6 ? 1 : 2 : 0) << 2 * (k - j);
             h = hash_fnv1a(h, &bits, sizeof bits);
         }
     }
@@ -158,56 +184,80 @@ static TensorResult check_tensor_grad(Net *net, const ParamSpec *s, const float 
     return r;
 }
 
-int main(void)
+/* Every node kind after the CIFAR ResNet's, on 3x8x8: conv 3x3 with bias, BN, ReLU6, max pool
+ * 3/2/1, an inverted residual (1x1 expansion, depthwise 3x3, ReLU6s, 1x1 projection with bias,
+ * BN, add without ReLU), a stride-2 depthwise conv, ReLU, GAP, dropout, FC. */
+static int build_zoo(Arch *a, Err *err)
 {
-    Err err = {0};
-    Arch arch;
-    Net net;
-    int ok = arch_resnet_cifar(&arch, 8, IN_C, IN_HW, IN_HW, CLASSES, 1.0, &err) == 0;
-    EXPECT(ok, "arch_resnet_cifar: %s", err.msg);
-    if (!ok) return harness_finish("test_net_grad");
-    ok = net_build(&net, &arch, BATCH, &err) == 0;
-    EXPECT(ok, "net_build: %s", err.msg);
-    arch_free(&arch);
-    if (!ok) return harness_finish("test_net_grad");
+    arch_init(a);
+    int x = arch_add_input(a, "input", IN_C, IN_HW, IN_HW, err);
+    int c = arch_add_conv(a, "stem", x, 8, 3, 1, 1, 1, err);
+    if (c < 0 || arch_set_conv_bias(a, c, err)) return -1;
+    x = arch_add_bn(a, "stem_bn", c, err);
+    x = arch_add_relu6(a, "stem_act", x, err);
+    int mp = arch_add_maxpool(a, "pool", x, 3, 2, 1, err);
+    x = arch_add_conv(a, "expand", mp, 16, 1, 1, 0, 1, err);
+    x = arch_add_bn(a, "expand_bn", x, err);
+    x = arch_add_relu6(a, "expand_act", x, err);
+    x = arch_add_conv(a, "dw", x, 16, 3, 1, 1, 16, err);
+    x = arch_add_bn(a, "dw_bn", x, err);
+    x = arch_add_relu6(a, "dw_act", x, err);
+    c = arch_add_conv(a, "project", x, 8, 1, 1, 0, 1, err);
+    if (c < 0 || arch_set_conv_bias(a, c, err)) return -1;
+    x = arch_add_bn(a, "project_bn", c, err);
+    x = arch_add_add(a, "add", x, mp, err);
+    x = arch_add_conv(a, "dw2", x, 8, 3, 2, 1, 8, err);
+    x = arch_add_bn(a, "dw2_bn", x, err);
+    x = arch_add_relu(a, "dw2_act", x, err);
+    x = arch_add_gap(a, "gap", x, err);
+    x = arch_add_dropout(a, "drop", x, 0.3, err);
+    return arch_add_fc(a, "fc", x, CLASSES, err) < 0 ? -1 : 0;
+}
 
+/* The whole check on one network: backward against central differences on every tensor. */
+static void check_network(const char *what, Net *net)
+{
     /* PyTorch-default conv/FC weights; BN gamma/beta random around GAMMA_MEAN/BETA_MEAN. */
-    net_init_params(&net, SEED);
+    net_init_params(net, SEED);
     Rng rng;
     rng_init(&rng, SEED, rng_stream_id(RNG_PURPOSE_TEST, 1));
-    for (int t = 0; t < net.n_params; t++) {
-        const ParamSpec *s = &net.params[t];
-        if (net.arch.nodes[s->node].kind != OP_BN) continue;
+    for (int t = 0; t < net->n_params; t++) {
+        const ParamSpec *s = &net->params[t];
+        if (net->arch.nodes[s->node].kind != OP_BN) continue;
         int is_gamma = strstr(s->name, ".weight") != NULL;
         for (size_t j = 0; j < s->count; j++)
-            net.param[s->offset + j] = (float)(is_gamma ? GAMMA_MEAN + 0.1 * rng_normal(&rng)
-                                                        : BETA_MEAN + 0.2 * rng_normal(&rng));
+            net->param[s->offset + j] = (float)(is_gamma ? GAMMA_MEAN + 0.1 * rng_normal(&rng)
+                                                         : BETA_MEAN + 0.2 * rng_normal(&rng));
     }
     for (size_t j = 0; j < sizeof x_in / sizeof x_in[0]; j++) x_in[j] = (float)rng_normal(&rng);
+    /* Dropout masks stay fixed across the perturbed forwards: same seed, step and images. */
+    net->drop_seed = SEED;
 
     unsigned long long base_pattern, pattern;
-    double l0 = loss_at(&net, &base_pattern);
-    net_zero_grad(&net);
-    net_backward(&net, labels, 1.0f / BATCH);
-    float *grad = xalloc_floats(net.n_param_floats);
-    memcpy(grad, net.grad, net.n_param_floats * sizeof(float));
-    EXPECT(isfinite(l0) && l0 > 0, "loss %g", l0);
+    double l0 = loss_at(net, &base_pattern);
+    net_zero_grad(net);
+    net_backward(net, labels, 1.0f / BATCH);
+    float *grad = xalloc_floats(net->n_param_floats);
+    memcpy(grad, net->grad, net->n_param_floats * sizeof(float));
+    EXPECT(isfinite(l0) && l0 > 0, "%s: loss %g", what, l0);
     size_t relu_total = 0, relu_zero = 0;
-    for (int i = 0; i < net.arch.n_nodes; i++) {
-        const Node *nd = &net.arch.nodes[i];
-        if (nd->kind != OP_RELU) continue;
+    for (int i = 0; i < net->arch.n_nodes; i++) {
+        const Node *nd = &net->arch.nodes[i];
+        if (nd->kind != OP_RELU && nd->kind != OP_RELU6) continue;
         size_t n = (size_t)nd->c * BATCH * nd->h * nd->w;
-        for (size_t j = 0; j < n; j++) relu_zero += net.act[net.act_off[i] + j] <= 0;
+        for (size_t j = 0; j < n; j++) relu_zero += net->act[net->act_off[i] + j] <= 0;
         relu_total += n;
     }
-    printf("loss %.6f; %zu of %zu ReLU outputs are zero\n", l0, relu_zero, relu_total);
-    EXPECT(relu_zero > relu_total / 50, "too few ReLU outputs are zero to exercise the masks");
+    printf("%s: loss %.6f; %zu of %zu ReLU/ReLU6 outputs are zero\n", what, l0, relu_zero,
+           relu_total);
+    EXPECT(relu_zero > relu_total / 50, "%s: too few ReLU outputs are zero to exercise the masks",
+           what);
 
     double worst = 0.0;
     int checked = 0, skipped = 0;
-    for (int t = 0; t < net.n_params; t++) {
-        const ParamSpec *s = &net.params[t];
-        TensorResult r = check_tensor_grad(&net, s, grad, base_pattern, &rng);
+    for (int t = 0; t < net->n_params; t++) {
+        const ParamSpec *s = &net->params[t];
+        TensorResult r = check_tensor_grad(net, s, grad, base_pattern, &rng);
         printf("  %-24s %d entries checked, %d skipped at a kink, max rel err %.3g\n", s->name,
                r.checked, r.skipped, r.worst);
         EXPECT(r.checked >= 1 && 4 * r.skipped <= r.checked + r.skipped,
@@ -217,12 +267,33 @@ int main(void)
         checked += r.checked;
         skipped += r.skipped;
     }
-    printf("whole ResNet-8, train mode: %d entries checked, %d skipped, max rel err %.3g "
-           "(tol %g)\n", checked, skipped, worst, TOL);
+    printf("whole %s, train mode: %d entries checked, %d skipped, max rel err %.3g (tol %g)\n",
+           what, checked, skipped, worst, TOL);
     /* The loss at the base point must come back exactly after all the perturbations. */
-    EXPECT(loss_at(&net, &pattern) == l0 && pattern == base_pattern,
-           "parameters were not restored");
+    EXPECT(loss_at(net, &pattern) == l0 && pattern == base_pattern,
+           "%s: parameters were not restored", what);
     free(grad);
-    net_free(&net);
+}
+
+int main(void)
+{
+    Err err = {0};
+    Arch arch;
+    Net net;
+    int ok = arch_resnet_cifar(&arch, 8, IN_C, IN_HW, IN_HW, CLASSES, 1.0, &err) == 0 &&
+             net_build(&net, &arch, BATCH, &err) == 0;
+    EXPECT(ok, "ResNet-8: %s", err.msg);
+    arch_free(&arch);
+    if (ok) {
+        check_network("ResNet-8", &net);
+        net_free(&net);
+    }
+    ok = build_zoo(&arch, &err) == 0 && net_build(&net, &arch, BATCH, &err) == 0;
+    EXPECT(ok, "the other kinds' network: %s", err.msg);
+    arch_free(&arch);
+    if (ok) {
+        check_network("network of the other kinds", &net);
+        net_free(&net);
+    }
     return harness_finish("test_net_grad");
 }
