@@ -1,4 +1,4 @@
-/* The fast convolution paths (cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, the direct grouped kernel) against the naive forward and backward references with 1 and 2 engine threads, and the eval epilogue (BN, residual add, ReLU) against separate passes. */
+/* The fast convolution paths (pointwise GEMMs on the tensors, cache-blocked im2col, shifted-grid "same" convs with Winograd F(4,3) rows and the outer-product 3x3 dW, phase-plane stride-2 convs, the direct grouped kernel) against the naive forward and backward references with 1, 2 and 3 engine threads, and the eval epilogue (BN, residual add, ReLU) against separate passes. */
 #include "harness.h"
 #include "layers_testutil.h"
 #include "legr/layers.h"
@@ -149,7 +149,7 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
-/* Outputs and both gradients are bit-identical with 1 and 2 threads: blocks write disjoint
+/* Outputs and both gradients are bit-identical with 1, 2 and 3 threads: blocks write disjoint
  * outputs and dW is summed in fixed lanes, whatever thread computes a block. */
 static void check_threads_identical(Rng *r, const Shape *s)
 {
@@ -160,11 +160,11 @@ static void check_threads_identical(Rng *r, const Shape *s)
     long long nws = conv_workspace_floats(s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G);
     float *x = xalloc_floats(nx), *w = xalloc_floats(nw), *dy = xalloc_floats(ny);
     float *ws = xalloc_floats(nws + 1);
-    float *res[2][3];
+    float *res[3][3];
     tu_fill_uniform(r, x, nx, -1, 1);
     tu_fill_uniform(r, w, nw, -1, 1);
     tu_fill_uniform(r, dy, ny, -1, 1);
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         openblas_set_num_threads(t + 1);
         res[t][0] = xalloc_floats(ny);
         res[t][1] = xalloc_floats(nx);
@@ -175,11 +175,12 @@ static void check_threads_identical(Rng *r, const Shape *s)
         conv_backward(res[t][1], res[t][2], ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K,
                       s->S, s->P, s->G);
     }
-    EXPECT(memcmp(res[0][0], res[1][0], (size_t)ny * sizeof(float)) == 0 &&
-               memcmp(res[0][1], res[1][1], (size_t)nx * sizeof(float)) == 0 &&
-               memcmp(res[0][2], res[1][2], (size_t)nw * sizeof(float)) == 0,
-           "%s: results differ between 1 and 2 threads", s->what);
-    for (int t = 0; t < 2; t++)
+    for (int t = 1; t < 3; t++)
+        EXPECT(memcmp(res[0][0], res[t][0], (size_t)ny * sizeof(float)) == 0 &&
+                   memcmp(res[0][1], res[t][1], (size_t)nx * sizeof(float)) == 0 &&
+                   memcmp(res[0][2], res[t][2], (size_t)nw * sizeof(float)) == 0,
+               "%s: results differ between 1 and %d threads", s->what, t + 1);
+    for (int t = 0; t < 3; t++)
         for (int k = 0; k < 3; k++) free(res[t][k]);
     free(x);
     free(w);
@@ -212,7 +213,22 @@ int main(void)
          * every group does both). */
         {3, 5, 4, 4, 6, 3, 1, 1, 1, "same 3x3, 4x4 images (one Winograd group a row)"},
         {5, 6, 3, 8, 5, 3, 1, 1, 1, "same 3x3, 3x8 images"},
+        /* Pointwise convs (conv_point.c): GEMMs on the tensors over pixel blocks. Pixel
+         * counts that are not whole tiles (a partial last tile read from zero-padded copies),
+         * odd and MobileNetV2-like widths, one-pixel images. */
         {4, 13, 10, 10, 9, 1, 1, 0, 1, "pointwise"},
+        {1, 7, 1, 1, 37, 1, 1, 0, 1, "pointwise, one pixel"},
+        {5, 37, 3, 5, 7, 1, 1, 0, 1, "pointwise, 3x5 images"},
+        {3, 16, 4, 4, 96, 1, 1, 0, 1, "pointwise, expansion 16 -> 96"},
+        {2, 160, 4, 4, 37, 1, 1, 0, 1, "pointwise, projection 160 -> 37"},
+        {4, 96, 8, 8, 7, 1, 1, 0, 1, "pointwise, 96 -> 7, 8x8"},
+        {1, 7, 16, 16, 160, 1, 1, 0, 1, "pointwise, 7 -> 160, 16x16"},
+        {2, 1, 3, 5, 1, 1, 1, 0, 1, "pointwise, one channel, one filter"},
+        /* (96 + 37) floats a pixel: at most 1464 pixels a block, so 23 images of 8x8 make two
+         * blocks, the last one shorter and ending in a partial tile; 45 of 16x16 make eight
+         * (all the dW lanes). */
+        {23, 96, 8, 8, 37, 1, 1, 0, 1, "pointwise, two blocks"},
+        {45, 37, 16, 16, 96, 1, 1, 0, 1, "pointwise, eight blocks"},
         {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
         {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},
@@ -232,10 +248,10 @@ int main(void)
         {2, 48, 8, 8, 45, 3, 2, 1, 1, "strided, 45 filters over 48 channels (threaded packing)"},
     };
     int n = (int)(sizeof shapes / sizeof shapes[0]);
-    for (int t = 1; t <= 2; t++)
+    for (int t = 1; t <= 3; t++)
         for (int i = 0; i < n; i++) check_shape(&r, &shapes[i], t);
     for (int i = 0; i < n; i++) check_threads_identical(&r, &shapes[i]);
-    printf("fast conv vs reference, %d shapes x {1, 2} threads: worst error / bound: out %.3g, "
+    printf("fast conv vs reference, %d shapes x {1, 2, 3} threads: worst error / bound: out %.3g, "
            "dinp %.3g, dweight %.3g\n", n, worst[0], worst[1], worst[2]);
     return harness_finish("test_conv_fast");
 }

@@ -1,4 +1,4 @@
-/* 2-D convolution on channel-major activations: dispatch to the shifted-grid paths (conv_shift.c, conv_phase.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, the direct kernels of conv_group.c for grouped convs, and naive references. */
+/* 2-D convolution on channel-major activations: dispatch to the pointwise path (conv_point.c), the shifted-grid paths (conv_shift.c, conv_phase.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, the direct kernels of conv_group.c for grouped convs, and naive references. */
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "conv_internal.h"
@@ -262,6 +262,7 @@ static int conv_plan_threads(const ConvPlan *p)
 long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
     if (G > 1) return 0; /* conv_group.c needs none */
+    if (conv_is_point(K, S, P)) return conv_point_workspace(N, C, H, W, OC);
     if (conv_is_same_s1(K, S, P)) return conv_shift_workspace(N, C, H, W, OC, K, P);
     if (conv_is_phase_s2(K, S, P, H, W)) return conv_phase_workspace(N, C, H, W, OC);
     ConvPlan p;
@@ -276,6 +277,10 @@ static void conv_forward_ep(float *out, float *col, const float *inp, const floa
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
     if (G > 1) {
         conv_group_forward_ep(out, inp, weight, N, C, H, W, OC, K, S, P, G, ep);
+        return;
+    }
+    if (conv_is_point(K, S, P)) {
+        conv_point_forward(out, col, inp, weight, N, C, H, W, OC, ep);
         return;
     }
     if (conv_is_same_s1(K, S, P)) {
@@ -311,9 +316,10 @@ void conv_forward_affine(float *out, float *col, const float *inp, const float *
     conv_forward_ep(out, col, inp, weight, N, C, H, W, OC, K, S, P, G, &ep);
 }
 
-/* Grouped convs go to conv_group.c, same and stride-2 3x3 ones to the shifted-grid paths. The
- * others: per block, dW += doutb x colb^T and dinp += col2im(W^T x doutb); dW goes through the
- * lanes (see "Scheduling" in conv_internal.h), so it does not depend on the thread count. */
+/* Grouped convs go to conv_group.c, pointwise ones to conv_point.c, same and stride-2 3x3 ones
+ * to the shifted-grid paths. The others: per block, dW += doutb x colb^T and dinp +=
+ * col2im(W^T x doutb); dW goes through the lanes (see "Scheduling" in conv_internal.h), so it
+ * does not depend on the thread count. */
 static void conv_backward_any(float *dinp, float *dweight, float *col, const float *dout,
                               const float *inp, const float *weight, int N, int C, int H, int W,
                               int OC, int K, int S, int P, int G, int set)
@@ -321,6 +327,10 @@ static void conv_backward_any(float *dinp, float *dweight, float *col, const flo
     CHECK(G > 0 && C % G == 0 && OC % G == 0, "conv: C=%d, OC=%d not divisible by G=%d", C, OC, G);
     if (G > 1) {
         conv_group_backward_any(dinp, dweight, dout, inp, weight, N, C, H, W, OC, K, S, P, G, set);
+        return;
+    }
+    if (conv_is_point(K, S, P)) {
+        conv_point_backward(dinp, dweight, col, dout, inp, weight, N, C, H, W, OC, set);
         return;
     }
     if (conv_is_same_s1(K, S, P)) {

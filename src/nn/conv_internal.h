@@ -1,4 +1,4 @@
-/* Shared by the convolution paths (conv.c, conv_shift.c, conv_phase.c, conv_group.c): the eval epilogue, deterministic dW lanes, and the shifted-grid and grouped entry points. */
+/* Shared by the convolution paths (conv.c, conv_point.c, conv_shift.c, conv_phase.c, conv_group.c): the eval epilogue, deterministic dW lanes, and the pointwise, shifted-grid and grouped entry points. */
 #ifndef LEGR_NN_CONV_INTERNAL_H
 #define LEGR_NN_CONV_INTERNAL_H
 
@@ -59,7 +59,11 @@ static inline void conv_sum_lanes(float *lanes, size_t lane_floats, int nlanes)
 
 static inline size_t conv_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* "Same" stride-1 convs (odd K, P = K/2) run on the shifted grid (conv_shift.c). */
+/* Ungrouped 1x1 stride-1 unpadded convs run as GEMMs on the tensors themselves (conv_point.c);
+ * they are "same" convs too, so this test comes first. */
+static inline int conv_is_point(int K, int S, int P) { return K == 1 && S == 1 && P == 0; }
+
+/* Other "same" stride-1 convs (odd K, P = K/2) run on the shifted grid (conv_shift.c). */
 static inline int conv_is_same_s1(int K, int S, int P)
 {
     return S == 1 && K % 2 == 1 && P == K / 2;
@@ -78,6 +82,18 @@ void conv_group_forward_ep(float *out, const float *inp, const float *weight, in
 void conv_group_backward_any(float *dinp, float *dweight, const float *dout, const float *inp,
                              const float *weight, int N, int C, int H, int W, int OC, int K,
                              int S, int P, int G, int set);
+
+/* Workspace floats of the pointwise path for a shape. */
+long long conv_point_workspace(int N, int C, int H, int W, int OC);
+/* out = conv(inp) of a pointwise conv, through ep when not NULL; ws: conv_point_workspace
+ * floats. */
+void conv_point_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
+                        int H, int W, int OC, const ConvEpilogue *ep);
+/* dweight += dW and, when dinp is not NULL, dinp += dX (with set, dinp = dX) of a pointwise
+ * conv. */
+void conv_point_backward(float *dinp, float *dweight, float *ws, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int H, int W, int OC,
+                         int set);
 
 /* Workspace floats of the shifted-grid paths for a shape (conv_workspace_floats takes the
  * largest that a conv of that shape may use). */

@@ -1,0 +1,221 @@
+/* Pointwise convolutions (1x1, stride 1, no padding, ungrouped) as GEMMs run straight on the channel-major tensors, blocked over pixels, forward and backward. */
+#include "conv_internal.h"
+#include "gemm_tile.h"
+#include "parallel.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
+
+/*
+ * With channel-major activations a 1x1 conv is a plain GEMM of the tensors over the M = N*H*W
+ * pixels: out (OC x M) = W (OC x C) x X (C x M), dW (OC x C) += dY (OC x M) x X^T and
+ * dX (C x M) = W^T x dY. Channel c of the batch is row c of X, so the tile kernels read their B
+ * rows from the tensor itself (GtRows {x, M, 0, 0, 1}): no grid, no im2col. Pixels need not be
+ * split at image boundaries, so blocks are ranges of pixels, whole tiles (GT_NR) each except the
+ * last. A tile reads GT_NR floats of every row; only the batch's last partial tile would read
+ * past the end of the tensor (and would sum its garbage columns into dW), so that tail of
+ * x (and of dy) is copied once per call into zero-padded GT_NR-wide rows and read from there.
+ */
+enum { POINT_BLOCK_FLOATS = 3 << 16 }; /* target size of a block's x and dy (or out) columns */
+
+typedef struct {
+    int C, OC, nblk, nlanes;
+    size_t M;           /* pixels: N*H*W, the row length of every tensor */
+    size_t jb;          /* pixels per block, a multiple of GT_NR (the last block may be short) */
+    size_t tail0;       /* the first pixel of the partial last tile (M when there is none) */
+    int tail;           /* its width, M - tail0 < GT_NR */
+    size_t packed, lane_floats;
+    atomic_int next;    /* the next block (forward) or dW lane (backward) to take */
+    float *ap;          /* packed W (forward) or W^T (dX) */
+    float *lanes;       /* CONV_LANES dW partial sums */
+    float *xt, *dyt;    /* the tails of x and dy: C and OC rows of GT_NR floats, zero-padded */
+    float *out, *dinp;
+    const float *inp, *dout;
+    const ConvEpilogue *ep; /* forward: eval BN (+ residual) (+ ReLU) on the way out, or NULL */
+    int dx_set;         /* backward: dinp = dX instead of dinp += dX */
+} PointPlan;
+
+/* Blocks and workspace layout; depend on the shape only (never on the thread count). As in the
+ * shifted-grid plans, the block count is even when there are several, so two threads finish
+ * together. */
+static void point_plan_init(PointPlan *p, int N, int C, int H, int W, int OC)
+{
+    memset(p, 0, sizeof *p);
+    p->C = C, p->OC = OC;
+    p->M = (size_t)N * H * W;
+    size_t cap = POINT_BLOCK_FLOATS / (size_t)(C + OC) / GT_NR * GT_NR;
+    if (cap < GT_NR) cap = GT_NR;
+    size_t nblk = (p->M + cap - 1) / cap;
+    if (nblk > 1) nblk += nblk & 1;
+    p->jb = ((p->M + nblk - 1) / nblk + GT_NR - 1) / GT_NR * GT_NR;
+    p->nblk = (int)((p->M + p->jb - 1) / p->jb);
+    p->tail = (int)(p->M % GT_NR);
+    p->tail0 = p->M - (size_t)p->tail;
+    size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * C;
+    size_t pb = (size_t)(C + GT_MR - 1) / GT_MR * GT_MR * OC;
+    p->packed = conv_round16(pa > pb ? pa : pb);
+    p->lane_floats = conv_round16((size_t)OC * C);
+    p->nlanes = conv_lanes(p->nblk);
+    atomic_init(&p->next, 0);
+}
+
+/* Workspace: packed weights, dW lanes, the tails of x and dy. */
+static void point_plan_bind(PointPlan *p, float *ws)
+{
+    p->ap = ws;
+    p->lanes = ws + p->packed;
+    p->xt = p->lanes + CONV_LANES * p->lane_floats;
+    p->dyt = p->xt + conv_round16((size_t)p->C * GT_NR);
+}
+
+static size_t point_plan_floats(const PointPlan *p)
+{
+    return p->packed + CONV_LANES * p->lane_floats + conv_round16((size_t)p->C * GT_NR) +
+           conv_round16((size_t)p->OC * GT_NR);
+}
+
+long long conv_point_workspace(int N, int C, int H, int W, int OC)
+{
+    PointPlan p;
+    point_plan_init(&p, N, C, H, W, OC);
+    return (long long)point_plan_floats(&p);
+}
+
+/* t (rows x GT_NR) = the partial last tile of src's rows (M floats each), zero past it. */
+static void point_copy_tail(const PointPlan *p, float *t, const float *src, int rows)
+{
+    for (int r = 0; r < rows; r++) {
+        float *d = t + (size_t)r * GT_NR;
+        memcpy(d, src + (size_t)r * p->M + p->tail0, (size_t)p->tail * sizeof(float));
+        memset(d + p->tail, 0, (size_t)(GT_NR - p->tail) * sizeof(float));
+    }
+}
+
+/*
+ * dst (rows x M) = A x the B rows over pixels [j0, j1), A packed by gt_pack_a (rows x nc),
+ * B = src's rows (nc of them, M floats each) or, for the partial last tile, the same rows' tail
+ * copy bt. Every tile goes from its registers straight to dst: = through the plan's epilogue if
+ * any (forward), += when acc (the backward's dX), = otherwise. Only the tail tile is staged, so
+ * that its garbage columns are never stored. A panel of GT_MR rows runs over the whole block
+ * before the next one, so the stores go to GT_MR sequential streams: tiles in pixel order under
+ * every panel (all rows of dst at once) measured 1.3-1.9x slower at 16-24 input channels, where
+ * the rows, M floats apart (often a power of two), evict each other from the caches.
+ */
+static void point_gemm_out(const PointPlan *p, int rows, int nc, const float *ap, const float *src,
+                           const float *bt, float *dst, size_t j0, size_t j1, int acc)
+{
+    const ConvEpilogue *ep = acc ? NULL : p->ep;
+    GtRows full = {src, p->M, 0, 0, 1}, tailrows = {bt, GT_NR, 0, 0, 1};
+    for (int i = 0; i < rows; i += GT_MR) {
+        for (size_t j = j0; j < j1; j += GT_NR) {
+            int part = j == p->tail0; /* j1 - j < GT_NR */
+            gt_vf t[GT_MR][GT_NV];
+            gt_tile_acc(t, nc, ap + (size_t)i * nc, part ? &tailrows : &full, part ? 0 : j);
+            for (int r = 0; r < GT_MR && i + r < rows; r++) {
+                int oc = i + r;
+                float *d = dst + (size_t)oc * p->M + j;
+                if (part) {
+                    float row[GT_NR];
+                    for (int v = 0; v < GT_NV; v++) gt_store(row + v * GT_VL, t[r][v]);
+                    if (acc) {
+                        for (int e = 0; e < p->tail; e++) d[e] += row[e];
+                    } else {
+                        memcpy(d, row, (size_t)p->tail * sizeof(float));
+                        if (ep)
+                            conv_epilogue_row(d, ep->res ? ep->res + (d - p->out) : NULL,
+                                              (size_t)p->tail, ep, oc);
+                    }
+                    continue;
+                }
+                for (int v = 0; v < GT_NV; v++) {
+                    gt_vf y = t[r][v];
+                    float *dv = d + v * GT_VL;
+                    if (acc) {
+                        y += gt_load(dv);
+                    } else if (ep) { /* the same arithmetic as conv_epilogue_row */
+                        y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
+                        if (ep->res) y += gt_load(ep->res + (dv - p->out));
+                        if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
+                    }
+                    gt_store(dv, y);
+                }
+            }
+        }
+    }
+}
+
+static void point_forward_worker(void *ctx, int t, int T)
+{
+    (void)t, (void)T;
+    PointPlan *p = ctx;
+    for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
+        size_t j0 = (size_t)b * p->jb, j1 = j0 + p->jb < p->M ? j0 + p->jb : p->M;
+        point_gemm_out(p, p->OC, p->C, p->ap, p->inp, p->xt, p->out, j0, j1, 0);
+    }
+}
+
+/* One block of the backward: dw += its dW (dot products along its pixels: the whole tiles from
+ * the tensors, the partial last one from the tails) and, when dinp is set, its dX. */
+static void point_backward_block(const PointPlan *p, float *dw, int b)
+{
+    size_t j0 = (size_t)b * p->jb, j1 = j0 + p->jb < p->M ? j0 + p->jb : p->M;
+    size_t jf = j1 < p->tail0 ? j1 : p->tail0; /* end of the whole tiles */
+    GtRows xrows = {p->inp + j0, p->M, 0, 0, 1};
+    if (jf > j0)
+        gt_gemm_abt_acc(p->OC, p->C, (int)(jf - j0), p->dout + j0, p->M, &xrows, dw, (size_t)p->C);
+    if (jf < j1) {
+        GtRows trows = {p->xt, GT_NR, 0, 0, 1};
+        int lt = (p->tail + GT_VL - 1) / GT_VL * GT_VL;
+        gt_gemm_abt_acc(p->OC, p->C, lt, p->dyt, GT_NR, &trows, dw, (size_t)p->C);
+    }
+    if (p->dinp)
+        point_gemm_out(p, p->C, p->OC, p->ap, p->dout, p->dyt, p->dinp, j0, j1, !p->dx_set);
+}
+
+static void point_backward_worker(void *ctx, int t, int T)
+{
+    (void)t, (void)T;
+    PointPlan *p = ctx;
+    for (int l; (l = atomic_fetch_add(&p->next, 1)) < p->nlanes;) {
+        float *dw = p->lanes + (size_t)l * p->lane_floats;
+        memset(dw, 0, p->lane_floats * sizeof(float));
+        for (int b = l; b < p->nblk; b += p->nlanes) point_backward_block(p, dw, b);
+    }
+}
+
+void conv_point_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
+                        int H, int W, int OC, const ConvEpilogue *ep)
+{
+    PointPlan p;
+    point_plan_init(&p, N, C, H, W, OC);
+    point_plan_bind(&p, ws);
+    p.out = out;
+    p.inp = inp;
+    p.ep = ep;
+    gt_pack_a(p.ap, weight, OC, C, (size_t)C, 1);
+    if (p.tail) point_copy_tail(&p, p.xt, inp, C);
+    int T = par_threads();
+    par_run(T < p.nblk ? T : p.nblk, point_forward_worker, &p);
+}
+
+void conv_point_backward(float *dinp, float *dweight, float *ws, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int H, int W, int OC,
+                         int set)
+{
+    PointPlan p;
+    point_plan_init(&p, N, C, H, W, OC);
+    point_plan_bind(&p, ws);
+    p.inp = inp;
+    p.dout = dout;
+    p.dinp = dinp;
+    p.dx_set = set; /* every pixel of dinp is stored exactly once, so no zeroing is needed */
+    if (dinp) gt_pack_a(p.ap, weight, C, OC, 1, (size_t)C); /* W^T: (C x OC) */
+    if (p.tail) {
+        point_copy_tail(&p, p.xt, inp, C);
+        point_copy_tail(&p, p.dyt, dout, OC);
+    }
+    int T = par_threads();
+    par_run(T < p.nlanes ? T : p.nlanes, point_backward_worker, &p);
+    conv_add_lanes(dweight, p.lanes, p.lane_floats, p.nlanes, (size_t)OC * C);
+}
