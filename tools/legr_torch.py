@@ -15,7 +15,8 @@ state_dict names are the stored tensor names (docs/FORMAT.md).
 
 The reference top-1 is the level's (or /base's) `test_top1` attribute; for plain model files it
 is the last "base" event of log.jsonl
-beside the file, when there is one.
+beside the file, when there is one. A model file whose config names no dataset (one written by
+tools/torch_to_legr.py) gets the structural checks (and the ONNX export) only.
 
 Exit codes: 0 agreement (or nothing to compare with); 1 an accuracy differs by more than
 --tolerance (absolute, default 0.001 = 0.1%) or the ONNX file was not written; 2 usage; 3 the file
@@ -48,6 +49,11 @@ class DataError(Exception):
 
 def text(v):
     return v.decode() if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+def field(row, name, default):
+    """A field of an /arch/nodes row, or default when the file predates it (bias, drop_p)."""
+    return row[name] if name in (row.dtype.names or ()) else default
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +99,19 @@ class DagNet(nn.Module):
                 if i != 0:
                     raise DataError("node %d %r: the input must be node 0" % (i, name))
             elif kind == "conv":
-                extra = nn.Conv2d(cin, c, k, stride=stride, padding=pad, groups=groups, bias=False)
+                # Files written before conv biases have no bias field: no bias.
+                extra = nn.Conv2d(cin, c, k, stride=stride, padding=pad, groups=groups,
+                                  bias=bool(field(r, "bias", 0)))
+            elif kind == "maxpool":
+                if k <= 0 or stride <= 0 or pad < 0 or 2 * pad > k:
+                    raise DataError("max pool %r: kernel %d, stride %d, padding %d are not valid"
+                                    % (name, k, stride, pad))
+                extra = (k, stride, pad)
+            elif kind == "dropout":
+                p = float(field(r, "drop_p", 0.0))
+                if not 0 <= p < 1:
+                    raise DataError("dropout %r has probability %g, not in [0, 1)" % (name, p))
+                extra = p
             elif kind == "bn":
                 extra = nn.BatchNorm2d(c, eps=BN_EPS)
             elif kind == "fc":
@@ -115,7 +133,7 @@ class DagNet(nn.Module):
                 buf = "_shortcut%d" % i
                 self.register_buffer(buf, torch.tensor(src, dtype=torch.long), persistent=False)
                 extra = (buf, stride)
-            elif kind not in ("relu", "add", "gap"):
+            elif kind not in ("relu", "relu6", "add", "gap"):
                 raise DataError("node %d %r has unknown kind %r" % (i, name, kind))
             if isinstance(extra, nn.Module):
                 attach(self, name, extra)
@@ -136,8 +154,15 @@ class DagNet(nn.Module):
                 y = extra(a)
             elif kind == "relu":
                 y = F.relu(a)
-            elif kind == "add":
+            elif kind == "relu6":
+                y = F.relu6(a)
+            elif kind == "add":  # the plain sum: a ReLU after it is a node of its own
                 y = a + outs[in1]
+            elif kind == "maxpool":
+                k, s, p = extra
+                y = F.max_pool2d(a, k, s, p)
+            elif kind == "dropout":  # the identity in eval mode
+                y = F.dropout(a, extra, self.training)
             elif kind == "shortcut":
                 buf, s = extra
                 sub = a[:, :, ::s, ::s]
@@ -441,10 +466,16 @@ def run(args):
                 return EXIT_USAGE
             targets = [("model", f, base_top1_from_log(args.file))]
             config = text(f.attrs["config"])
-            data = load_test_data(config_value(config, "data", "dataset"),
-                                  args.data_dir or config_value(config, "data", "dir"),
-                                  int(config_value(config, "data", "test_limit")), None, None,
-                                  config)
+            if re.search(r"^data\s*[=:]\s*\{", config, re.M):
+                data = load_test_data(config_value(config, "data", "dataset"),
+                                      args.data_dir or config_value(config, "data", "dir"),
+                                      int(config_value(config, "data", "test_limit")), None,
+                                      None, config)
+            else:
+                # e.g. a network converted by tools/torch_to_legr.py: no job, no dataset.
+                print("evaluation: the file's config names no dataset (%r); only the structural "
+                      "check is done" % config[:60])
+                data = None
         else:
             raise DataError("%s: format %r is neither legr-family nor legr-model" % (args.file, fmt))
         bad = [desc for desc, g, ref in targets if not check_one(args, desc, g, ref, data)]
