@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "legr/arch.h"
@@ -58,12 +59,28 @@ static double bench_sgemm_peak(int n, int reps)
     return best;
 }
 
-/* The benchmark networks: "r20" ResNet-20 on 1x28x28, "r56" ResNet-56 on 3x32x32 (10 classes). */
-static int bench_arch(Arch *a, const char *name, Err *err)
+/* Peak resident set size of this process so far, in KiB (Linux's unit for ru_maxrss). */
+static long bench_peak_rss_kib(void)
 {
+    struct rusage u;
+    return getrusage(RUSAGE_SELF, &u) == 0 ? u.ru_maxrss : -1;
+}
+
+/* The benchmark networks and their batch sizes: "r20" ResNet-20 on 1x28x28 and "r56" ResNet-56
+ * on 3x32x32 (10 classes), "mbv2c" LeGR's CIFAR MobileNetV2 on 3x32x32 (100 classes), all at
+ * batch 128; "r50" torchvision's ResNet-50 on 3x224x224 (1000 classes) at batch 32: a training
+ * Net of it needs about 7.5 GB there, so 128 would not fit a 24 GB machine. */
+static int bench_arch(Arch *a, const char *name, int *batch, Err *err)
+{
+    *batch = 128;
     if (strcmp(name, "r20") == 0) return arch_resnet_cifar(a, 20, 1, 28, 28, 10, 1.0, err);
     if (strcmp(name, "r56") == 0) return arch_resnet_cifar(a, 56, 3, 32, 32, 10, 1.0, err);
-    return err_set(err, LEGR_EXIT_USAGE, "unknown network '%s' (r20, r56)", name);
+    if (strcmp(name, "mbv2c") == 0) return arch_mobilenetv2(a, 1, 3, 32, 32, 100, 1.0, err);
+    if (strcmp(name, "r50") == 0) {
+        *batch = 32;
+        return arch_resnet_imagenet(a, 50, 3, 224, 224, 1000, 1.0, err);
+    }
+    return err_set(err, LEGR_EXIT_USAGE, "unknown network '%s' (r20, r56, mbv2c, r50)", name);
 }
 
 /* Replace `*net` by its identity-ranked (alpha 1, kappa 0) pruning to `target` of its FLOPs. */
@@ -88,20 +105,22 @@ static int bench_prune(Net *net, double target, Err *err)
     return 0;
 }
 
-/* The Arch as JSON for tools/bench_torch.py: input shape and one object per node. */
-static void bench_print_arch_json(const Arch *a, FILE *f)
+/* The Arch as JSON for tools/bench_torch.py: one object per node (its input shape is node 0's),
+ * the batch size of `run` and the MACs per image. */
+static void bench_print_arch_json(const Arch *a, int batch, FILE *f)
 {
     fprintf(f, "{\"nodes\": [");
     for (int i = 0; i < a->n_nodes; i++) {
         const Node *n = &a->nodes[i];
         fprintf(f, "%s\n {\"kind\": \"%s\", \"in\": [%d, %d], \"c\": %d, \"h\": %d, \"w\": %d, "
-                   "\"k\": %d, \"stride\": %d, \"pad\": %d, \"groups\": %d, \"map\": [",
+                   "\"k\": %d, \"stride\": %d, \"pad\": %d, \"groups\": %d, \"bias\": %d, "
+                   "\"drop_p\": %.9g, \"map\": [",
                 i ? "," : "", op_kind_names[n->kind], n->in[0], n->in[1], n->c, n->h, n->w, n->k,
-                n->stride, n->pad, n->groups);
+                n->stride, n->pad, n->groups, n->bias, (double)n->drop_p);
         for (int j = 0; j < n->map_len; j++) fprintf(f, "%s%d", j ? ", " : "", n->chan_map[j]);
         fprintf(f, "]}");
     }
-    fprintf(f, "],\n \"flops\": %lld}\n", arch_flops(a));
+    fprintf(f, "],\n \"batch\": %d, \"flops\": %lld}\n", batch, arch_flops(a));
 }
 
 /* Median seconds of a training step (forward, loss, backward, SGD) and of an eval forward. */
@@ -143,8 +162,10 @@ static void bench_usage(void)
             "usage: bench_engine peak THREADS   (prints GFLOP/s and OpenBLAS's kernel name)\n"
             "       bench_engine run NET THREADS REPS [PRUNE_TARGET]\n"
             "       bench_engine arch NET [PRUNE_TARGET]\n"
-            "NET is r20 (ResNet-20, 1x28x28) or r56 (ResNet-56, 3x32x32); batch 128.\n"
-            "run prints: train_img_s eval_img_s macs_per_image\n");
+            "NET is r20 (ResNet-20, 1x28x28), r56 (ResNet-56, 3x32x32), mbv2c (CIFAR\n"
+            "MobileNetV2, 3x32x32, 100 classes), all batch 128, or r50 (ResNet-50, 3x224x224,\n"
+            "1000 classes, batch 32).\n"
+            "run prints: train_img_s eval_img_s macs_per_image rss_before_net_kib peak_rss_kib\n");
 }
 
 int main(int argc, char **argv)
@@ -170,9 +191,11 @@ int main(int argc, char **argv)
     }
     double target = 0.0;
     if (argc > (is_run ? 5 : 3)) target = atof(argv[is_run ? 5 : 3]);
+    long rss_before = bench_peak_rss_kib();
     Arch a;
     Net net;
-    if (bench_arch(&a, argv[2], &err) != 0 || net_build(&net, &a, 128, &err) != 0) {
+    int batch;
+    if (bench_arch(&a, argv[2], &batch, &err) != 0 || net_build(&net, &a, batch, &err) != 0) {
         fprintf(stderr, "bench_engine: %s\n", err.msg);
         return 1;
     }
@@ -183,12 +206,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!is_run) {
-        bench_print_arch_json(&net.arch, stdout);
+        bench_print_arch_json(&net.arch, net.batch, stdout);
     } else {
         openblas_set_num_threads(atoi(argv[3]));
         double tt, te;
         bench_run(&net, atoi(argv[4]), &tt, &te);
-        printf("%.2f %.2f %lld\n", net.batch / tt, net.batch / te, arch_flops(&net.arch));
+        printf("%.2f %.2f %lld %ld %ld\n", net.batch / tt, net.batch / te, arch_flops(&net.arch),
+               rss_before, bench_peak_rss_kib());
     }
     net_free(&net);
     return 0;

@@ -1,12 +1,17 @@
 #!/usr/bin/python3
 """PyTorch side of tools/bench: images/s of a training step and of evaluation for a network
-described by bench_engine's Arch JSON (any per-conv channel counts, e.g. a pruned ResNet-20).
+described by bench_engine's Arch JSON (any node bench_engine prints, any per-conv channel counts,
+e.g. a pruned ResNet-20), and the process's peak resident memory.
 
-usage: bench_torch.py ARCH_JSON THREADS REPS   ->  prints "train_img_s eval_img_s"
-The network, batch (128), optimiser (Nesterov SGD, momentum 0.9, wd 5e-4) and the timing rule
-(one warm-up, then the median of REPS) match bench_engine's `run`.
+usage: bench_torch.py ARCH_JSON THREADS REPS
+  ->  prints "train_img_s eval_img_s rss_before_net_kib peak_rss_kib"
+The network, batch (the JSON's), optimiser (Nesterov SGD, momentum 0.9, wd 5e-4) and the timing
+rule (one warm-up, then the median of REPS) match bench_engine's `run`. ReLU, ReLU6 and the first
+operand of an add work in place where torchvision's modules do (on a BN's or an add's output that
+nothing else reads), so the memory compared is that of the usual PyTorch model.
 """
 import json
+import resource
 import statistics
 import sys
 import time
@@ -28,7 +33,7 @@ class ArchNet(nn.Module):
             p = nodes[n["in"][0]] if n["in"][0] >= 0 else None
             if n["kind"] == "conv":
                 self.mods[str(i)] = nn.Conv2d(p["c"], n["c"], n["k"], n["stride"], n["pad"],
-                                              groups=n["groups"], bias=False)
+                                              groups=n["groups"], bias=n["bias"] != 0)
             elif n["kind"] == "bn":
                 self.mods[str(i)] = nn.BatchNorm2d(n["c"])
             elif n["kind"] == "fc":
@@ -38,10 +43,17 @@ class ArchNet(nn.Module):
                 self.maps[i] = None if identity else torch.tensor(n["map"], dtype=torch.long)
         # The last use of every node, so intermediate outputs are dropped as soon as possible.
         self.last_use = {}
+        uses = {}
         for i, n in enumerate(nodes):
             for j in n["in"]:
                 if j >= 0:
                     self.last_use[j] = i
+                    uses[j] = uses.get(j, 0) + 1
+        # Nodes that may overwrite their first input: an activation or add whose first input is
+        # a BN or add read by nothing else (BN and add keep no output for their backward).
+        self.inplace = {i for i, n in enumerate(nodes)
+                        if n["kind"] in ("relu", "relu6", "add") and uses[n["in"][0]] == 1
+                        and nodes[n["in"][0]]["kind"] in ("bn", "add")}
 
     def forward(self, x):
         outs = {}
@@ -53,9 +65,16 @@ class ArchNet(nn.Module):
             elif k in ("conv", "bn", "fc"):
                 y = self.mods[str(i)](a)
             elif k == "relu":
-                y = F.relu(a)
+                y = F.relu(a, inplace=i in self.inplace)
+            elif k == "relu6":
+                y = F.relu6(a, inplace=i in self.inplace)
             elif k == "add":
-                y = a + outs[n["in"][1]]
+                b = outs[n["in"][1]]
+                y = a.add_(b) if i in self.inplace else a + b
+            elif k == "maxpool":
+                y = F.max_pool2d(a, n["k"], n["stride"], n["pad"])
+            elif k == "dropout":
+                y = F.dropout(a, n["drop_p"], self.training)
             elif k == "shortcut":
                 s = n["stride"]
                 a = a[:, :, ::s, ::s] if s > 1 else a
@@ -84,10 +103,11 @@ def main():
     threads, reps = int(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     nodes = arch["nodes"]
     net = ArchNet(nodes)
     inp = nodes[0]
-    batch = 128
+    batch = arch["batch"]
     x = torch.rand(batch, inp["c"], inp["h"], inp["w"]) * 2 - 1
     y = torch.arange(batch) % nodes[-1]["c"]
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
@@ -110,7 +130,8 @@ def main():
             net(x)
             times.append(time.perf_counter() - t0)
     t_eval = statistics.median(times[1:])
-    print("%.2f %.2f" % (batch / t_train, batch / t_eval))
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("%.2f %.2f %d %d" % (batch / t_train, batch / t_eval, rss_before, rss_peak))
 
 
 if __name__ == "__main__":
