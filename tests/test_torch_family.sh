@@ -39,8 +39,17 @@ fi
 fam=$dir/runs/fam/family.h5
 test -s "$fam"
 
+# The job's family table and --list both start with the base network's row and its top-1, the
+# one stored in the file.
+base_top1=$("$PYTHON" -c 'import h5py, sys
+print("%.2f%%" % (100 * h5py.File(sys.argv[1], "r")["base"].attrs["test_top1"]))' "$fam")
+grep -E "^base +100% .* $base_top1 " "$dir/run.log" ||
+    { echo "FAIL: the job's family table has no base row with top-1 $base_top1"; exit 1; }
+$tool "$fam" --list | tee "$dir/list.txt"
+grep -E "^base .* $base_top1\$" "$dir/list.txt" ||
+    { echo "FAIL: --list has no base row with top-1 $base_top1"; exit 1; }
+
 # Every level and the base: each must print AGREE, none DIFFER, exit 0.
-$tool "$fam" --list
 $tool "$fam" --all | tee "$dir/all.txt"
 agree=$(grep -c ': AGREE$' "$dir/all.txt" || true)
 [[ $agree -eq 5 ]] || { echo "FAIL: $agree of 5 networks (base + 4 levels) agree"; exit 1; }
@@ -71,4 +80,8 @@ test -s "$dir/plot.svg"
 [[ $(head -c 8 "$dir/plot.png" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] ||
     { echo "FAIL: plot.png is not a PNG"; exit 1; }
 [[ $(stat -c %s "$dir/plot.png") -gt 10000 ]] || { echo "FAIL: plot.png is suspiciously small"; exit 1; }
+# -o with an extension writes exactly that file (not NAME.png.png, and no SVG beside it).
+"$PYTHON" "$LEGR_SRC/tools/plot_family.py" "$fam" -o "$dir/single.png"
+test -s "$dir/single.png" && [[ ! -e "$dir/single.png.png" && ! -e "$dir/single.png.svg" ]] ||
+    { echo "FAIL: -o single.png did not write exactly single.png"; exit 1; }
 echo "test_torch_family: PyTorch agrees with legr-mpi on all levels and the base"

@@ -326,7 +326,9 @@ def list_levels(f):
     print("%-5s %-9s %7s %9s %9s %9s %9s %9s %9s" % ("level", "method", "target", "MFLOPs",
           "params", "top1-pre", "top1", "ms@b1", "ms@b64"))
     b = f["base"]
-    print("%-5s %-9s %7s %9.3f %9d" % ("base", "-", "100%", b.attrs["flops"] / 1e6, b.attrs["params"]))
+    top1 = b.attrs.get("test_top1")
+    print("%-5s %-9s %7s %9.3f %9d %9s %9s" % ("base", "-", "100%", b.attrs["flops"] / 1e6,
+          b.attrs["params"], "-", "-" if top1 is None else "%.2f%%" % (100 * top1)))
     for k in sorted(f["levels"]):
         a = f["levels"][k].attrs
         print("%-5d %-9s %6.0f%% %9.3f %9d %8.2f%% %8.2f%% %9.3f %9.3f" % (

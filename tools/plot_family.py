@@ -2,11 +2,14 @@
 """Plot a legr-mpi family: test top-1 against MFLOPs and against latency (batch 1 and batch 64),
 one line per pruning method (the learned ranking and every baseline), as PNG and SVG.
 
-usage: plot_family.py runs/NAME/family.h5 [-o OUT_PREFIX] [--title TEXT]
-       writes OUT_PREFIX.png and OUT_PREFIX.svg (default: family.png/.svg beside the input)
+usage: plot_family.py runs/NAME/family.h5 [-o OUT] [--title TEXT]
+       OUT ending in .png, .svg or .pdf writes that one file; any other OUT is a prefix and
+       writes OUT.png and OUT.svg (default: family.png/.svg beside the input)
 
-The unpruned base network is drawn as a star in the FLOPs panel when its test top-1 is known
-(the last "base" event of log.jsonl beside the file). Needs python3-h5py and python3-matplotlib.
+The unpruned base network's test top-1 (stored in the file's /base group; older files: the last
+"base" event of log.jsonl beside the file) is drawn as a dashed reference line in every panel and
+as a star in the FLOPs panel. Each latency panel joins its points in order of latency. Needs
+python3-h5py and python3-matplotlib.
 """
 import argparse
 import json
@@ -39,8 +42,11 @@ def read_family(path):
                 (a["flops"] / 1e6, 100 * a["test_top1"], a["latency_b1_ms"], a["latency_b64_ms"],
                  a["target"]))
         base_mflops = f["base"].attrs["flops"] / 1e6
+        stored = f["base"].attrs.get("test_top1")
     for rows in by_method.values():
         rows.sort()
+    if stored is not None:
+        return by_method, (base_mflops, 100 * float(stored))
     base_top1 = None
     log = os.path.join(os.path.dirname(os.path.abspath(path)), "log.jsonl")
     if os.path.exists(log):
@@ -55,7 +61,7 @@ def read_family(path):
     return by_method, (base_mflops, base_top1)
 
 
-def plot(by_method, base, title, prefix):
+def plot(by_method, base, title, outputs):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True)
     panels = [(0, "MFLOPs (multiply-accumulates)"), (2, "latency, batch 1 (ms)"),
               (3, "latency, batch 64 (ms)")]
@@ -70,12 +76,15 @@ def plot(by_method, base, title, prefix):
             ax.plot([r[col] for r in rows], [r[1] for r in rows], marker=marker, color=color,
                     label=m, linewidth=1.5, markersize=9 if hollow else 6,
                     markerfacecolor="none" if hollow else color)
+        if base[1] is not None:
+            ax.axhline(base[1], color="black", linestyle="--", linewidth=1,
+                       label="base (unpruned) %.2f%%" % base[1] if col == 0 else None)
         ax.set_xlabel(label)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("test top-1 (%)")
     if base[1] is not None:
         axes[0].plot([base[0]], [base[1]], marker="*", color="black", markersize=12,
-                     linestyle="none", label="base (unpruned)")
+                     linestyle="none")
     # Target labels next to the learned ranking's points in the FLOPs panel.
     first = order[-1]
     for r in by_method[first]:
@@ -84,15 +93,16 @@ def plot(by_method, base, title, prefix):
     axes[0].legend(loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig("%s.%s" % (prefix, ext), dpi=110)
+    for out in outputs:
+        fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file", help="family.h5 written by legr-mpi")
-    ap.add_argument("-o", "--out", help="output prefix (default: <dir of file>/family)")
+    ap.add_argument("-o", "--out", help="output file (.png, .svg or .pdf) or prefix "
+                    "(default: <dir of file>/family, writing .png and .svg)")
     ap.add_argument("--title", help="figure title (default: the file name)")
     args = ap.parse_args()
     try:
@@ -103,9 +113,13 @@ def main():
     if not by_method:
         print("plot_family: error: %s holds no levels" % args.file, file=sys.stderr)
         return 3
-    prefix = args.out or os.path.join(os.path.dirname(os.path.abspath(args.file)), "family")
-    plot(by_method, base, args.title or args.file, prefix)
-    print("plot_family: wrote %s.png and %s.svg" % (prefix, prefix))
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.file)), "family")
+    if os.path.splitext(out)[1].lower() in (".png", ".svg", ".pdf"):
+        outputs = [out]
+    else:
+        outputs = [out + ".png", out + ".svg"]
+    plot(by_method, base, args.title or args.file, outputs)
+    print("plot_family: wrote %s" % " and ".join(outputs))
     return 0
 
 

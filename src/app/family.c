@@ -301,6 +301,9 @@ static int write_family(Job *job, const Net *base, const PruneGraph *g, const do
     if (!w) code = err.code;
     fprintf(stderr, "\n%-9s %7s %9s %9s %9s %9s %9s %9s\n", "method", "target", "MFLOPs",
             "params", "top1-pre", "top1", "ms@b1", "ms@b64");
+    /* The unpruned base first, so every level reads against it. */
+    fprintf(stderr, "%-9s %6.0f%% %9.3f %9lld %9s %8.2f%% %9s %9s\n", "base", 100.0,
+            arch_flops(&base->arch) / 1e6, arch_params(&base->arch), "-", 100 * br.acc, "-", "-");
     for (int j = 0; j < n_jobs; j++) {
         /* A batch-1 shell of the level's architecture receives its tensors. */
         Net shell;
