@@ -1,0 +1,49 @@
+# tools/compare_family.py on three hand-made family files (one per seed) whose top-1 values are
+# chosen so that every mean, sample standard deviation, paired difference and win count below
+# can be checked by hand; then its refusals (a file that is not a family, files with different
+# levels) and its plot.
+source "$(dirname "$0")/lib.sh"
+tool="$PYTHON $LEGR_SRC/tools/compare_family.py"
+
+# legr, uniform and identity at targets 0.5 and 0.3, top-1 in % per seed; base 93, 94, 95.
+"$PYTHON" - "$T" <<'PY'
+import sys, h5py
+out = sys.argv[1]
+top1 = {  # (method, target): one value per seed
+    ("legr", 0.5): [90, 91, 92], ("uniform", 0.5): [89, 91, 90], ("identity", 0.5): [91, 92, 93],
+    ("legr", 0.3): [85, 86, 90], ("uniform", 0.3): [84, 84, 85], ("identity", 0.3): [80, 81, 82],
+}
+for s in range(3):
+    with h5py.File("%s/f%d.h5" % (out, s), "w") as f:
+        f.attrs["format"] = b"legr-family"
+        f.create_group("base").attrs["test_top1"] = (93 + s) / 100
+        for i, ((m, t), v) in enumerate(sorted(top1.items())):
+            a = f.create_group("levels/%02d" % i).attrs
+            a["method"], a["target"], a["test_top1"] = m.encode(), t, v[s] / 100
+PY
+$tool "$T"/f0.h5 "$T"/f1.h5 "$T"/f2.h5 -o "$T/cmp.png" | tee "$T/out.txt"
+expect() { grep -qF -- "$1" "$T/out.txt" || { echo "FAIL: no '$1' in the summary"; exit 1; }; }
+# Means ± sample sd: legr 50% 91.00 ± 1.00, uniform 90.00 ± 1.00, identity 92.00 ± 1.00;
+# legr 30% 87.00 ± 2.65 (sd of 85, 86, 90), uniform 84.33 ± 0.58, identity 81.00 ± 1.00.
+expect "91.00 ± 1.00"; expect "90.00 ± 1.00"; expect "92.00 ± 1.00"
+expect "87.00 ± 2.65"; expect "84.33 ± 0.58"; expect "81.00 ± 1.00"; expect "94.00 ± 1.00"
+# Paired, 50%: legr - uniform = 1, 0, 2 -> +1.00 ± 1.00, 2 of 3 won; legr - identity = -1 each.
+expect "+1.00 ± 1.00 (2/3)"; expect "-1.00 ± 0.00 (0/3)"
+# 30%: legr - uniform = 1, 2, 5 -> +2.67 ± 2.08 (3/3); legr - identity = 5, 5, 8 -> +6.00 ± 1.73.
+expect "+2.67 ± 2.08 (3/3)"; expect "+6.00 ± 1.73 (3/3)"
+expect "at 1 of 2 levels, over 3 file(s)"
+[[ $(head -c 8 "$T/cmp.png" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] ||
+    { echo "FAIL: cmp.png is not a PNG"; exit 1; }
+$tool --markdown "$T"/f0.h5 "$T"/f1.h5 | grep -q '^| 50% | ' || { echo "FAIL: no Markdown row"; exit 1; }
+
+# Refusals: exit 3 naming the file or the mismatch.
+"$PYTHON" -c 'import h5py, sys
+with h5py.File(sys.argv[1], "a") as f: del f["levels/00"]' "$T/f2.h5"
+rc=0; $tool "$T/f0.h5" "$T/f2.h5" 2>"$T/err.txt" || rc=$?
+[[ $rc -eq 3 ]] && grep -q "do not hold the same methods and targets" "$T/err.txt" ||
+    { cat "$T/err.txt"; echo "FAIL: mismatched levels gave exit $rc"; exit 1; }
+echo "not hdf5" >"$T/bad.h5"
+rc=0; $tool "$T/f0.h5" "$T/bad.h5" 2>"$T/err.txt" || rc=$?
+[[ $rc -eq 3 ]] && grep -q "bad.h5" "$T/err.txt" ||
+    { cat "$T/err.txt"; echo "FAIL: a non-HDF5 file gave exit $rc"; exit 1; }
+echo "test_compare_family: OK"
