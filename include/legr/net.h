@@ -47,8 +47,15 @@ typedef struct {
      * ReLU writes only the ReLU's region (and has no region of its own), and in eval mode a conv followed by BN(+ReLU), or by
      * BN, an add (as its first input) and a ReLU, writes only the last of them; every ReLU output
      * and the logits are always written.
+     * dact holds the activation gradients during backward: node i's at dact + dact_off[i]
+     * (SIZE_MAX for the input and fused nodes, which have none); regions of nodes whose
+     * gradients are never alive at the same backward step share memory, so dact_floats is
+     * about the widest cut of the graph, not the sum of all activations. dzero_head[s] starts
+     * the list (through dzero_next) of regions zeroed at the start of backward step s.
      * saved: per-node BN mean/rstd (2*c floats). */
     size_t *act_off, act_floats;
+    size_t *dact_off, dact_floats;
+    int *dzero_head, *dzero_next;
     float *act, *dact;
     size_t *saved_off, saved_floats;
     float *saved;

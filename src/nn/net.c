@@ -2,6 +2,7 @@
 #include "legr/net.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ static int spec_push(ParamSpec **tab, int *n, size_t *total, int node, const cha
 }
 
 static void plan_fusion(Net *net);
+static void plan_grad_arena(Net *net);
 
 /* The parameter and buffer tables: one place decides the layout of all four flat buffers. */
 static void layout_params(Net *net)
@@ -115,8 +117,13 @@ int net_build(Net *net, const Arch *arch, int batch, Err *err)
             if (w > net->work_floats) net->work_floats = w;
         }
     }
+    net->dact_off = xmalloc((size_t)a->n_nodes * sizeof(size_t));
+    net->dzero_head = xmalloc(((size_t)a->n_nodes + 1) * sizeof(int));
+    net->dzero_next = xmalloc((size_t)a->n_nodes * sizeof(int));
+    for (int i = 0; i <= a->n_nodes; i++) net->dzero_head[i] = -1;
+    plan_grad_arena(net);
     net->act = xalloc_floats(net->act_floats);
-    net->dact = xalloc_floats(net->act_floats);
+    net->dact = xalloc_floats(net->dact_floats);
     net->saved = xalloc_floats(net->saved_floats);
     net->work = xalloc_floats(net->work_floats);
     net->probs = xalloc_floats((size_t)batch * a->num_classes);
@@ -140,6 +147,9 @@ void net_free(Net *net)
     free(net->mom);
     free(net->buf);
     free(net->act_off);
+    free(net->dact_off);
+    free(net->dzero_head);
+    free(net->dzero_next);
     free(net->saved_off);
     free(net->act);
     free(net->dact);
@@ -296,6 +306,76 @@ static void plan_fusion(Net *net)
     free(cons);
 }
 
+/*
+ * Gradient arena layout by liveness. Backward visits nodes from last to first; node j's
+ * activation gradient is live from the step of its highest-numbered consumer, which writes it
+ * first (the softmax, before step n-1, for the logits), down to the step that reads it last:
+ * j itself, or j-1 when j-1 is a BN or add fused into j (it reads j's gradient in its place).
+ * Regions whose live step ranges are disjoint share memory (first fit, in the order they come
+ * alive), so the arena holds about the widest cut of the graph instead of every activation: for
+ * ResNet-50 it is a small fraction of the activations' size. Nodes without a gradient of their own
+ * (the input, fused BNs and adds) get none. A region that is accumulated into is zeroed at the
+ * start of the step that first writes it (dzero_head/dzero_next list those per step).
+ */
+static void plan_grad_arena(Net *net)
+{
+    const Arch *a = &net->arch;
+    const int n = a->n_nodes;
+    int *live_from = xmalloc((size_t)n * sizeof(int)), *live_to = xmalloc((size_t)n * sizeof(int));
+    int *order = xmalloc((size_t)n * sizeof(int));
+    size_t *size = xmalloc((size_t)n * sizeof(size_t));
+    int n_regions = 0;
+    for (int j = 0; j < n; j++) {
+        const Node *nd = &a->nodes[j];
+        net->dact_off[j] = SIZE_MAX;
+        net->dzero_next[j] = -1;
+        if (nd->kind == OP_INPUT || (net->fuse[j] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
+            continue;
+        int w = j == n - 1 ? n : j; /* a node nobody reads is zeroed at its own step */
+        for (int c = j + 1; c < n; c++)
+            if (a->nodes[c].in[0] == j || a->nodes[c].in[1] == j) w = c;
+        live_from[j] = w;
+        live_to[j] = j > 0 && (net->fuse[j - 1] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)) ? j - 1 : j;
+        size[j] = ((size_t)nd->c * net->batch * nd->h * nd->w + 15) & ~(size_t)15;
+        order[n_regions++] = j;
+    }
+    /* In the order the regions come alive (stable insertion sort, n is a few hundred). */
+    for (int i = 1; i < n_regions; i++)
+        for (int k = i; k > 0 && live_from[order[k - 1]] < live_from[order[k]]; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    net->dact_floats = 0;
+    for (int i = 0; i < n_regions; i++) {
+        int j = order[i];
+        /* The lowest offset clear of every placed region alive at some common step: retry past
+         * each overlap until a pass finds none. */
+        size_t off = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int k = 0; k < i; k++) {
+                int q = order[k];
+                if (live_to[q] > live_from[j] || live_to[j] > live_from[q]) continue;
+                if (off < net->dact_off[q] + size[q] && net->dact_off[q] < off + size[j]) {
+                    off = net->dact_off[q] + size[q];
+                    moved = 1;
+                }
+            }
+        }
+        net->dact_off[j] = off;
+        if (off + size[j] > net->dact_floats) net->dact_floats = off + size[j];
+        if (j < n - 1 && !(net->fuse[j] & NET_FUSE_GRAD_SET)) {
+            net->dzero_next[j] = net->dzero_head[live_from[j]];
+            net->dzero_head[live_from[j]] = j;
+        }
+    }
+    free(live_from);
+    free(live_to);
+    free(order);
+    free(size);
+}
+
 /* The clamp of the activation fused into BN i (NET_FUSE_BN_RELU): ReLU or ReLU6. */
 static float fused_cap(const Arch *a, int i)
 {
@@ -450,25 +530,23 @@ void net_backward(Net *net, const int *labels, float loss_scale)
     const Arch *a = &net->arch;
     const int n = net->cur_n;
     CHECK(net->train_mode, "backward needs a training-mode forward");
-    /* Activation gradients accumulate from every consumer, so they start at zero; except those
-     * of fused BN or add outputs, which are never formed, and those their single consumer
-     * overwrites. */
-    for (int i = 0; i < a->n_nodes - 1; i++) {
-        const Node *nd = &a->nodes[i];
-        if (net->fuse[i] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU | NET_FUSE_GRAD_SET)) continue;
-        memset(net->dact + net->act_off[i], 0, (size_t)nd->c * n * nd->h * nd->w * sizeof(float));
-    }
-    softmax_ce_backward(net->dact + net->act_off[a->n_nodes - 1], net->probs, labels, n,
+    softmax_ce_backward(net->dact + net->dact_off[a->n_nodes - 1], net->probs, labels, n,
                         a->num_classes, loss_scale);
     for (int i = a->n_nodes - 1; i >= 1; i--) {
         const Node *nd = &a->nodes[i];
         const Node *p = &a->nodes[nd->in[0]];
         const unsigned pf = net->fuse[nd->in[0]];
-        const float *dout = net->dact + net->act_off[i];
+        /* Gradients that this step is the first to write and that accumulate start at zero (the
+         * region may have held another node's gradient earlier in the pass). */
+        for (int j = net->dzero_head[i]; j >= 0; j = net->dzero_next[j]) {
+            const Node *z = &a->nodes[j];
+            memset(net->dact + net->dact_off[j], 0, (size_t)z->c * n * z->h * z->w * sizeof(float));
+        }
+        const float *dout = net->dact + net->dact_off[i];
         const float *out = net->act + net->act_off[i];
         const float *inp = net->act + net->act_off[nd->in[0]];
         /* The input node needs no gradient. */
-        float *dinp = p->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[0]];
+        float *dinp = p->kind == OP_INPUT ? NULL : net->dact + net->dact_off[nd->in[0]];
         int pi = net->node_param[i];
         const float *w = pi >= 0 ? net->param + net->params[pi].offset : NULL;
         float *dw = pi >= 0 ? net->grad + net->params[pi].offset : NULL;
@@ -488,7 +566,7 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             const BnReduce *red = net->bn_reduce.fn ? &net->bn_reduce : NULL;
             float *db = net->grad + net->params[pi + 1].offset;
             int fused = net->fuse[i] & NET_FUSE_BN_RELU;
-            const float *dy = fused ? net->dact + net->act_off[i + 1] : dout;
+            const float *dy = fused ? net->dact + net->dact_off[i + 1] : dout;
             const float *mask = fused ? net->act + net->act_off[i + 1] : NULL;
             float cap = fused ? fused_cap(a, i) : 0.0f;
             if (dinp && (pf & NET_FUSE_GRAD_SET))
@@ -513,11 +591,11 @@ void net_backward(Net *net, const int *labels, float loss_scale)
             break;
         case OP_ADD: {
             const Node *q = &a->nodes[nd->in[1]];
-            float *db = q->kind == OP_INPUT ? NULL : net->dact + net->act_off[nd->in[1]];
+            float *db = q->kind == OP_INPUT ? NULL : net->dact + net->dact_off[nd->in[1]];
             int set_a = (pf & NET_FUSE_GRAD_SET) != 0;
             int set_b = (net->fuse[nd->in[1]] & NET_FUSE_GRAD_SET) != 0;
             if (net->fuse[i] & NET_FUSE_ADD_RELU)
-                add_relu_backward(dinp, db, net->dact + net->act_off[i + 1],
+                add_relu_backward(dinp, db, net->dact + net->dact_off[i + 1],
                                   net->act + net->act_off[i + 1], m * nd->c, set_a, set_b);
             else
                 add_backward_set(dinp, db, dout, m * nd->c, set_a, set_b);
