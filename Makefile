@@ -6,16 +6,21 @@ CFG ?= configs/fmnist-quick.cfg
 MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 CTEST_ARGS ?= --output-on-failure -j2
 
-.PHONY: all deps deps-test build build-asan demo test test-release test-asan test-narrow bench clean
+.PHONY: all deps deps-demo deps-test build build-asan demo test test-release test-asan test-narrow bench clean
 
 all: build
 
+# What each goal needs and no more: the build its libraries, the demo also Fashion-MNIST, the
+# tests and the benchmark also Python with PyTorch (their oracle) and a single-node SLURM on
+# localhost (tests/test_slurm.sh). Without dpkg the installer only says so.
 deps:
-	@bash tools/install-deps.sh
+	@bash tools/install-deps.sh build
 
-# The tests also bring up a single-node SLURM on localhost (tests/test_slurm.sh).
+deps-demo:
+	@bash tools/install-deps.sh demo
+
 deps-test:
-	@bash tools/install-deps.sh --slurm
+	@bash tools/install-deps.sh test --slurm
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -26,7 +31,7 @@ build-asan: deps
 	cmake --build $(ASAN_BUILD) -j2
 
 # The main job: the whole pipeline on Fashion-MNIST with NP ranks.
-demo: build
+demo: deps-demo build
 	$(MPIRUN_ENV) mpirun --oversubscribe -np $(NP) $(BUILD)/legr-mpi $(CFG)
 
 # The suite twice: an optimised build, then AddressSanitizer + UndefinedBehaviorSanitizer; then
@@ -53,7 +58,7 @@ test-narrow: deps
 	  ctest --test-dir $$dir $(CTEST_ARGS) -R "^($(subst $(eval) ,|,$(NARROW_TESTS)))$$"; \
 	done
 
-bench: build
+bench: deps-test build
 	bash tools/bench
 
 clean:

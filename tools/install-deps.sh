@@ -1,15 +1,39 @@
 #!/usr/bin/env bash
-# Install every Debian 12 package that building, testing and the demo need; a no-op when all are present.
-# Usage: tools/install-deps.sh [--slurm]   (--slurm adds a single-node SLURM for the jobs/ test)
+# Install the Debian 12 packages that building, the demo or the tests need; a no-op when all are present.
+# Usage: tools/install-deps.sh [build|demo|test] [--slurm]
+#   build  compiler, CMake, MPI, HDF5, OpenBLAS, libconfig, zlib, Random123 (the default)
+#   demo   build + the Fashion-MNIST dataset (what `make demo` needs)
+#   test   demo + Python with numpy, h5py, PyTorch, torchvision, ONNX, matplotlib (the oracles of
+#          the tests and the tools; about 1 GB)
+#   --slurm  adds a single-node SLURM for the jobs/ test
+# Without dpkg (a cluster with environment modules) it installs nothing and says so: CMake then
+# finds the libraries or names the one that is missing (README.md, "Building on a cluster").
 set -euo pipefail
+
+level=build slurm=0
+for arg in "$@"; do
+    case $arg in
+    build | demo | test) level=$arg ;;
+    --slurm) slurm=1 ;;
+    *) echo "install-deps: unknown argument '$arg' (usage: install-deps.sh [build|demo|test] [--slurm])" >&2
+       exit 2 ;;
+    esac
+done
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps: no dpkg here: not installing packages; CMake will find what is" \
+         "installed or name what is missing" >&2
+    exit 0
+fi
 
 pkgs=(gcc make cmake pkg-config
       openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev hdf5-tools libconfig-dev zlib1g-dev
-      librandom123-dev dataset-fashion-mnist
-      python3-numpy python3-h5py python3-torch python3-torchvision python3-onnx python3-matplotlib)
-# SLURM without its recommends (as ENV.md measured it: no systemd or cgroup helpers needed).
+      librandom123-dev)
+[[ $level == demo || $level == test ]] && pkgs+=(dataset-fashion-mnist)
+[[ $level == test ]] && pkgs+=(python3-numpy python3-h5py python3-torch python3-torchvision
+                               python3-onnx python3-matplotlib)
+# SLURM without its recommends (no systemd or cgroup helpers are needed for one node).
 slurm_pkgs=()
-if [[ "${1:-}" == "--slurm" ]]; then
+if [[ $slurm == 1 ]]; then
     slurm_pkgs=(slurmctld slurmd slurm-client munge)
 fi
 
