@@ -210,6 +210,30 @@ static void test_full_and_round_trip(const char *dir)
            "missing file '%s'", err.msg);
 }
 
+/* The keys of a file-backed set and the search subset: values, defaults and round trip. */
+static void test_hdf5_keys(void)
+{
+    Config c, back;
+    Err err = {0, ""};
+    config_defaults(&c);
+    EXPECT(c.data.cache_mb == 256 && c.data.crop == 0 && c.data.resize == 0 &&
+               c.data.file[0] == '\0' && c.search.train_subset == 0,
+           "hdf5 defaults");
+    int rc = config_load_string(&c, "data = { dataset = \"hdf5\"; file = \"/d/in.h5\"; "
+                                "crop = 224; resize = 256; channels = 3; classes = 1000; "
+                                "cache_mb = 0; };\nsearch = { train_subset = 5000; };\n",
+                                "hdf5.cfg", &err);
+    EXPECT(rc == 0, "hdf5 config: %s", err.msg);
+    EXPECT(c.data.dataset == CFG_DATASET_HDF5 && strcmp(c.data.file, "/d/in.h5") == 0 &&
+               c.data.crop == 224 && c.data.resize == 256 && c.data.channels == 3 &&
+               c.data.classes == 1000 && c.data.cache_mb == 0 && c.search.train_subset == 5000,
+           "hdf5 values");
+    char *text = config_to_string(&c);
+    rc = config_load_string(&back, text, "resolved", &err);
+    EXPECT(rc == 0 && memcmp(&c, &back, sizeof c) == 0, "hdf5 round trip: %s", err.msg);
+    free(text);
+}
+
 static void test_errors(void)
 {
     /* Unknown names. */
@@ -277,7 +301,7 @@ static void test_errors(void)
                  "l2_bn_param");
     expect_error("data = { dataset = \"imagenet\"; };\n",
                  "job.cfg:1: data.dataset = \"imagenet\" is not one of fashion-mnist, mnist, "
-                 "cifar10, cifar100, synthetic");
+                 "cifar10, cifar100, synthetic, hdf5");
     expect_error("family = { baselines = [\"legr\"]; };\n",
                  "job.cfg:1: family.baselines[0] = \"legr\" is not one of identity, uniform, "
                  "random");
@@ -316,6 +340,22 @@ static void test_errors(void)
                  "job.cfg:2: family.flops is empty but family.enabled = true");
     expect_error("family = { baselines = [\"random\", \"uniform\", \"random\"]; };\n",
                  "job.cfg:1: family.baselines[2] = \"random\" is listed twice");
+    expect_error("data = {\n dataset = \"hdf5\";\n};\n",
+                 "job.cfg:2: data.dataset = \"hdf5\" reads the images from data.file, which is "
+                 "not set");
+    expect_error("data = {\n dataset = \"cifar10\";\n crop = 24;\n};\n",
+                 "job.cfg:3: data.crop applies to data.dataset = \"hdf5\" only (this is "
+                 "\"cifar10\")");
+    expect_error("data = { file = \"x.h5\"; };\n",
+                 "job.cfg:1: data.file applies to data.dataset = \"hdf5\" only (this is "
+                 "\"fashion-mnist\")");
+    expect_error("data = { dataset = \"hdf5\"; file = \"x.h5\";\n resize = 256; };\n",
+                 "job.cfg:2: data.resize = 256 needs data.crop (the evaluation resizes, then "
+                 "crops the centre)");
+    expect_error("data = { dataset = \"hdf5\"; file = \"x.h5\"; crop = 224;\n resize = 200; };\n",
+                 "job.cfg:2: data.resize = 200 is smaller than data.crop = 224");
+    expect_error("data = { dataset = \"hdf5\"; file = \"x.h5\"; channels = 300; };\n",
+                 "job.cfg:1: data.channels = 300 is out of range [0, 256]");
     expect_error("run = { name = \"a/b\"; };\n",
                  "job.cfg:1: run.name = \"a/b\" must be a non-empty name without '/'");
     expect_error("run = { name = \"0123456789012345678901234567890123456789"
@@ -337,6 +377,7 @@ int main(void)
     CHECK(mkdtemp(dir), "mkdtemp %s", dir);
     test_defaults();
     test_full_and_round_trip(dir);
+    test_hdf5_keys();
     test_errors();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -80,6 +80,7 @@ static void test_epoch_order(void)
  * that sum wraps to 0) and label i mod 3. */
 static void make_tiny(Dataset *d, int n, int c, int h, int w)
 {
+    memset(d, 0, sizeof *d);
     d->n = n;
     d->c = c;
     d->h = h;
@@ -140,7 +141,7 @@ static void test_fill_batch(void)
     EXPECT(x[img * 8] == 12345.0f, "batch overran its buffer");
 
     /* Augmentation switched off behaves like no augmentation and draws nothing. */
-    Augment off = {0, 0};
+    Augment off = {0, 0, 0};
     Rng r;
     rng_init(&r, 1, rng_stream_id(RNG_PURPOSE_TEST, 0));
     data_fill_batch(x2, y2, &d, idx, 8, &nz, &off, &r);
@@ -152,7 +153,7 @@ static void test_fill_batch(void)
     /* Crop + flip: every item is some shift in [-2, 2]^2 of its image, maybe mirrored; over a
      * few batches we see both flips and more than one offset; the result is a function of
      * the rng state alone. */
-    Augment aug = {2, 1};
+    Augment aug = {2, 1, 0};
     int flips = 0;
     int shifted = 0;
     for (int rep = 0; rep < 4; rep++) {

@@ -56,8 +56,13 @@ int main(int argc, char **argv)
 
     int *tr, *va, ntr, nva;
     data_split(train.n, cfg.data.val_fraction, (uint64_t)cfg.run.seed, &tr, &ntr, &va, &nva);
-    float mean[4], std[4];
-    dataset_channel_stats(&train, mean, std);
+    if (cfg.search.train_subset > 0 && cfg.search.train_subset < ntr) {
+        int *sub;
+        data_subset(tr, ntr, cfg.search.train_subset, (uint64_t)cfg.run.seed, &sub);
+        free(tr);
+        tr = sub;
+        ntr = cfg.search.train_subset;
+    }
     PruneGraph g;
     if (prune_graph_build(&g, &base.arch, &err) != 0) die(&err);
     double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
@@ -85,10 +90,9 @@ int main(int argc, char **argv)
     se.ft.sched.base_lr = (float)cfg.search.lr;
     se.ft.aug.crop_pad = cfg.data.augment ? cfg.data.crop_pad : 0;
     se.ft.aug.flip = cfg.data.augment && cfg.data.flip;
-    for (int c = 0; c < 4; c++) {
-        se.ft.norm.mean[c] = c < train.c ? mean[c] : 0;
-        se.ft.norm.std[c] = c < train.c && std[c] > 0 ? std[c] : 1;
-    }
+    se.ft.aug.resized_crop = cfg.data.augment && cfg.data.crop > 0;
+    char note[256];
+    job_data_norm(&train, &se.ft.norm, note, sizeof note);
 
     /* A = the identity member, B = candidate 0 of a fresh evolution (a random transform). */
     EvoParams ep;

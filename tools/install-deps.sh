@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages that building, the demo or the tests need; a no-op when all are present.
 # Usage: tools/install-deps.sh [build|demo|test] [--slurm]
-#   build  compiler, CMake, MPI, HDF5, OpenBLAS, libconfig, zlib, Random123 (the default)
+#   build  compiler, CMake, MPI, HDF5, OpenBLAS, libconfig, zlib, libjpeg-turbo, Random123 (the
+#          default)
 #   demo   build + the Fashion-MNIST dataset (what `make demo` needs)
 #   test   demo + Python with numpy, h5py, PyTorch, torchvision, ONNX, matplotlib (the oracles of
 #          the tests and the tools; about 1 GB)
@@ -27,7 +28,7 @@ fi
 
 pkgs=(gcc make cmake pkg-config
       openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev hdf5-tools libconfig-dev zlib1g-dev
-      librandom123-dev)
+      libjpeg62-turbo-dev librandom123-dev)
 [[ $level == demo || $level == test ]] && pkgs+=(dataset-fashion-mnist)
 [[ $level == test ]] && pkgs+=(python3-numpy python3-h5py python3-torch python3-torchvision
                                python3-onnx python3-matplotlib)

@@ -22,6 +22,7 @@ typedef enum {
     CFG_DATASET_CIFAR10,
     CFG_DATASET_CIFAR100,
     CFG_DATASET_SYNTHETIC,
+    CFG_DATASET_HDF5, /* a legr-images file (docs/FORMAT.md), read per rank */
     CFG_DATASET_COUNT
 } CfgDataset;
 extern const char *const cfg_dataset_names[CFG_DATASET_COUNT];
@@ -96,6 +97,12 @@ typedef struct {
         int synthetic_n;     /* synthetic: training images (>= 2) */
         int synthetic_size;  /* synthetic: image side [4, 512] */
         int synthetic_classes; /* synthetic: [2, 256] */
+        char file[CONFIG_PATH_MAX]; /* hdf5: the legr-images file ("" otherwise) */
+        int crop;            /* hdf5: side of the images given to the network, 0 = as stored */
+        int resize;          /* hdf5: evaluation's short side before the centre crop, 0 = auto */
+        int channels;        /* hdf5: 0 = the file's; else must match it */
+        int classes;         /* hdf5: 0 = the file's; else must match it */
+        int cache_mb;        /* hdf5: per-rank cache of stored images, MiB */
     } data;
     struct {
         CfgArch arch;
@@ -135,6 +142,7 @@ typedef struct {
         int sync_batch;       /* >= 1 candidates per deterministic batch */
         int checkpoint_every; /* >= 1 evaluations */
         int val_limit;        /* 0 = whole validation split */
+        int train_subset;     /* 0 = every training image; else a seeded subset for the tau steps */
         double safeguard;     /* [0, 1) minimum kept fraction per layer */
         int null_eval;        /* bool: benchmark the master; candidates are not evaluated */
     } search;

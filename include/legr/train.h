@@ -78,7 +78,8 @@ typedef struct {
                            * step, the data order and augmentation depend on the step alone) */
     /* Called on every replica after every step (after rank 0's evaluation at an epoch end)
      * with the number of steps done (NULL: none); a non-zero return ends the run there (it
-     * must agree on all replicas). */
+     * must agree on all replicas). It runs under data_io_lock (it may write HDF5 files while
+     * the next batch is read), so it must not read a dataset. */
     int (*step_end)(void *ctx, long long steps_done);
     void *step_ctx;
 } TrainParams;

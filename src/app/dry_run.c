@@ -45,7 +45,11 @@ int job_dry_run(Job *job)
         printf("\n# network (resnet, depth %d, width %g)\n", c->model.depth, c->model.width);
     else if (c->model.arch == CFG_ARCH_FILE)
         printf("\n# network (from %s)\n", c->model.init);
-    if (job_arch_check_data(c, &job->arch, &err) != 0)
+    if (job->shape_note[0])
+        printf("\nwarning: %s; assuming %dx%dx%d inputs and %d classes (data.channels, "
+               "data.crop, data.classes); a run would stop here\n", job->shape_note,
+               job->shape.c, job->shape.h, job->shape.w, job->shape.classes);
+    if (job_arch_check_data(c, &job->shape, &job->arch, &err) != 0)
         printf("warning: %s; a run would stop here\n", err.msg);
     else
         printf("\n# network (%s, width %g)\n", cfg_arch_names[c->model.arch], c->model.width);
@@ -96,14 +100,15 @@ int job_dry_run(Job *job)
     }
 
     /* Work estimate from a measured training step at a small batch. */
-    int c0, h, w, k;
-    job_data_shape(c, &c0, &h, &w, &k);
-    double n_train = c->data.dataset == CFG_DATASET_SYNTHETIC ? c->data.synthetic_n
-                     : c->data.dataset <= CFG_DATASET_MNIST  ? 60000 : 50000;
+    double n_train = job->shape.n_train >= 0 ? job->shape.n_train : 0;
+    if (job->shape.n_train < 0)
+        printf("\n(the training set's size is unknown without data.file: the pretraining and "
+               "family estimates below count no images)\n");
     if (c->data.train_limit > 0 && c->data.train_limit < n_train) n_train = c->data.train_limit;
     double n_val = n_train * c->data.val_fraction;
     n_train -= n_val;
-    if (c->search.val_limit > 0 && c->search.val_limit < n_val) n_val = c->search.val_limit;
+    if (c->search.val_limit > 0 && (c->search.val_limit < n_val || job->shape.n_train < 0))
+        n_val = c->search.val_limit;
     double spi = measure_step(&job->arch, 8);
     double pre = c->model.init[0] ? 0 : c->pretrain.epochs * n_train;
     double search = c->search.enabled

@@ -294,7 +294,8 @@ static int write_family(Job *job, const Net *base, const PruneGraph *g, const do
     memcpy(base1.param, base->param, base->n_param_floats * sizeof(float));
     memcpy(base1.buf, base->buf, base->n_buf_floats * sizeof(float));
     EvalResult br = train_evaluate(&base1, &job->test, job->test_idx, job->n_test, &job->norm);
-    FamilyData fd = {cfg_dataset_names[c->data.dataset], c->data.dir, job->n_test,
+    FamilyData fd = {cfg_dataset_names[c->data.dataset],
+                     c->data.dataset == CFG_DATASET_HDF5 ? c->data.file : c->data.dir, job->n_test,
                      job->test.c, job->norm.mean, job->norm.std, br.loss, br.acc};
     FamilyWriter *w = h5_family_begin(path, base, alpha, kappa, g->n_convs, &fd,
                                       job->config_text, &err);

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "job_internal.h"
@@ -57,6 +58,7 @@ void job_train_params(const Job *job, TrainParams *p)
     memset(p, 0, sizeof *p);
     p->aug.crop_pad = c->data.augment ? c->data.crop_pad : 0;
     p->aug.flip = c->data.augment && c->data.flip;
+    p->aug.resized_crop = c->data.augment && c->data.crop > 0;
     p->norm = job->norm;
     p->seed = (unsigned long long)c->run.seed;
     p->log_every = c->run.log_every;
@@ -103,42 +105,84 @@ static int stage_config(Job *job)
     job->config_text = config_to_string(&job->cfg);
     snprintf(job->out_dir, sizeof job->out_dir, "%s/%s", job->cfg.run.out_dir, job->cfg.run.name);
     job_set_threads(job);
-    code = job_arch_build(&job->cfg, &job->arch, &err) != 0 ? err.code : 0;
+    /* Rank 0 sizes the network from the dataset (an hdf5 file's header); a dry run without the
+     * file goes on with the configured or usual shape and says so. */
+    if (job->d->rank == 0 && job_data_shape(&job->cfg, &job->shape, &err) != 0) {
+        code = err.code;
+        if (job->opts->dry_run) {
+            snprintf(job->shape_note, sizeof job->shape_note, "%s", err.msg);
+            code = job_data_shape_assumed(&job->cfg, &job->shape, &err) != 0 ? err.code : 0;
+        }
+    }
+    if ((code = agree(job, code, &err)) != 0) return code;
+    dist_bcast(&job->shape, sizeof job->shape, 0);
+    code = job_arch_build(&job->cfg, &job->shape, &job->arch, &err) != 0 ? err.code : 0;
     /* A dry run shows a file's network even for other data (it warns instead). */
-    if (code == 0 && !job->opts->dry_run && job_arch_check_data(&job->cfg, &job->arch, &err))
+    if (code == 0 && !job->opts->dry_run &&
+        job_arch_check_data(&job->cfg, &job->shape, &job->arch, &err))
         code = err.code;
     return agree(job, code, &err);
 }
 
-/* Rank 0 reads the datasets and broadcasts them; every rank derives the same split and
- * normalisation. */
+/* Every rank may have failed on its own (each opens the data file): the lowest failing rank
+ * reports, and every rank returns its code (0 when none failed). */
+static int agree_all(const Job *job, int code, const Err *err)
+{
+    const int size = job->d->size;
+    const int first = size - dist_max_int(code != 0 ? size - job->d->rank : 0);
+    if (first == size) return 0;
+    if (job->d->rank == first) fprintf(stderr, "legr-mpi: error: %s\n", err->msg);
+    return dist_bcast_int(code, first);
+}
+
+/* The datasets: rank 0 reads an in-memory set and broadcasts it, while every rank opens an
+ * hdf5 file itself (labels only: images are read per batch). Every rank derives the same
+ * split, search subset and normalisation. */
 static int stage_data(Job *job)
 {
     Err err = {0, ""};
     int code = 0;
     const Config *c = &job->cfg;
-    if (job->d->rank == 0) {
-        double t0 = time_now();
+    const int hdf5 = c->data.dataset == CFG_DATASET_HDF5;
+    double t0 = time_now();
+    if (hdf5) {
         if (job_data_load(c, &job->train, &job->test, &err) != 0) code = err.code;
-        else
-            fprintf(stderr, "data: %s, %d training and %d test images of %dx%dx%d (%.1fs)\n",
-                    cfg_dataset_names[c->data.dataset], job->train.n, job->test.n, job->train.c,
-                    job->train.h, job->train.w, time_now() - t0);
+        if ((code = agree_all(job, code, &err)) != 0) return code;
+    } else {
+        if (job->d->rank == 0 && job_data_load(c, &job->train, &job->test, &err) != 0)
+            code = err.code;
+        if ((code = agree(job, code, &err)) != 0) return code;
+        dist_bcast_dataset(&job->train, 0);
+        dist_bcast_dataset(&job->test, 0);
     }
-    if ((code = agree(job, code, &err)) != 0) return code;
-    dist_bcast_dataset(&job->train, 0);
-    dist_bcast_dataset(&job->test, 0);
-    float mean[4], std[4];
-    dataset_channel_stats(&job->train, mean, std);
-    for (int i = 0; i < 4; i++) {
-        job->norm.mean[i] = i < job->train.c ? mean[i] : 0.0f;
-        job->norm.std[i] = i < job->train.c && std[i] > 0 ? std[i] : 1.0f;
+    char note[256];
+    job_data_norm(&job->train, &job->norm, note, sizeof note);
+    if (job->d->rank == 0) {
+        fprintf(stderr, "data: %s, %d training and %d test images of %dx%dx%d (%.1fs)\n",
+                cfg_dataset_names[c->data.dataset], job->train.n, job->test.n, job->train.c,
+                job->train.h, job->train.w, time_now() - t0);
+        if (hdf5) {
+            char d1[1400], d2[1400];
+            fprintf(stderr, "data: read per rank: %s; test %s; cache %d MiB per rank; "
+                    "batches prefetched by a helper thread (HDF5 %sthread-safe: one lock "
+                    "orders its calls); normalised with %s\n",
+                    dataset_describe(&job->train, d1, sizeof d1),
+                    dataset_describe(&job->test, d2, sizeof d2), c->data.cache_mb,
+                    data_hdf5_threadsafe() ? "" : "not ", note);
+        }
     }
     data_split(job->train.n, c->data.val_fraction, (uint64_t)c->run.seed, &job->train_idx,
                &job->n_train, &job->val_idx, &job->n_val);
     job->n_test = job->test.n;
     job->test_idx = xmalloc((size_t)(job->n_test ? job->n_test : 1) * sizeof(int));
     for (int i = 0; i < job->n_test; i++) job->test_idx[i] = i;
+    job->n_subset = job->n_train;
+    job->subset_idx = job->train_idx;
+    if (c->search.train_subset > 0 && c->search.train_subset < job->n_train) {
+        data_subset(job->train_idx, job->n_train, c->search.train_subset,
+                    (uint64_t)c->run.seed, &job->subset_idx);
+        job->n_subset = c->search.train_subset;
+    }
     return 0;
 }
 
@@ -412,8 +456,8 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     se.target = c->search.target_flops;
     se.safeguard = c->search.safeguard;
     se.data = &job->train;
-    se.train_idx = job->train_idx;
-    se.n_train = job->n_train;
+    se.train_idx = job->subset_idx;
+    se.n_train = job->n_subset;
     se.val_idx = job->val_idx;
     se.n_val = c->search.val_limit > 0 && c->search.val_limit < job->n_val ? c->search.val_limit
                                                                             : job->n_val;
@@ -433,10 +477,11 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     se.null_eval = c->search.null_eval;
 
     int code = 0;
-    if (se.n_val < 1 || (c->search.tau > 0 && c->search.batch > job->n_train)) {
+    if (se.n_val < 1 || (c->search.tau > 0 && c->search.batch > se.n_train)) {
         err_set(&err, LEGR_EXIT_USAGE,
                 "the search needs a validation split (data.val_fraction > 0) and search.batch = "
-                "%d <= %d training images", c->search.batch, job->n_train);
+                "%d <= %d training images%s", c->search.batch, se.n_train,
+                se.n_train < job->n_train ? " (search.train_subset)" : "");
         code = LEGR_EXIT_USAGE;
     }
     if ((code = agree(job, code, &err)) != 0) {
@@ -537,12 +582,25 @@ static int stage_prune(Job *job, const Net *base)
     return code;
 }
 
+/* Rank 0 logs the peak resident memory (ru_maxrss) of rank 0 and the largest over the ranks;
+ * every rank takes part. */
+static void report_memory(const Job *job)
+{
+    struct rusage ru;
+    int kib = getrusage(RUSAGE_SELF, &ru) == 0 ? (int)ru.ru_maxrss : 0;
+    int max_kib = dist_max_int(kib);
+    if (job->d->rank == 0)
+        fprintf(stderr, "memory: peak resident %.1f MiB on rank 0, %.1f MiB at most over %d "
+                "rank(s)\n", kib / 1024.0, max_kib / 1024.0, job->d->size);
+}
+
 static void job_free(Job *job)
 {
     free(job->config_text);
     arch_free(&job->arch);
     dataset_free(&job->train);
     dataset_free(&job->test);
+    if (job->subset_idx != job->train_idx) free(job->subset_idx);
     free(job->train_idx);
     free(job->val_idx);
     free(job->test_idx);
@@ -582,6 +640,7 @@ int job_run(const JobOptions *opts, const Dist *d)
             (job.cfg.search.enabled || job.cfg.family.enabled))
             code = stage_prune(&job, &base);
         net_free(&base);
+        if (code == 0) report_memory(&job);
     }
     job_free(&job);
     return code;

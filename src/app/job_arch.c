@@ -4,29 +4,37 @@
 #include "job_internal.h"
 #include "legr/h5io.h"
 
-int job_arch_check_data(const Config *cfg, const Arch *a, Err *err)
+/* "the configured dataset (fashion-mnist)" or "data.file = \"x.h5\"" for messages. */
+static const char *data_name(const Config *cfg, char *buf, size_t size)
 {
-    int c, h, w, k;
-    job_data_shape(cfg, &c, &h, &w, &k);
+    if (cfg->data.dataset == CFG_DATASET_HDF5)
+        snprintf(buf, size, "data.file = \"%s\"", cfg->data.file);
+    else
+        snprintf(buf, size, "the configured dataset (%s)", cfg_dataset_names[cfg->data.dataset]);
+    return buf;
+}
+
+int job_arch_check_data(const Config *cfg, const DataShape *s, const Arch *a, Err *err)
+{
     const Node *in = &a->nodes[0];
-    if (in->c != c || in->h != h || in->w != w)
+    char name[CONFIG_PATH_MAX + 64];
+    if (in->c != s->c || in->h != s->h || in->w != s->w)
         return err_set(err, LEGR_EXIT_USAGE,
-                       "model.init = \"%s\" holds a network for %dx%dx%d inputs, but the "
-                       "configured dataset (%s) gives %dx%dx%d images",
-                       cfg->model.init, in->c, in->h, in->w, cfg_dataset_names[cfg->data.dataset],
-                       c, h, w);
-    if (a->num_classes != k)
+                       "model.init = \"%s\" holds a network for %dx%dx%d inputs, but %s gives "
+                       "%dx%dx%d images",
+                       cfg->model.init, in->c, in->h, in->w, data_name(cfg, name, sizeof name),
+                       s->c, s->h, s->w);
+    if (a->num_classes != s->classes)
         return err_set(err, LEGR_EXIT_USAGE,
-                       "model.init = \"%s\" holds a network with %d classes, but the configured "
-                       "dataset (%s) has %d", cfg->model.init, a->num_classes,
-                       cfg_dataset_names[cfg->data.dataset], k);
+                       "model.init = \"%s\" holds a network with %d classes, but %s has %d",
+                       cfg->model.init, a->num_classes, data_name(cfg, name, sizeof name),
+                       s->classes);
     return 0;
 }
 
-int job_arch_build(const Config *cfg, Arch *a, Err *err)
+int job_arch_build(const Config *cfg, const DataShape *s, Arch *a, Err *err)
 {
-    int c, h, w, k;
-    job_data_shape(cfg, &c, &h, &w, &k);
+    const int c = s->c, h = s->h, w = s->w, k = s->classes;
     const double wm = cfg->model.width;
     switch (cfg->model.arch) {
     case CFG_ARCH_RESNET: return arch_resnet_cifar(a, cfg->model.depth, c, h, w, k, wm, err);

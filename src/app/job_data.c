@@ -5,18 +5,75 @@
 
 #include "job_internal.h"
 
-void job_data_shape(const Config *cfg, int *c, int *h, int *w, int *classes)
+/* The fixed shapes of the built-in datasets. */
+static void builtin_shape(const Config *cfg, DataShape *s)
 {
+    s->n_train = s->n_test = -1;
     switch (cfg->data.dataset) {
     case CFG_DATASET_FASHION_MNIST:
-    case CFG_DATASET_MNIST: *c = 1; *h = *w = 28; *classes = 10; break;
-    case CFG_DATASET_CIFAR10: *c = 3; *h = *w = 32; *classes = 10; break;
-    case CFG_DATASET_CIFAR100: *c = 3; *h = *w = 32; *classes = 100; break;
+    case CFG_DATASET_MNIST:
+        s->c = 1;
+        s->h = s->w = 28;
+        s->classes = 10;
+        s->n_train = 60000;
+        s->n_test = 10000;
+        break;
+    case CFG_DATASET_CIFAR10:
+    case CFG_DATASET_CIFAR100:
+        s->c = 3;
+        s->h = s->w = 32;
+        s->classes = cfg->data.dataset == CFG_DATASET_CIFAR10 ? 10 : 100;
+        s->n_train = 50000;
+        s->n_test = 10000;
+        break;
     default:
-        *c = 3;
-        *h = *w = cfg->data.synthetic_size;
-        *classes = cfg->data.synthetic_classes;
+        s->c = 3;
+        s->h = s->w = cfg->data.synthetic_size;
+        s->classes = cfg->data.synthetic_classes;
+        s->n_train = cfg->data.synthetic_n;
     }
+}
+
+int job_data_shape(const Config *cfg, DataShape *s, Err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (cfg->data.dataset != CFG_DATASET_HDF5) {
+        builtin_shape(cfg, s);
+        return 0;
+    }
+    const char *path = cfg->data.file;
+    ImagesInfo in;
+    if (images_probe(path, &in, err) != 0) return -1;
+    if (cfg->data.channels && cfg->data.channels != in.channels)
+        return err_set(err, LEGR_EXIT_DATA, "%s: the file's images have %d channel(s), but "
+                       "data.channels = %d", path, in.channels, cfg->data.channels);
+    if (cfg->data.classes && cfg->data.classes != in.classes)
+        return err_set(err, LEGR_EXIT_DATA, "%s: the file lists %d classes, but data.classes = "
+                       "%d", path, in.classes, cfg->data.classes);
+    if (in.jpeg && cfg->data.crop == 0)
+        return err_set(err, LEGR_EXIT_DATA, "%s: the images are JPEG of any size; set data.crop "
+                       "(and data.resize) to give the network one size", path);
+    s->c = in.channels;
+    s->h = cfg->data.crop ? cfg->data.crop : in.height;
+    s->w = cfg->data.crop ? cfg->data.crop : in.width;
+    s->classes = in.classes;
+    s->n_train = in.n_train;
+    s->n_test = in.n_test;
+    return 0;
+}
+
+int job_data_shape_assumed(const Config *cfg, DataShape *s, Err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (cfg->data.crop == 0)
+        return err_set(err, LEGR_EXIT_DATA, "the network's input size comes from data.file's "
+                       "images when data.crop is 0; set data.crop for a dry run without the "
+                       "file");
+    s->c = cfg->data.channels ? cfg->data.channels : 3;
+    s->h = s->w = cfg->data.crop;
+    s->classes = cfg->data.classes ? cfg->data.classes : 1000;
+    s->n_train = s->n_test = -1;
+    return 0;
 }
 
 /* dir/name, preferring the gzip-compressed file when both exist. */
@@ -36,8 +93,9 @@ static void apply_limit(Dataset *d, int limit)
  * the first synthetic_n for training and the rest as the test set. */
 static void synthetic_split(const Config *cfg, Dataset *train, Dataset *test)
 {
-    int c, h, w, k;
-    job_data_shape(cfg, &c, &h, &w, &k);
+    DataShape s;
+    builtin_shape(cfg, &s);
+    const int c = s.c, h = s.h, w = s.w, k = s.classes;
     int n = cfg->data.synthetic_n, nt = n / 4 > 2 ? n / 4 : 2;
     Dataset all;
     dataset_synthetic(&all, n + nt, c, h, w, k, (uint64_t)cfg->run.seed);
@@ -52,12 +110,58 @@ static void synthetic_split(const Config *cfg, Dataset *train, Dataset *test)
     memcpy(test->labels, all.labels + n, (size_t)nt * sizeof(int));
 }
 
+/* The training group and the test group (/test, else /val) of data.file, opened on this rank;
+ * the per-rank image cache gets data.cache_mb. */
+static int load_hdf5(const Config *cfg, Dataset *train, Dataset *test, Err *err)
+{
+    const char *path = cfg->data.file;
+    ImagesInfo in;
+    if (images_probe(path, &in, err) != 0) return -1;
+    images_cache_limit((size_t)cfg->data.cache_mb << 20);
+    ImagesOpen o = {cfg->data.crop, cfg->data.resize, cfg->data.train_limit};
+    if (cfg->data.resize == 0)
+        o.resize = (int)(cfg->data.crop / 0.875 + 0.5); /* 224 -> 256 */
+    if (dataset_open_images(train, path, "train", &o, err) != 0) return -1;
+    o.limit = cfg->data.test_limit;
+    if (dataset_open_images(test, path, in.test_group, &o, err) != 0) {
+        dataset_free(train);
+        return -1;
+    }
+    return 0;
+}
+
+void job_data_norm(const Dataset *train, Normalize *norm, char *note, size_t note_size)
+{
+    static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+    static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    memset(norm, 0, sizeof *norm);
+    for (int i = 0; i < DATA_MAX_CHANNELS; i++) norm->std[i] = 1.0f;
+    note[0] = '\0';
+    if (!train->src) {
+        dataset_channel_stats(train, norm->mean, norm->std);
+        for (int i = 0; i < train->c; i++)
+            if (!(norm->std[i] > 0)) norm->std[i] = 1.0f;
+    } else if (dataset_images_stats(train, norm->mean, norm->std)) {
+        snprintf(note, note_size, "the file's mean and std");
+    } else if (train->c == 3) {
+        memcpy(norm->mean, imagenet_mean, sizeof imagenet_mean);
+        memcpy(norm->std, imagenet_std, sizeof imagenet_std);
+        snprintf(note, note_size, "ImageNet's mean and std (the file has no mean/std "
+                 "attributes)");
+    } else {
+        for (int i = 0; i < train->c; i++) norm->mean[i] = norm->std[i] = 0.5f;
+        snprintf(note, note_size, "mean 0.5 and std 0.5 for each of the %d channels (the file "
+                 "has no mean/std attributes)", train->c);
+    }
+}
+
 int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err)
 {
     const char *dir = cfg->data.dir;
     char a[2200], b[2200];
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
+    if (cfg->data.dataset == CFG_DATASET_HDF5) return load_hdf5(cfg, train, test, err);
     switch (cfg->data.dataset) {
     case CFG_DATASET_FASHION_MNIST:
     case CFG_DATASET_MNIST:

@@ -10,6 +10,12 @@
 #include "legr/net.h"
 #include "legr/prune.h"
 
+/* The input shape and class count the network takes from the configured dataset. */
+typedef struct {
+    int c, h, w, classes;
+    int n_train, n_test; /* images in the files (before the limits), -1 when unknown */
+} DataShape;
+
 typedef struct {
     const JobOptions *opts;
     const Dist *d;
@@ -17,26 +23,42 @@ typedef struct {
     char *config_text;      /* config_to_string(cfg): stored in every HDF5 file */
     char out_dir[1100];     /* run.out_dir/run.name */
     FILE *jsonl;            /* rank 0: out_dir/log.jsonl */
+    DataShape shape;        /* of the configured dataset (rank 0 reads an hdf5 file's header) */
+    char shape_note[1200];  /* rank 0, dry run: why the shape is assumed ("" = it is known) */
     Arch arch;              /* the base architecture from the config */
     Dataset train, test;
     Normalize norm;
     int *train_idx, n_train, *val_idx, n_val, *test_idx, n_test;
+    int *subset_idx, n_subset; /* search.train_subset of train_idx (or train_idx itself) */
     const char *resume_search;   /* --resume named a search checkpoint (legr-checkpoint) */
     const char *resume_pretrain; /* --resume named a pretraining checkpoint (pretrain.h5) */
 } Job;
 
-/* Input shape and class count of the configured dataset (no file is read). */
-void job_data_shape(const Config *cfg, int *c, int *h, int *w, int *classes);
+/* Input shape and class count of the configured dataset: fixed by the dataset's name, or for
+ * "hdf5" read from data.file's header (no image is read) and checked against data.channels and
+ * data.classes. -1 with err (LEGR_EXIT_DATA) when the file cannot be read or does not match. */
+int job_data_shape(const Config *cfg, DataShape *s, Err *err);
+/* The shape a dry run assumes when data.file cannot be read: data.channels (else 3) and
+ * data.classes (else 1000) at data.crop. -1 with err when data.crop is 0 (the file's image
+ * size is needed then). */
+int job_data_shape_assumed(const Config *cfg, DataShape *s, Err *err);
 
 /* The base architecture of model.arch: a builder fed the dataset's input shape and classes, or
  * model.init's stored network. Every rank calls it; -1 with err. */
-int job_arch_build(const Config *cfg, Arch *a, Err *err);
+int job_arch_build(const Config *cfg, const DataShape *s, Arch *a, Err *err);
 /* A network read from a file must take the configured data: the same input shape and class
  * count. -1 with err (a usage error naming the file and both shapes) when it does not. */
-int job_arch_check_data(const Config *cfg, const Arch *a, Err *err);
+int job_arch_check_data(const Config *cfg, const DataShape *s, const Arch *a, Err *err);
 
-/* Rank 0: load the configured training and test sets (limits applied). -1 with err. */
+/* Load the configured training and test sets (limits applied): rank 0 for the in-memory
+ * datasets (then broadcast), every rank for "hdf5" (which opens the file and reads labels
+ * only). -1 with err. */
 int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
+
+/* The normalisation of the inputs: an in-memory set's own channel statistics; for a file, its
+ * mean/std attributes, else ImageNet's for 3 channels and 0.5/0.5 for other counts. note
+ * receives what was chosen, for the log. */
+void job_data_norm(const Dataset *train, Normalize *norm, char *note, size_t note_size);
 
 /* Rank 0: print the plan of --dry-run. Returns an exit code. */
 int job_dry_run(Job *job);

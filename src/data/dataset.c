@@ -1,5 +1,6 @@
 /* Dataset bookkeeping: freeing, channel statistics, seeded splits, epoch order, batch assembly. */
 #include "legr/data.h"
+#include "images.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 void dataset_free(Dataset *d)
 {
+    images_close(d->src);
     free(d->pix);
     free(d->labels);
     memset(d, 0, sizeof *d);
@@ -14,6 +16,7 @@ void dataset_free(Dataset *d)
 
 void dataset_channel_stats(const Dataset *d, float *mean, float *std)
 {
+    CHECK(d->pix, "dataset_channel_stats needs the pixels in memory");
     size_t plane = (size_t)d->h * d->w;
     for (int c = 0; c < d->c; c++) {
         /* Integer pixel histograms make the sums exact; only the final moments are rounded. */
@@ -67,6 +70,18 @@ void data_split(int n, double val_fraction, uint64_t seed, int **train_idx, int 
     *n_train = n - nv;
 }
 
+void data_subset(const int *idx, int n, int k, uint64_t seed, int **out)
+{
+    CHECK(k > 0 && k <= n, "data_subset: %d of %d", k, n);
+    int *perm = xmalloc(sizeof(int) * (size_t)n);
+    memcpy(perm, idx, sizeof(int) * (size_t)n);
+    Rng r;
+    rng_init(&r, seed, rng_stream_id(RNG_PURPOSE_SPLIT, 1));
+    rng_shuffle_int(&r, perm, n);
+    qsort(perm, (size_t)k, sizeof(int), data_cmp_int);
+    *out = xrealloc(perm, sizeof(int) * (size_t)k);
+}
+
 void data_epoch_order(int *order, const int *idx, int n, uint64_t seed, int epoch)
 {
     CHECK(epoch >= 0, "data_epoch_order: epoch %d", epoch);
@@ -80,12 +95,12 @@ void data_epoch_order(int *order, const int *idx, int n, uint64_t seed, int epoc
  * [0, 2*pad] and an optional mirror. As in torchvision's RandomCrop(padding), the padding is
  * raw pixel value 0, which normalises to lut[c][0] = -mean/std, not to 0.0f. */
 static void data_copy_image(float *out, const uint8_t *img, int c, int h, int w, int pad, int oy,
-                            int ox, int flip, const float (*lut)[256])
+                            int ox, int flip, const float *lut)
 {
     for (int ch = 0; ch < c; ch++) {
         const uint8_t *src = img + (size_t)ch * h * w;
         float *dst = out + (size_t)ch * h * w;
-        const float *l = lut[ch];
+        const float *l = lut + ch * 256;
         for (int y = 0; y < h; y++) {
             int sy = y + oy - pad;
             for (int x = 0; x < w; x++) {
@@ -98,21 +113,13 @@ static void data_copy_image(float *out, const uint8_t *img, int c, int h, int w,
     }
 }
 
-void data_fill_batch(float *x, int *y, const Dataset *d, const int *idx, int n,
-                     const Normalize *norm, const Augment *aug, Rng *rng)
+/* The in-memory path; rng as data_fill_batch's. */
+static void fill_memory(float *x, int *y, const Dataset *d, const int *idx, int n,
+                        const float *lut, const Augment *aug, Rng *rng)
 {
-    CHECK(d->c >= 1 && d->c <= 4, "data_fill_batch: %d channels (at most 4)", d->c);
-    float lut[4][256];
-    for (int c = 0; c < d->c; c++) {
-        float m = norm ? norm->mean[c] : 0.0f;
-        float s = norm ? norm->std[c] : 1.0f;
-        CHECK(s > 0.0f, "data_fill_batch: std[%d] = %g", c, (double)s);
-        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - m) / s;
-    }
     int pad = aug ? aug->crop_pad : 0;
     int flip_on = aug ? aug->flip : 0;
     CHECK(pad >= 0, "data_fill_batch: crop_pad %d", pad);
-    CHECK(!(pad > 0 || flip_on) || rng, "data_fill_batch: augmentation needs an rng");
     size_t img = (size_t)d->c * d->h * d->w;
     for (int b = 0; b < n; b++) {
         int k = idx[b];
@@ -127,7 +134,54 @@ void data_fill_batch(float *x, int *y, const Dataset *d, const int *idx, int n,
         }
         if (flip_on) flip = rng_below(rng, 2) == 1;
         data_copy_image(x + (size_t)b * img, d->pix + (size_t)k * img, d->c, d->h, d->w, pad,
-                        oy, ox, flip, (const float (*)[256])lut);
+                        oy, ox, flip, lut);
         y[b] = d->labels[k];
     }
+}
+
+/* Both entry points: draws from rng in image order (keyed = 0), or image b from its own stream
+ * (seed, RNG_PURPOSE_AUGMENT, stream0 + b). */
+static void fill(float *x, int *y, const Dataset *d, const int *idx, int n, const Normalize *norm,
+                 const Augment *aug, Rng *rng, int keyed, uint64_t seed, uint64_t stream0)
+{
+    CHECK(d->c >= 1 && d->c <= DATA_MAX_CHANNELS, "data_fill_batch: %d channels (at most %d)",
+          d->c, DATA_MAX_CHANNELS);
+    Rng none; /* evaluation draws nothing */
+    if (!keyed && !rng) {
+        CHECK(!aug || !(aug->crop_pad > 0 || aug->flip || (d->src && aug->resized_crop)),
+              "data_fill_batch: augmentation needs an rng");
+        rng_init(&none, 0, 0);
+        rng = &none;
+    }
+    if (d->src) {
+        Err err;
+        if (images_fill(x, y, d, idx, n, norm, aug, keyed ? NULL : rng, seed, stream0, &err))
+            legr_fail(err.code, __FILE__, __LINE__, "%s", err.msg);
+        return;
+    }
+    float *lut = xmalloc((size_t)d->c * 256 * sizeof(float));
+    data_norm_lut(lut, d->c, norm);
+    if (!keyed) {
+        fill_memory(x, y, d, idx, n, lut, aug, rng);
+    } else {
+        const size_t img = (size_t)d->c * d->h * d->w;
+        for (int b = 0; b < n; b++) {
+            Rng r;
+            rng_init(&r, seed, rng_stream_id(RNG_PURPOSE_AUGMENT, stream0 + (uint64_t)b));
+            fill_memory(x + (size_t)b * img, y + b, d, idx + b, 1, lut, aug, &r);
+        }
+    }
+    free(lut);
+}
+
+void data_fill_batch(float *x, int *y, const Dataset *d, const int *idx, int n,
+                     const Normalize *norm, const Augment *aug, Rng *rng)
+{
+    fill(x, y, d, idx, n, norm, aug, rng, 0, 0, 0);
+}
+
+void data_fill_keyed(float *x, int *y, const Dataset *d, const int *idx, int n,
+                     const Normalize *norm, const Augment *aug, uint64_t seed, uint64_t stream0)
+{
+    fill(x, y, d, idx, n, norm, aug, NULL, 1, seed, stream0);
 }

@@ -11,8 +11,8 @@
 #include <string.h>
 
 const char *const cfg_dataset_names[CFG_DATASET_COUNT] = {"fashion-mnist", "mnist", "cifar10",
-                                                          "cifar100", "synthetic"};
-_Static_assert(CFG_DATASET_COUNT == 5, "cfg_dataset_names");
+                                                          "cifar100", "synthetic", "hdf5"};
+_Static_assert(CFG_DATASET_COUNT == 6, "cfg_dataset_names");
 const char *const cfg_arch_names[CFG_ARCH_COUNT] = {
     "resnet",      "resnet18",          "resnet34", "resnet50", "resnet101",
     "mobilenetv2", "mobilenetv2_cifar", "file"};
@@ -56,6 +56,7 @@ void config_defaults(Config *c)
     c->data.synthetic_n = 2048;
     c->data.synthetic_size = 16;
     c->data.synthetic_classes = 10;
+    c->data.cache_mb = 256;
 
     c->model.arch = CFG_ARCH_RESNET;
     c->model.depth = 20;
@@ -171,6 +172,12 @@ static const KeySpec key_specs[] = {
     KEY_I(data, synthetic_n, INCL, 2, NONE, 0),
     KEY_I(data, synthetic_size, INCL, 4, INCL, 512),
     KEY_I(data, synthetic_classes, INCL, 2, INCL, 256),
+    KEY_S(data, file),
+    KEY_I(data, crop, INCL, 0, INCL, 4096),
+    KEY_I(data, resize, INCL, 0, INCL, 8192),
+    KEY_I(data, channels, INCL, 0, INCL, 256),
+    KEY_I(data, classes, INCL, 0, NONE, 0),
+    KEY_I(data, cache_mb, INCL, 0, INCL, 1048576),
 
     KEY_E(model, arch, cfg_arch_names, CFG_ARCH_COUNT),
     KEY_I(model, depth, INCL, 8, NONE, 0),
@@ -207,6 +214,7 @@ static const KeySpec key_specs[] = {
     KEY_I(search, sync_batch, INCL, 1, NONE, 0),
     KEY_I(search, checkpoint_every, INCL, 1, NONE, 0),
     KEY_I(search, val_limit, INCL, 0, NONE, 0),
+    KEY_I(search, train_subset, INCL, 0, NONE, 0),
     KEY_F(search, safeguard, INCL, 0, EXCL, 1),
     KEY_B(search, null_eval),
 
@@ -475,6 +483,37 @@ static int key_line(const Loader *ld, const char *group, const char *key1, const
     return l;
 }
 
+/* The keys of data.dataset = "hdf5": a file is needed, and the others' keys stay unset (by
+ * value, so that the resolved text, which lists every key, loads back). */
+static int check_data_file(const Loader *ld, const Config *c)
+{
+    const int hdf5 = c->data.dataset == CFG_DATASET_HDF5;
+    if (hdf5 && c->data.file[0] == '\0')
+        return loader_fail(ld, key_line(ld, "data", "dataset", "file"),
+                           "data.dataset = \"hdf5\" reads the images from data.file, which is not "
+                           "set");
+    if (!hdf5) {
+        static const char *const only[] = {"file", "crop", "resize", "channels", "classes"};
+        const int set[] = {c->data.file[0] != '\0', c->data.crop != 0, c->data.resize != 0,
+                           c->data.channels != 0, c->data.classes != 0};
+        for (int i = 0; i < 5; i++) {
+            if (set[i])
+                return loader_fail(ld, key_line(ld, "data", only[i], NULL),
+                                   "data.%s applies to data.dataset = \"hdf5\" only (this is "
+                                   "\"%s\")", only[i], cfg_dataset_names[c->data.dataset]);
+        }
+    }
+    if (c->data.resize != 0 && c->data.crop == 0)
+        return loader_fail(ld, key_line(ld, "data", "resize", NULL),
+                           "data.resize = %d needs data.crop (the evaluation resizes, then "
+                           "crops the centre)", c->data.resize);
+    if (c->data.resize != 0 && c->data.resize < c->data.crop)
+        return loader_fail(ld, key_line(ld, "data", "resize", "crop"),
+                           "data.resize = %d is smaller than data.crop = %d", c->data.resize,
+                           c->data.crop);
+    return 0;
+}
+
 /* Checks that involve more than one key or more than a range. */
 static int check_consistency(const Loader *ld, const Config *c)
 {
@@ -485,6 +524,7 @@ static int check_consistency(const Loader *ld, const Config *c)
     if (c->run.out_dir[0] == '\0')
         return loader_fail(ld, key_line(ld, "run", "out_dir", NULL),
                            "run.out_dir must not be empty");
+    if (check_data_file(ld, c) != 0) return -1;
     if (c->model.arch == CFG_ARCH_RESNET && (c->model.depth - 2) % 6 != 0)
         return loader_fail(ld, key_line(ld, "model", "depth", NULL),
                            "model.depth = %d is not of the form 6n+2 (8, 14, 20, 32, 56, ...)",

@@ -3,19 +3,21 @@
 
 #include "legr/train.h"
 
-/* Fill this replica's slice [lo, hi) of global batch `step`: each image's augmentation draws from
- * its own stream keyed by (seed, global image position), so no replica's draws depend on another's. */
-static void fill_slice(float *x, int *y, const Dataset *d, const int *order, int lo, int hi,
-                       long long step, const TrainParams *p)
+/* Queue this replica's slice [lo, hi) of global batch `step`: each image's augmentation draws
+ * from its own stream keyed by (seed, global image position), so no replica's draws depend on
+ * another's. The epoch order of the step is made first when *order_epoch is another epoch. */
+static void submit_slice(DataLoader *ld, int *order, int *order_epoch, const int *idx, int n,
+                         int lo, int hi, long long step, const TrainParams *p)
 {
-    const size_t img = (size_t)d->c * d->h * d->w;
-    const int augment = p->aug.crop_pad > 0 || p->aug.flip;
-    for (int i = lo; i < hi; i++) {
-        Rng r;
-        rng_init(&r, p->seed, rng_stream_id(RNG_PURPOSE_AUGMENT, (uint64_t)step * p->batch + i));
-        data_fill_batch(x + (size_t)(i - lo) * img, y + (i - lo), d, order + i, 1, &p->norm,
-                        augment ? &p->aug : NULL, &r);
+    const int per_epoch = n / p->batch;
+    const int epoch = (int)(step / per_epoch);
+    if (epoch != *order_epoch) {
+        data_epoch_order(order, idx, n, p->seed, epoch);
+        *order_epoch = epoch;
     }
+    const int b = (int)(step % per_epoch);
+    data_loader_submit(ld, order + (size_t)b * p->batch + lo, hi - lo, p->seed,
+                       (uint64_t)step * p->batch + lo);
 }
 
 double train_run(Net *net, const Dataset *d, const int *idx, int n, const Dataset *eval,
@@ -29,24 +31,28 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
     const int lo = (int)((long long)rep->rank * B / rep->size);
     const int hi = (int)((long long)(rep->rank + 1) * B / rep->size);
     CHECK(hi - lo <= net->batch, "replica slice %d exceeds the net's batch %d", hi - lo, net->batch);
-    const size_t img = (size_t)d->c * d->h * d->w;
-    float *x = xalloc_floats((size_t)(hi - lo) * img);
-    int *y = xmalloc((size_t)(hi - lo) * sizeof(int));
+    const int augment = p->aug.crop_pad > 0 || p->aug.flip || p->aug.resized_crop;
+    DataLoader *ld = data_loader_new(d, hi - lo, &p->norm, augment ? &p->aug : NULL);
     int *order = xmalloc((size_t)n * sizeof(int));
+    int order_epoch = -1;
 
     double t0 = time_now(), epoch_loss = 0.0, last_epoch_loss = 0.0;
     int epoch = -1, epoch_steps = 0;
     const long long first = p->steps > 0 ? 0 : p->start_step;
+    if (first < total) submit_slice(ld, order, &order_epoch, idx, n, lo, hi, first, p);
     for (long long step = first; step < total; step++) {
         if (step % per_epoch == 0 || step == first) {
             epoch = (int)(step / per_epoch);
-            data_epoch_order(order, idx, n, p->seed, epoch);
             epoch_loss = 0.0;
             epoch_steps = 0;
         }
         const float lr = lr_at(&p->sched, epoch);
         const int b = (int)(step % per_epoch);
-        fill_slice(x, y, d, order + (size_t)b * B, lo, hi, step, p);
+        const float *x;
+        const int *y;
+        data_loader_take(ld, &x, &y);
+        /* The next step's images are read while this one computes. */
+        if (step + 1 < total) submit_slice(ld, order, &order_epoch, idx, n, lo, hi, step + 1, p);
         net->drop_seed = p->seed;
         net->drop_step = (uint64_t)step;
         net->drop_image0 = lo;
@@ -83,10 +89,15 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                 }
             }
         }
-        if (p->step_end && p->step_end(p->step_ctx, step + 1)) break;
+        if (p->step_end) {
+            /* The callback may write HDF5 files while the loader reads one. */
+            data_io_lock();
+            int stop = p->step_end(p->step_ctx, step + 1);
+            data_io_unlock();
+            if (stop) break;
+        }
     }
-    free(x);
-    free(y);
+    data_loader_free(ld);
     free(order);
     return last_epoch_loss;
 }

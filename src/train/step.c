@@ -30,18 +30,20 @@ EvalResult train_evaluate(Net *net, const Dataset *d, const int *idx, int n,
                           const Normalize *norm)
 {
     EvalResult r = {0.0, 0.0, n};
-    const size_t img = (size_t)d->c * d->h * d->w;
-    float *x = xalloc_floats((size_t)net->batch * img);
-    int *y = xmalloc((size_t)net->batch * sizeof(int));
+    DataLoader *ld = data_loader_new(d, net->batch, norm, NULL);
     int correct = 0;
+    if (n > 0) data_loader_submit(ld, idx, n < net->batch ? n : net->batch, 0, 0);
     for (int i = 0; i < n; i += net->batch) {
         int b = n - i < net->batch ? n - i : net->batch;
-        data_fill_batch(x, y, d, idx + i, b, norm, NULL, NULL);
+        const float *x;
+        const int *y;
+        data_loader_take(ld, &x, &y);
+        int next = i + net->batch;
+        if (next < n) data_loader_submit(ld, idx + next, n - next < net->batch ? n - next : net->batch, 0, 0);
         net_forward(net, x, b, 0);
         r.loss += net_loss(net, y, &correct);
     }
-    free(x);
-    free(y);
+    data_loader_free(ld);
     if (n > 0) {
         r.loss /= n;
         r.acc = (double)correct / n;

@@ -1,0 +1,198 @@
+# data.dataset = "hdf5": legr-images files read per rank. Bad files end the job with exit 3 naming
+# file, group and image index (also under mpirun, without hanging); a Fashion-MNIST file made
+# from the IDX files trains to the IDX path's losses at -np 1 and 2; the peak resident memory of
+# a rank stays flat from 2,000 to 50,000 images.
+source "$(dirname "$0")/lib.sh"
+
+FMNIST=/usr/share/datasets/fashion-mnist
+
+# make_h5 KIND OUT [ARGS]: a legr-images file written with h5py (docs/FORMAT.md, legr-images).
+#   fmnist OUT NTRAIN NTEST   the first images of the Fashion-MNIST IDX files, 28x28x1, with the
+#                             mean/std that legr-mpi computes for the same images in memory
+#   random OUT N              N random 32x32x3 training images (10 classes), 200 test images
+#   jpeg OUT N BAD            N random-size JPEGs (PIL), image BAD replaced by garbage
+#   labels|dtype|nogroup|count OUT   a small uint8 file broken in one way
+make_h5() {
+    "$PYTHON" - "$@" <<'EOF'
+import gzip, io, os, struct, sys
+import numpy as np, h5py
+kind, out = sys.argv[1], sys.argv[2]
+args = [int(a) for a in sys.argv[3:]]
+rng = np.random.default_rng(7)
+
+def idx(path):
+    b = gzip.open(path, "rb").read() if path.endswith(".gz") else open(path, "rb").read()
+    nd = b[3]
+    dims = struct.unpack(">" + "I" * nd, b[4:4 + 4 * nd])
+    return np.frombuffer(b, np.uint8, offset=4 + 4 * nd).reshape(dims)
+
+def idx_file(name):
+    p = os.path.join("/usr/share/datasets/fashion-mnist", name)
+    return p + ".gz" if os.path.exists(p + ".gz") else p
+
+def root(f, classes, channels):
+    f.attrs["format"] = np.bytes_("legr-images")
+    f.attrs["format_version"] = np.int32(1)
+    f.attrs["legr_version"] = np.bytes_("test_h5images")
+    f.attrs["classes"] = np.array([b"class%d" % i for i in range(classes)], dtype="S12")
+    f.attrs["channels"] = np.int32(channels)
+
+def group(f, name, images, labels, **kw):
+    g = f.create_group(name)
+    g.create_dataset("images", data=images, chunks=(1,) + images.shape[1:], **kw)
+    g.create_dataset("labels", data=np.asarray(labels, dtype=np.int32))
+    return g
+
+with h5py.File(out, "w") as f:
+    if kind == "fmnist":
+        ntr, nte = args
+        tx = idx(idx_file("train-images-idx3-ubyte"))[:ntr]
+        ty = idx(idx_file("train-labels-idx1-ubyte"))[:ntr]
+        vx = idx(idx_file("t10k-images-idx3-ubyte"))[:nte]
+        vy = idx(idx_file("t10k-labels-idx1-ubyte"))[:nte]
+        root(f, 10, 1)
+        # legr-mpi's own formula for in-memory sets: exact integer sums, moments in double
+        count = float(tx.size)
+        m = float(tx.astype(np.uint64).sum()) / count
+        var = float((tx.astype(np.uint64) ** 2).sum()) / count - m * m
+        f.attrs["mean"] = np.array([m / 255.0])
+        f.attrs["std"] = np.array([np.sqrt(var) / 255.0])
+        group(f, "train", tx[..., None], ty, compression="gzip")
+        group(f, "test", vx[..., None], vy)
+    elif kind == "random":
+        (n,) = args
+        root(f, 10, 3)
+        f.attrs["mean"] = np.array([0.5, 0.5, 0.5])
+        f.attrs["std"] = np.array([0.29, 0.29, 0.29])
+        group(f, "train", rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10)
+        group(f, "test", rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8),
+              np.arange(200) % 10)
+    elif kind in ("labels", "dtype", "nogroup", "count"):
+        root(f, 4, 3)
+        x = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+        y = np.arange(64) % 4
+        if kind == "labels":
+            y[37] = 4
+        if kind == "dtype":
+            x = x.astype(np.float32)
+        if kind != "nogroup":
+            g = group(f, "train", x, y)
+            if kind == "count":
+                g.attrs["count"] = np.int32(65)
+        group(f, "val", x[:16], y[:16])
+    else:
+        raise SystemExit("make_h5: unknown kind " + kind)
+EOF
+}
+
+# A config reading FILE (name NAME) with a small ResNet-8, any extra groups after it.
+h5_cfg() {
+    local cfg=$1 name=$2 file=$3 extra=${4:-} data=${5:-}
+    DATA_GROUP="data: { dataset = \"hdf5\"; file = \"$file\"; val_fraction = 0.25; $data };" \
+        write_cfg "$cfg" "$name" "$extra"
+}
+
+NOSTAGES='pretrain: { epochs = 1; batch = 16; };
+search: { enabled = false; };
+family: { enabled = false; };'
+
+# ---- bad files: exit 3, the file, the group and the reason (and the image index) named ----
+bad_case() {
+    local kind=$1 want1=$2 want2=$3
+    make_h5 "$kind" "$T/$kind.h5"
+    h5_cfg "$T/$kind.cfg" "$kind" "$T/$kind.h5" "$NOSTAGES"
+    legr_run 60 "$T/$kind" "$T/$kind.cfg"
+    expect_rc 3 "$T/$kind" "bad file ($kind)"
+    expect_grep "$T/$kind.h5" "$T/$kind.err" "$kind: file named"
+    expect_grep "$want1" "$T/$kind.err" "$kind: where"
+    expect_grep "$want2" "$T/$kind.err" "$kind: why"
+}
+bad_case labels "/train/labels[37] = 4" "out of range [0, 4)"
+bad_case dtype "/train/images" "wrong dtype"
+bad_case nogroup "group /train" "missing"
+bad_case count "/train" "count = 65"
+
+# Truncated: the first half of a good file.
+make_h5 random "$T/good.h5" 300
+head -c $(($(stat -c %s "$T/good.h5") / 2)) "$T/good.h5" >"$T/trunc.h5"
+h5_cfg "$T/trunc.cfg" trunc "$T/trunc.h5" "$NOSTAGES"
+legr_run 60 "$T/trunc" "$T/trunc.cfg"
+expect_rc 3 "$T/trunc" "truncated file"
+expect_grep "$T/trunc.h5" "$T/trunc.err" "truncated: file named"
+expect_grep "truncated" "$T/trunc.err" "truncated: reason"
+# Under mpirun every rank opens the file; one error report, code 3 from mpirun.
+legr_mpirun 2 60 "$T/trunc_np2" "$T/trunc.cfg"
+expect_rc 3 "$T/trunc_np2" "truncated file under mpirun -np 2"
+[[ $(grep -c "legr-mpi: error:" "$T/trunc_np2.err") == 1 ]] ||
+    fail "truncated, np 2: expected exactly one error report"
+
+# A file that is not there: exit 3 at the start; a dry run only warns (and needs data.crop).
+h5_cfg "$T/missing.cfg" missing "$T/none.h5" "$NOSTAGES" "crop = 16; classes = 7;"
+legr_run 60 "$T/missing" "$T/missing.cfg"
+expect_rc 3 "$T/missing" "missing data.file"
+expect_grep "$T/none.h5: cannot open" "$T/missing.err" "missing: reason"
+legr_run 60 "$T/missing_dry" --dry-run "$T/missing.cfg"
+expect_rc 0 "$T/missing_dry" "dry run without data.file"
+expect_grep "warning: $T/none.h5: cannot open" "$T/missing_dry.out" "dry run: warning"
+expect_grep "assuming 3x16x16 inputs and 7 classes" "$T/missing_dry.out" "dry run: assumed shape"
+
+# ---- Fashion-MNIST: the legr-images file trains exactly as the IDX files ----
+make_h5 fmnist "$T/fm.h5" 1200 300
+fm_run() {
+    local np=$1 kind=$2 data
+    if [[ $kind == idx ]]; then
+        data="data: { dataset = \"fashion-mnist\"; dir = \"$FMNIST\"; train_limit = 1200; test_limit = 300; val_fraction = 0.1; };"
+    else
+        data="data: { dataset = \"hdf5\"; file = \"$T/fm.h5\"; val_fraction = 0.1; };"
+    fi
+    DATA_GROUP=$data write_cfg "$T/fm_$kind$np.cfg" "fm_$kind$np" 'pretrain: { epochs = 2; batch = 32; lr = 0.05; };
+search: { enabled = false; };
+family: { enabled = false; };'
+    legr_mpirun "$np" 120 "$T/fm_$kind$np" "$T/fm_$kind$np.cfg"
+    expect_rc 0 "$T/fm_$kind$np" "Fashion-MNIST ($kind, np $np)"
+}
+same_losses() {
+    "$PYTHON" - "$1" "$2" <<'EOF'
+import json, sys
+def losses(path):
+    out = []
+    for line in open(path):
+        e = json.loads(line)
+        if e["event"] == "train_step":
+            out.append(e["loss"])
+        elif e["event"] in ("train_epoch", "base"):
+            out.append(e.get("test_loss"))
+    return out
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert len(a) == len(b) and len(a) > 5, (len(a), len(b))
+worst = max(abs(x - y) / max(1.0, abs(x)) for x, y in zip(a, b))
+print("%d losses, largest relative difference %.2g" % (len(a), worst))
+sys.exit(0 if worst <= 1e-5 else 1)
+EOF
+}
+for np in 1 2; do
+    fm_run "$np" idx
+    fm_run "$np" h5
+    expect_grep "normalised with the file's mean and std" "$T/fm_h5$np.err" "np $np: file's stats"
+    same_losses "$T/runs/fm_idx$np/log.jsonl" "$T/runs/fm_h5$np/log.jsonl" ||
+        fail "np $np: the legr-images file does not train as the IDX files"
+done
+
+# ---- memory: a rank's peak resident set does not grow with the number of images ----
+mem_run() {
+    local n=$1
+    make_h5 random "$T/r$n.h5" "$n"
+    h5_cfg "$T/mem$n.cfg" "mem$n" "$T/r$n.h5" 'pretrain: { epochs = 0; };
+search: { evaluations = 4; population = 2; sample = 1; tau = 6; batch = 32; val_limit = 64; };
+family: { enabled = false; };' "test_limit = 100; cache_mb = 4;"
+    legr_mpirun 2 120 "$T/mem$n" "$T/mem$n.cfg"
+    expect_rc 0 "$T/mem$n" "memory run with $n images"
+    sed -n 's/.*, \([0-9.]*\) MiB at most over.*/\1/p' "$T/mem$n.err"
+}
+m2k=$(mem_run 2000)
+m50k=$(mem_run 50000)
+note "peak resident memory per rank: $m2k MiB with 2,000 images, $m50k MiB with 50,000"
+"$PYTHON" -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if b <= 1.1 * a else 1)" \
+    "$m2k" "$m50k" || fail "memory grows with the set: $m2k -> $m50k MiB"
+
+note "ok"
