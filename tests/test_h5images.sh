@@ -67,6 +67,16 @@ with h5py.File(out, "w") as f:
         group(f, "train", rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10)
         group(f, "test", rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8),
               np.arange(200) % 10)
+    elif kind == "strattrs":
+        # h5py's own string attributes (variable-length UTF-8) are read as well
+        (n,) = args
+        f.attrs["format"] = "legr-images"
+        f.attrs["format_version"] = np.int32(1)
+        f.attrs["classes"] = ["cat", "dog", "bird"]
+        f.attrs["channels"] = np.int32(3)
+        x = rng.integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
+        group(f, "train", x, np.arange(n) % 3)
+        group(f, "test", x[:24], np.arange(24) % 3)
     elif kind in ("labels", "dtype", "nogroup", "count"):
         root(f, 4, 3)
         x = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
@@ -111,6 +121,14 @@ bad_case labels "/train/labels[37] = 4" "out of range [0, 4)"
 bad_case dtype "/train/images" "wrong dtype"
 bad_case nogroup "group /train" "missing"
 bad_case count "/train" "count = 65"
+
+# A file whose string attributes h5py wrote in its own way (variable-length UTF-8) is good.
+make_h5 strattrs "$T/strattrs.h5" 96
+h5_cfg "$T/strattrs.cfg" strattrs "$T/strattrs.h5" "$NOSTAGES"
+legr_run 60 "$T/strattrs" "$T/strattrs.cfg"
+expect_rc 0 "$T/strattrs" "h5py string attributes"
+expect_grep "data: hdf5, 96 training and 24 test images of 3x12x12" "$T/strattrs.err" \
+    "h5py string attributes: the set"
 
 # Truncated: the first half of a good file.
 make_h5 random "$T/good.h5" 300

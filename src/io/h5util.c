@@ -159,6 +159,28 @@ int h5u_get_attr_string(hid_t loc, const char *obj, const char *name, char **out
     if (cls != H5T_STRING)
         return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is not a string", path,
                        name, obj);
+    /* Files written by other tools (h5py's default) may hold variable-length strings. */
+    hid_t attr = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ftype = attr >= 0 ? H5Aget_type(attr) : -1;
+    int vlen = ftype >= 0 && H5Tis_variable_str(ftype) > 0;
+    if (vlen) {
+        hid_t mtype = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mtype, H5T_VARIABLE);
+        H5Tset_cset(mtype, H5Tget_cset(ftype)); /* h5py writes UTF-8 */
+        char *v = NULL;
+        int ok = dims[0] <= 1 && H5Aread(attr, mtype, &v) >= 0 && v;
+        if (ok) *out = xstrdup(v);
+        if (v) H5free_memory(v);
+        H5Tclose(mtype);
+        H5Tclose(ftype);
+        H5Aclose(attr);
+        if (!ok)
+            return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is unreadable",
+                           path, name, obj);
+        return 0;
+    }
+    if (ftype >= 0) H5Tclose(ftype);
+    if (attr >= 0) H5Aclose(attr);
     char *s = xcalloc(size + 1, 1);
     if (H5LTget_attribute_string(loc, obj, name, s) < 0) {
         free(s);
