@@ -122,8 +122,10 @@ int dataset_open_images(Dataset *d, const char *path, const char *group, const I
  * file has them, 0 when it has not. */
 int dataset_images_stats(const Dataset *d, float *mean, float *std);
 
-/* A line about a file-backed set for the log (what is read and how), into buf. */
+/* A line about a set for the log (where its images come from), into buf. */
 const char *dataset_describe(const Dataset *d, char *buf, size_t size);
+/* The evaluation's short side of a file-backed set with a crop. */
+int dataset_resize(const Dataset *d);
 
 /* Every HDF5 call of the readers runs under this process-wide lock, so the prefetch threads
  * and the main thread never call HDF5 at the same time (HDF5 builds are often not

@@ -162,12 +162,20 @@ static int stage_data(Job *job)
                 cfg_dataset_names[c->data.dataset], job->train.n, job->test.n, job->train.c,
                 job->train.h, job->train.w, time_now() - t0);
         if (hdf5) {
-            char d1[1400], d2[1400];
-            fprintf(stderr, "data: read per rank: %s; test %s; cache %d MiB per rank; "
+            char d1[1400], d2[1400], tf[200];
+            if (c->data.crop)
+                snprintf(tf, sizeof tf, "training %s, evaluation Resize %d + CenterCrop %d",
+                         c->data.augment ? (c->data.flip ? "RandomResizedCrop + flip"
+                                                         : "RandomResizedCrop")
+                                         : "as evaluation",
+                         dataset_resize(&job->train), c->data.crop);
+            else
+                snprintf(tf, sizeof tf, "images at their stored size");
+            fprintf(stderr, "data: read per rank: %s; test %s; %s; cache %d MiB per rank; "
                     "batches prefetched by a helper thread (HDF5 %sthread-safe: one lock "
                     "orders its calls); normalised with %s\n",
                     dataset_describe(&job->train, d1, sizeof d1),
-                    dataset_describe(&job->test, d2, sizeof d2), c->data.cache_mb,
+                    dataset_describe(&job->test, d2, sizeof d2), tf, c->data.cache_mb,
                     data_hdf5_threadsafe() ? "" : "not ", note);
         }
     }

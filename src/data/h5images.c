@@ -439,23 +439,18 @@ int data_hdf5_threadsafe(void)
 const char *dataset_describe(const Dataset *d, char *buf, size_t size)
 {
     const ImageSource *s = d->src;
-    if (!s) {
+    if (!s)
         snprintf(buf, size, "%d images of %dx%dx%d in memory", d->n, d->c, d->h, d->w);
-    } else if (s->crop) {
-        if (s->jpeg)
-            snprintf(buf, size, "%s /%s: %d JPEG images, %d channel(s); training "
-                     "RandomResizedCrop %d, evaluation Resize %d + CenterCrop %d", s->path,
-                     s->group, s->n, s->channels, s->crop, s->resize, s->crop);
-        else
-            snprintf(buf, size, "%s /%s: %d images of %dx%dx%d; training RandomResizedCrop %d, "
-                     "evaluation Resize %d + CenterCrop %d", s->path, s->group, s->n, s->height,
-                     s->width, s->channels, s->crop, s->resize, s->crop);
-    } else {
-        snprintf(buf, size, "%s /%s: %d images of %dx%dx%d at their stored size", s->path,
-                 s->group, s->n, s->height, s->width, s->channels);
-    }
+    else if (s->jpeg)
+        snprintf(buf, size, "%s /%s: %d JPEG images, %d channel(s)", s->path, s->group, s->n,
+                 s->channels);
+    else
+        snprintf(buf, size, "%s /%s: %d images of %dx%dx%d", s->path, s->group, s->n, s->height,
+                 s->width, s->channels);
     return buf;
 }
+
+int dataset_resize(const Dataset *d) { return d->src ? d->src->resize : 0; }
 
 /* ---- reading images ---- */
 
