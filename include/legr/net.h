@@ -46,7 +46,9 @@ typedef struct {
      * act + act_off[i]. Fused nodes skip their intermediate output: a BN or add followed by a
      * ReLU writes only the ReLU's region (and has no region of its own), and in eval mode a conv followed by BN(+ReLU), or by
      * BN, an add (as its first input) and a ReLU, writes only the last of them; every ReLU output
-     * and the logits are always written.
+     * and the logits are always written. Outputs that backward reads (inputs of convs, BNs,
+     * max pools and the FC; outputs of ReLUs, ReLU6s and max pools; the logits) have regions of
+     * their own; the others live only during forward and share memory by liveness.
      * dact holds the activation gradients during backward: node i's at dact + dact_off[i]
      * (SIZE_MAX for the input and fused nodes, which have none); regions of nodes whose
      * gradients are never alive at the same backward step share memory, so dact_floats is

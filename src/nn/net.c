@@ -31,6 +31,7 @@ static int spec_push(ParamSpec **tab, int *n, size_t *total, int node, const cha
 }
 
 static void plan_fusion(Net *net);
+static void plan_act_arena(Net *net);
 static void plan_grad_arena(Net *net);
 
 /* The parameter and buffer tables: one place decides the layout of all four flat buffers. */
@@ -104,10 +105,6 @@ int net_build(Net *net, const Arch *arch, int batch, Err *err)
     net->saved_off = xmalloc((size_t)a->n_nodes * sizeof(size_t));
     for (int i = 0; i < a->n_nodes; i++) {
         const Node *n = &a->nodes[i];
-        net->act_off[i] = net->act_floats;
-        /* A BN or add fused with its ReLU never writes its output or its gradient. */
-        if (!(net->fuse[i] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
-            net->act_floats += ((size_t)n->c * batch * n->h * n->w + 15) & ~(size_t)15;
         net->saved_off[i] = net->saved_floats;
         if (n->kind == OP_BN) net->saved_floats += 2 * (size_t)n->c;
         if (n->kind == OP_CONV) {
@@ -121,6 +118,7 @@ int net_build(Net *net, const Arch *arch, int batch, Err *err)
     net->dzero_head = xmalloc(((size_t)a->n_nodes + 1) * sizeof(int));
     net->dzero_next = xmalloc((size_t)a->n_nodes * sizeof(int));
     for (int i = 0; i <= a->n_nodes; i++) net->dzero_head[i] = -1;
+    plan_act_arena(net);
     plan_grad_arena(net);
     net->act = xalloc_floats(net->act_floats);
     net->dact = xalloc_floats(net->dact_floats);
@@ -306,23 +304,144 @@ static void plan_fusion(Net *net)
     free(cons);
 }
 
+/* Region sizes are rounded to 16 floats (64 bytes) so that every region starts aligned. */
+static size_t region_floats(const Node *nd, int batch)
+{
+    return ((size_t)nd->c * batch * nd->h * nd->w + 15) & ~(size_t)15;
+}
+
+/*
+ * Place regions[0..n) (node indices, in the order they come alive) at offsets from `base`:
+ * region j is alive over the steps lo[j]..hi[j], and two regions alive at a common step never
+ * share memory. First fit: the lowest offset clear of every placed region alive with j (retried
+ * past each overlap until a pass finds none; networks have a few hundred nodes). Returns the end
+ * of the highest region.
+ */
+static size_t place_regions(const int *regions, int n, const int *lo, const int *hi,
+                            const size_t *size, size_t base, size_t *off)
+{
+    size_t end = base;
+    for (int i = 0; i < n; i++) {
+        int j = regions[i];
+        size_t o = base;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int k = 0; k < i; k++) {
+                int q = regions[k];
+                if (lo[q] > hi[j] || lo[j] > hi[q]) continue;
+                if (o < off[q] + size[q] && off[q] < o + size[j]) {
+                    o = off[q] + size[q];
+                    moved = 1;
+                }
+            }
+        }
+        off[j] = o;
+        if (o + size[j] > end) end = o + size[j];
+    }
+    return end;
+}
+
+/* Stable insertion sort of regions by key, ascending (desc = 0) or descending (desc = 1). */
+static void sort_regions(int *regions, int n, const int *key, int desc)
+{
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0; k--) {
+            int a = key[regions[k - 1]], b = key[regions[k]];
+            if (desc ? a >= b : a <= b) break;
+            int t = regions[k];
+            regions[k] = regions[k - 1];
+            regions[k - 1] = t;
+        }
+}
+
+/* The last node that reads node j's output (j itself when none does). */
+static int last_consumer(const Arch *a, int j)
+{
+    int last = j;
+    for (int c = j + 1; c < a->n_nodes; c++)
+        if (a->nodes[c].in[0] == j || a->nodes[c].in[1] == j) last = c;
+    return last;
+}
+
+/*
+ * Activation arena layout. Backward reads the input of every conv, BN, max pool and FC, the
+ * output of every ReLU, ReLU6 and max pool (the gradient masks), and the logits are the
+ * result: those activations are kept for the whole step, each in a region of its own. The
+ * others (a BN feeding only an add, a shortcut, an add whose output only another add reads...)
+ * are alive only in forward, from their producer's step (a conv writes its BN's output in eval
+ * mode) to their last consumer's; they share memory by liveness above the kept ones. A BN or
+ * add fused with its ReLU never writes its output: it points at the ReLU's region. In a
+ * bottleneck ResNet the third BN of every block is such a forward-only output.
+ */
+static void plan_act_arena(Net *net)
+{
+    const Arch *a = &net->arch;
+    const int n = a->n_nodes;
+    unsigned char *kept = xcalloc((size_t)n, 1);
+    int *lo = xmalloc((size_t)n * sizeof(int)), *hi = xmalloc((size_t)n * sizeof(int));
+    int *regions = xmalloc((size_t)n * sizeof(int));
+    size_t *size = xmalloc((size_t)n * sizeof(size_t));
+    kept[n - 1] = 1;
+    for (int i = 0; i < n; i++) {
+        const Node *nd = &a->nodes[i];
+        switch (nd->kind) {
+        case OP_CONV:
+        case OP_BN:
+        case OP_FC: kept[nd->in[0]] = 1; break;
+        case OP_MAXPOOL: kept[nd->in[0]] = kept[i] = 1; break;
+        case OP_RELU:
+        case OP_RELU6: kept[i] = 1; break;
+        case OP_INPUT:
+        case OP_ADD:
+        case OP_SHORTCUT:
+        case OP_GAP:
+        case OP_DROPOUT: break;
+        case OP_COUNT: CHECK(0, "node kind %d in a network", nd->kind);
+        }
+    }
+    net->act_floats = 0;
+    int n_temp = 0;
+    for (int j = 0; j < n; j++) {
+        size[j] = region_floats(&a->nodes[j], net->batch);
+        if (net->fuse[j] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)) continue;
+        if (kept[j]) {
+            net->act_off[j] = net->act_floats;
+            net->act_floats += size[j];
+        } else {
+            lo[j] = a->nodes[j].kind == OP_BN ? a->nodes[j].in[0] : j;
+            hi[j] = last_consumer(a, j);
+            regions[n_temp++] = j;
+        }
+    }
+    sort_regions(regions, n_temp, lo, 0);
+    net->act_floats = place_regions(regions, n_temp, lo, hi, size, net->act_floats, net->act_off);
+    for (int j = n - 2; j >= 0; j--)
+        if (net->fuse[j] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU))
+            net->act_off[j] = net->act_off[j + 1];
+    free(kept);
+    free(lo);
+    free(hi);
+    free(regions);
+    free(size);
+}
+
 /*
  * Gradient arena layout by liveness. Backward visits nodes from last to first; node j's
- * activation gradient is live from the step of its highest-numbered consumer, which writes it
+ * activation gradient is alive from the step of its highest-numbered consumer, which writes it
  * first (the softmax, before step n-1, for the logits), down to the step that reads it last:
  * j itself, or j-1 when j-1 is a BN or add fused into j (it reads j's gradient in its place).
- * Regions whose live step ranges are disjoint share memory (first fit, in the order they come
- * alive), so the arena holds about the widest cut of the graph instead of every activation: for
- * ResNet-50 it is a small fraction of the activations' size. Nodes without a gradient of their own
- * (the input, fused BNs and adds) get none. A region that is accumulated into is zeroed at the
- * start of the step that first writes it (dzero_head/dzero_next list those per step).
+ * Regions alive at no common step share memory, so the arena holds about the widest cut of the
+ * graph instead of every activation: for ResNet-50 a small fraction of the activations' size.
+ * Nodes without a gradient of their own (the input, fused BNs and adds) get none. A region that
+ * is accumulated into is zeroed at the start of the step that first writes it (dzero_head and
+ * dzero_next list those per step).
  */
 static void plan_grad_arena(Net *net)
 {
     const Arch *a = &net->arch;
     const int n = a->n_nodes;
-    int *live_from = xmalloc((size_t)n * sizeof(int)), *live_to = xmalloc((size_t)n * sizeof(int));
-    int *order = xmalloc((size_t)n * sizeof(int));
+    int *lo = xmalloc((size_t)n * sizeof(int)), *hi = xmalloc((size_t)n * sizeof(int));
+    int *regions = xmalloc((size_t)n * sizeof(int));
     size_t *size = xmalloc((size_t)n * sizeof(size_t));
     int n_regions = 0;
     for (int j = 0; j < n; j++) {
@@ -331,48 +450,23 @@ static void plan_grad_arena(Net *net)
         net->dzero_next[j] = -1;
         if (nd->kind == OP_INPUT || (net->fuse[j] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)))
             continue;
-        int w = j == n - 1 ? n : j; /* a node nobody reads is zeroed at its own step */
-        for (int c = j + 1; c < n; c++)
-            if (a->nodes[c].in[0] == j || a->nodes[c].in[1] == j) w = c;
-        live_from[j] = w;
-        live_to[j] = j > 0 && (net->fuse[j - 1] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)) ? j - 1 : j;
-        size[j] = ((size_t)nd->c * net->batch * nd->h * nd->w + 15) & ~(size_t)15;
-        order[n_regions++] = j;
+        hi[j] = j == n - 1 ? n : last_consumer(a, j);
+        lo[j] = j > 0 && (net->fuse[j - 1] & (NET_FUSE_BN_RELU | NET_FUSE_ADD_RELU)) ? j - 1 : j;
+        size[j] = region_floats(nd, net->batch);
+        regions[n_regions++] = j;
     }
-    /* In the order the regions come alive (stable insertion sort, n is a few hundred). */
-    for (int i = 1; i < n_regions; i++)
-        for (int k = i; k > 0 && live_from[order[k - 1]] < live_from[order[k]]; k--) {
-            int t = order[k];
-            order[k] = order[k - 1];
-            order[k - 1] = t;
-        }
-    net->dact_floats = 0;
+    sort_regions(regions, n_regions, hi, 1);
+    net->dact_floats = place_regions(regions, n_regions, lo, hi, size, 0, net->dact_off);
     for (int i = 0; i < n_regions; i++) {
-        int j = order[i];
-        /* The lowest offset clear of every placed region alive at some common step: retry past
-         * each overlap until a pass finds none. */
-        size_t off = 0;
-        for (int moved = 1; moved;) {
-            moved = 0;
-            for (int k = 0; k < i; k++) {
-                int q = order[k];
-                if (live_to[q] > live_from[j] || live_to[j] > live_from[q]) continue;
-                if (off < net->dact_off[q] + size[q] && net->dact_off[q] < off + size[j]) {
-                    off = net->dact_off[q] + size[q];
-                    moved = 1;
-                }
-            }
-        }
-        net->dact_off[j] = off;
-        if (off + size[j] > net->dact_floats) net->dact_floats = off + size[j];
+        int j = regions[i];
         if (j < n - 1 && !(net->fuse[j] & NET_FUSE_GRAD_SET)) {
-            net->dzero_next[j] = net->dzero_head[live_from[j]];
-            net->dzero_head[live_from[j]] = j;
+            net->dzero_next[j] = net->dzero_head[hi[j]];
+            net->dzero_head[hi[j]] = j;
         }
     }
-    free(live_from);
-    free(live_to);
-    free(order);
+    free(lo);
+    free(hi);
+    free(regions);
     free(size);
 }
 
