@@ -77,6 +77,17 @@ with h5py.File(out, "w") as f:
         x = rng.integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
         group(f, "train", x, np.arange(n) % 3)
         group(f, "test", x[:24], np.arange(24) % 3)
+    elif kind == "badjpeg":
+        # variable-length JPEG bytes, every one of them damaged in its own way
+        (n,) = args
+        root(f, 3, 3)
+        for g, m in (("train", n), ("val", 16)):
+            grp = f.create_group(g)
+            d = grp.create_dataset("images", (m,), dtype=h5py.vlen_dtype(np.uint8))
+            d.attrs["encoding"] = np.bytes_("jpeg")
+            for i in range(m):
+                d[i] = np.frombuffer(b"\xff\xd8\xff\xe0 not really a JPEG %d" % i, np.uint8)
+            grp.create_dataset("labels", data=(np.arange(m) % 3).astype(np.int32))
     elif kind in ("labels", "dtype", "nogroup", "count"):
         root(f, 4, 3)
         x = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
@@ -143,6 +154,17 @@ legr_mpirun 2 60 "$T/trunc_np2" "$T/trunc.cfg"
 expect_rc 3 "$T/trunc_np2" "truncated file under mpirun -np 2"
 [[ $(grep -c "legr-mpi: error:" "$T/trunc_np2.err") == 1 ]] ||
     fail "truncated, np 2: expected exactly one error report"
+
+# Damaged JPEGs are found when a batch first reads them: exit 3 naming the image, from whichever
+# rank read it, and mpirun ends every rank (no hang).
+make_h5 badjpeg "$T/badjpeg.h5" 64
+h5_cfg "$T/badjpeg.cfg" badjpeg "$T/badjpeg.h5" "$NOSTAGES" "crop = 8;"
+for np in 1 2; do
+    legr_mpirun "$np" 60 "$T/badjpeg$np" "$T/badjpeg.cfg"
+    expect_rc 3 "$T/badjpeg$np" "damaged JPEGs, np $np"
+    grep -Eq "legr-mpi: error: $T/badjpeg.h5: /train/images\[[0-9]+\]: corrupt JPEG: " \
+        "$T/badjpeg$np.err" || fail "damaged JPEGs, np $np: no message naming the image"
+done
 
 # A file that is not there: exit 3 at the start; a dry run only warns (and needs data.crop).
 h5_cfg "$T/missing.cfg" missing "$T/none.h5" "$NOSTAGES" "crop = 16; classes = 7;"
