@@ -480,69 +480,72 @@ static CacheEntry *entry_new(ImageSource *s, int index, uint8_t *bytes, size_t l
     return e;
 }
 
-/* Read the uncached images miss[0..m) (ascending, distinct) into new entries: uint8 pixels by
- * hyperslabs over runs of consecutive indices, JPEG bytes by one point selection. */
-static int read_misses(ImageSource *s, const int *miss, int m, Err *err)
+/* Read the uncached JPEGs miss[0..m) (ascending, distinct) into new entries, by one point
+ * selection. */
+static int read_jpeg_misses(ImageSource *s, const int *miss, int m, Err *err)
 {
-    if (m == 0) return 0;
-    int rc = 0;
-    if (s->jpeg) {
-        hsize_t *coord = xmalloc((size_t)m * sizeof(hsize_t));
-        hvl_t *v = xcalloc((size_t)m, sizeof(hvl_t));
-        for (int i = 0; i < m; i++) coord[i] = (hsize_t)miss[i];
-        hsize_t cnt = (hsize_t)m;
-        hid_t fsp = H5Dget_space(s->images), msp = H5Screate_simple(1, &cnt, NULL);
-        hid_t mt = H5Tvlen_create(H5T_NATIVE_UINT8), dx = H5Pcreate(H5P_DATASET_XFER);
-        rc = fsp >= 0 && H5Sselect_elements(fsp, H5S_SELECT_SET, (size_t)m, coord) >= 0 &&
+    hsize_t *coord = xmalloc((size_t)m * sizeof(hsize_t));
+    hvl_t *v = xcalloc((size_t)m, sizeof(hvl_t));
+    for (int i = 0; i < m; i++) coord[i] = (hsize_t)miss[i];
+    hsize_t cnt = (hsize_t)m;
+    hid_t fsp = H5Dget_space(s->images), msp = H5Screate_simple(1, &cnt, NULL);
+    hid_t mt = H5Tvlen_create(H5T_NATIVE_UINT8), dx = H5Pcreate(H5P_DATASET_XFER);
+    int rc = fsp >= 0 && H5Sselect_elements(fsp, H5S_SELECT_SET, (size_t)m, coord) >= 0 &&
                      H5Pset_vlen_mem_manager(dx, vlen_alloc, NULL, vlen_free, NULL) >= 0 &&
                      H5Dread(s->images, mt, msp, fsp, dx, v) >= 0
                  ? 0
                  : -1;
-        H5Pclose(dx);
-        H5Tclose(mt);
-        H5Sclose(msp);
-        if (fsp >= 0) H5Sclose(fsp);
-        for (int i = 0; i < m; i++) {
-            if (rc == 0) entry_new(s, miss[i], v[i].p, v[i].len);
-            else free(v[i].p);
-        }
-        free(v);
-        free(coord);
-    } else {
-        const size_t img = (size_t)s->height * s->width * s->channels;
-        hid_t fsp = H5Dget_space(s->images);
-        for (int i = 0; i < m && rc == 0;) {
-            int j = i + 1;
-            while (j < m && miss[j] == miss[j - 1] + 1) j++;
-            hsize_t start[4] = {(hsize_t)miss[i], 0, 0, 0};
-            hsize_t count[4] = {(hsize_t)(j - i), (hsize_t)s->height, (hsize_t)s->width,
-                                (hsize_t)s->channels};
-            hsize_t flat = (hsize_t)(j - i) * img;
-            uint8_t *buf = xmalloc((size_t)flat);
-            hid_t msp = H5Screate_simple(1, &flat, NULL);
-            rc = fsp >= 0 && H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-                         H5Dread(s->images, H5T_NATIVE_UINT8, msp, fsp, H5P_DEFAULT, buf) >= 0
-                     ? 0
-                     : -1;
-            H5Sclose(msp);
-            for (int k = i; k < j && rc == 0; k++) {
-                uint8_t *one = xmalloc(img);
-                memcpy(one, buf + (size_t)(k - i) * img, img);
-                entry_new(s, miss[k], one, img);
-            }
-            free(buf);
-            if (rc)
-                err_set(err, LEGR_EXIT_DATA, "%s: /%s/images[%d..%d] cannot be read: the file "
-                        "is truncated or corrupt", s->path, s->group, miss[i], miss[j - 1]);
-            i = j;
-        }
-        if (fsp >= 0) H5Sclose(fsp);
-        return rc;
+    H5Pclose(dx);
+    H5Tclose(mt);
+    H5Sclose(msp);
+    if (fsp >= 0) H5Sclose(fsp);
+    for (int i = 0; i < m; i++) {
+        if (rc == 0) entry_new(s, miss[i], v[i].p, v[i].len); /* an empty one has p NULL */
+        else free(v[i].p);
     }
+    free(v);
+    free(coord);
     if (rc)
         err_set(err, LEGR_EXIT_DATA, "%s: /%s/images cannot be read (images %d..%d among "
                 "others): the file is truncated or corrupt", s->path, s->group, miss[0],
                 miss[m - 1]);
+    return rc;
+}
+
+/* Read the uncached uint8 images miss[0..m) (ascending, distinct) into new entries, by one
+ * hyperslab per run of consecutive indices. */
+static int read_pixel_misses(ImageSource *s, const int *miss, int m, Err *err)
+{
+    const size_t img = (size_t)s->height * s->width * s->channels;
+    hid_t fsp = H5Dget_space(s->images);
+    int rc = fsp >= 0 ? 0 : -1;
+    for (int i = 0; i < m && rc == 0;) {
+        int j = i + 1;
+        while (j < m && miss[j] == miss[j - 1] + 1) j++;
+        hsize_t start[4] = {(hsize_t)miss[i], 0, 0, 0};
+        hsize_t count[4] = {(hsize_t)(j - i), (hsize_t)s->height, (hsize_t)s->width,
+                            (hsize_t)s->channels};
+        hsize_t flat = (hsize_t)(j - i) * img;
+        uint8_t *buf = xmalloc((size_t)flat);
+        hid_t msp = H5Screate_simple(1, &flat, NULL);
+        rc = H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+                     H5Dread(s->images, H5T_NATIVE_UINT8, msp, fsp, H5P_DEFAULT, buf) >= 0
+                 ? 0
+                 : -1;
+        H5Sclose(msp);
+        for (int k = i; k < j && rc == 0; k++) {
+            uint8_t *one = xmalloc(img);
+            memcpy(one, buf + (size_t)(k - i) * img, img);
+            entry_new(s, miss[k], one, img);
+        }
+        free(buf);
+        if (rc)
+            err_set(err, LEGR_EXIT_DATA, "%s: /%s/images[%d..%d] cannot be read: the file is "
+                    "truncated or corrupt", s->path, s->group, miss[i], miss[j - 1]);
+        i = j;
+    }
+    if (fsp >= 0) H5Sclose(fsp);
+    else err_set(err, LEGR_EXIT_DATA, "%s: /%s/images cannot be read", s->path, s->group);
     return rc;
 }
 
@@ -575,7 +578,8 @@ static int source_fetch(ImageSource *s, const int *idx, int n, CacheEntry **out,
     for (int i = 0; i < m; i++)
         if (u == 0 || miss[i] != miss[u - 1]) miss[u++] = miss[i];
     h5u_quiet_begin(&q);
-    rc = read_misses(s, miss, u, err);
+    if (u > 0)
+        rc = s->jpeg ? read_jpeg_misses(s, miss, u, err) : read_pixel_misses(s, miss, u, err);
     h5u_quiet_end(&q);
     for (int i = 0; i < n; i++) {
         if (out[i]) continue;
