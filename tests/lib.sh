@@ -14,7 +14,7 @@
 # the run, which the tests see as a wrong exit code. Outside a sanitizer build the variable is
 # ignored.
 #
-# Hangs: Debian's mpirun can hang in PMIx cleanup after a failing run (docs ENV.md), so every
+# Hangs: Debian's mpirun can hang in PMIx cleanup after a failing run (seen on Debian 12's Open MPI 4.1), so every
 # mpirun runs under its own --timeout and under timeout(1) as a second fence.
 
 set -euo pipefail

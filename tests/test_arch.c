@@ -7,7 +7,7 @@
 #include "legr/arch.h"
 #include "legr/net.h"
 
-/* Exact counts of the CIFAR ResNets (LEGR.md section 5, recomputed by hand there). */
+/* Exact counts of the CIFAR ResNets (docs/ALGORITHM.md section 5; recomputed by hand). */
 static void test_counts(void)
 {
     static const struct {

@@ -23,8 +23,7 @@ static int build(Arch *a, const char *kind, int c, int h, int w, int classes, do
     return err_set(err, LEGR_EXIT_USAGE, "unknown network %s", kind);
 }
 
-/* Conv + FC multiply-accumulates and parameters. The first five are the numbers the brief of
- * this port gives; all are torchvision 0.14's (forward hooks on every Conv2d/Linear, sum of
+/* Conv + FC multiply-accumulates and parameters, all as torchvision 0.14 counts them (forward hooks on every Conv2d/Linear, sum of
  * p.numel()), the CIFAR variant as torchvision's MobileNetV2 with strides 1,1,2,1,1,2,1, a
  * stride-1 stem and dropout 0.5. */
 static void test_counts(void)

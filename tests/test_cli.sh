@@ -98,7 +98,7 @@ expect_grep "depth = 56;" "$T/dry.out" "dry run prints the resolved config"
 for layer in conv1 layer1.0.conv1 layer3.8.conv2 fc; do
     grep -Eq "(^|[[:space:]])$layer[[:space:]]" "$T/dry.out" || fail "dry run lacks layer $layer"
 done
-# ResNet-56, 3x32x32, 10 classes: 125,485,696 MACs and 853,018 parameters (LEGR.md 1.5).
+# ResNet-56, 3x32x32, 10 classes: 125,485,696 MACs and 853,018 parameters (docs/ALGORITHM.md section 5).
 expect_grep "FLOPs (multiply-accumulates of conv + fc): 125485696" "$T/dry.out" "ResNet-56 FLOPs"
 expect_grep "parameters: 853018" "$T/dry.out" "ResNet-56 parameters"
 # Prune groups: 27 single-conv groups plus the residual group of 28 convs; 1072 ranked filters.

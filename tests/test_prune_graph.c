@@ -63,7 +63,7 @@ static void test_groups(void)
     build_resnet(&a, 56, 10);
     EXPECT(prune_graph_build(&g, &a, &err) == 0, "graph: %s", err.msg);
     EXPECT(g.n_convs == 55, "convs %d", g.n_convs);
-    EXPECT(g.n_entries == 1072, "entries %d (LEGR.md 1.4: 1072)", g.n_entries);
+    EXPECT(g.n_entries == 1072, "entries %d (docs/ALGORITHM.md section 4: 1072)", g.n_entries);
     EXPECT(g.n_groups == 28, "groups %d", g.n_groups);
     int g0 = g.group_off[1] - g.group_off[0];
     EXPECT(g0 == 28, "first group has %d members", g0);
@@ -80,7 +80,7 @@ static void test_groups(void)
         EXPECT(g.group_entry_off[q + 1] - g.group_entry_off[q] == g.conv_c[l],
                "group %d entries", q);
     }
-    /* Stream entry j sums 28 members for j < 16, 18 for j < 32 and 9 above (LEGR.md 1.4). */
+    /* Stream entry j sums 28 members for j < 16, 18 for j < 32 and 9 above (docs/ALGORITHM.md section 4). */
     for (int e = 0; e < 64; e++) {
         int members = g.entry_mem_off[e + 1] - g.entry_mem_off[e];
         int want = e < 16 ? 28 : e < 32 ? 18 : 9;
@@ -99,7 +99,7 @@ static void test_groups(void)
     arch_free(&a);
 }
 
-/* FLOPs saved by removing one entry alone (LEGR.md 1.3 table). */
+/* FLOPs saved by removing one entry alone (counted by hand from section 5 of docs/ALGORITHM.md). */
 static long long saving_of(const PruneGraph *g, int e)
 {
     unsigned char *removed = xcalloc((size_t)g->n_entries, 1);
@@ -132,7 +132,7 @@ static void test_savings(void)
     EXPECT(saving_of(&g, entry_of(&g, &a, "layer2.4.conv1", 20)) == 147456, "stage-2 conv1");
     EXPECT(saving_of(&g, entry_of(&g, &a, "layer3.8.conv1", 63)) == 73728, "stage-3 conv1");
     long long s = saving_of(&g, entry_of(&g, &a, "conv1", 3));
-    EXPECT(s == 4672612, "stream channel j<16 saves %lld, LEGR.md says 4,672,612", s);
+    EXPECT(s == 4672612, "stream channel j<16 saves %lld, expected 4,672,612", s);
     EXPECT(entry_of(&g, &a, "layer3.2.conv2", 3) == entry_of(&g, &a, "conv1", 3),
            "stream channel 3 is one entry");
     prune_graph_free(&g);
@@ -355,11 +355,11 @@ static void test_random_draws(void)
 static void test_floors(void)
 {
     EXPECT(prune_min_keep(16, 0.1) == 2 && prune_min_keep(32, 0.1) == 4 &&
-           prune_min_keep(64, 0.1) == 7, "ResNet-56 floors (LEGR.md 1.3: 2, 4, 7)");
+           prune_min_keep(64, 0.1) == 7, "ResNet-56 floors (2, 4, 7)");
     EXPECT(prune_min_keep(10, 0.1) == 2 && prune_min_keep(30, 0.1) == 3, "ceil floors");
     EXPECT(prune_min_keep(16, 0) == 1 && prune_min_keep(1, 0.1) == 1, "minimal floors");
     /* Extreme pruning: every conv ends exactly at its floor, the stream group too (the reference
-     * code would misalign it here, LEGR.md 1.4). */
+     * code would misalign it here). */
     Arch a;
     PruneGraph g;
     Err err;
@@ -414,7 +414,7 @@ static void test_baselines(void)
         prune_mask_free(&r2);
         prune_mask_free(&r3);
     }
-    /* The identity ranking sums stream scores, so conv1 filters go first (LEGR.md 1.4). */
+    /* The identity ranking sums stream scores, so conv1 filters go first (docs/ALGORITHM.md section 4). */
     KeepMask m;
     EXPECT(prune_identity(&g, norm, 0.5, 0.1, &m, &err) == 0, "identity: %s", err.msg);
     EXPECT(prune_mask_conv_c(&m, &g, 0) == 16, "identity at 50%% pruned the stream (%d left)",

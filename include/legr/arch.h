@@ -75,7 +75,7 @@ int arch_revalidate(Arch *a, Err *err);
 /* Index of the node named `name`, or -1. */
 int arch_find(const Arch *a, const char *name);
 
-/* CIFAR-style ResNet (LEGR.md section 5): depth = 6n+2, stem conv3x3-BN-ReLU with 16*w channels,
+/* CIFAR-style ResNet (as in the LeGR experiments): depth = 6n+2, stem conv3x3-BN-ReLU with 16*w channels,
  * three stages of n post-activation BasicBlocks with widths 16w/32w/64w (stride 2 at the first
  * block of stages 2 and 3), option-A shortcuts, global average pooling, FC to num_classes.
  * Names follow the usual PyTorch module names: conv1, bn1, layer{1,2,3}.{b}.{conv1,bn1,conv2,bn2},
@@ -98,7 +98,7 @@ int arch_resnet_imagenet(Arch *a, int depth, int in_c, int in_h, int in_w, int n
 int arch_mobilenetv2(Arch *a, int cifar, int in_c, int in_h, int in_w, int num_classes,
                      double width_mult, Err *err);
 
-/* Multiply-accumulates of conv + FC layers (LEGR.md 1.5) and learnable parameter count
+/* Multiply-accumulates of conv + FC layers (docs/ALGORITHM.md section 5) and learnable parameter count
  * (conv + BN gamma/beta + FC weight/bias). */
 long long arch_flops(const Arch *a);
 long long arch_params(const Arch *a);

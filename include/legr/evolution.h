@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include "legr/util.h"
 
-/* Search constants (LEGR.md section 2); evolution_params_default gives the reference values. */
+/* Search constants (docs/ALGORITHM.md section 6); evolution_params_default gives the reference values. */
 typedef struct {
     int population;         /* P, size of the FIFO population (64) */
     int sample;             /* S, tournament size, drawn with replacement (16) */

@@ -9,7 +9,7 @@
 #include "legr/net.h"
 
 /*
- * Vocabulary (LEGR.md 1.2-1.4).
+ * Vocabulary (docs/ALGORITHM.md sections 2-4).
  *
  * Every output channel of every node is a "slot". Slots that must be removed together form a
  * channel CLASS: BN, ReLU and global pooling pass a channel through, an add ties its two inputs'
@@ -53,7 +53,7 @@ typedef struct {
     int *entry_mem;    /* global filter indices (conv_off[l] + j) */
     int *filter_conv;  /* [n_filters] conv of each global filter index */
 
-    /* Cost terms (one per conv and FC) and the removal events of every entry (LEGR.md 1.3 hint).
+    /* Cost terms (one per conv and FC) and the removal events of every entry (docs/ALGORITHM.md section 5).
      * FLOPs = sum_t fmul[t]*in_eff*out[t], params = sum_t pmul[t]*in_eff*out[t] + BN 2C + FC bias,
      * with in_eff = term_in0[t] when the input is fixed, the current in[t] otherwise. */
     int n_terms;
@@ -75,7 +75,7 @@ void prune_graph_free(PruneGraph *g);
 /* --dry-run: one line per group (entries, members with their channel counts). */
 void prune_print_groups(FILE *f, const PruneGraph *g, const Arch *a);
 
-/* ---- importance metrics (LEGR.md 1.1) ---- */
+/* ---- importance metrics (docs/ALGORITHM.md section 1) ---- */
 typedef enum {
     PRUNE_METRIC_L2_WEIGHT = 0, /* sum of squared filter weights (the default) */
     PRUNE_METRIC_L1_WEIGHT,     /* sum of absolute filter weights */
@@ -90,7 +90,7 @@ int prune_metric_parse(const char *name, PruneMetric *m, Err *err);
  * conv-major (norm[conv_off[l] + j]). -1 with err if a BN metric finds a conv without a BN. */
 int prune_norms(const PruneGraph *g, const Net *net, PruneMetric metric, double *norm, Err *err);
 
-/* Population standard deviation of each conv's norms: std[n_convs] (LEGR.md 2, delta_l). */
+/* Population standard deviation of each conv's norms: std[n_convs] (delta_l, docs/ALGORITHM.md section 6). */
 void prune_norm_std(const PruneGraph *g, const double *norm, double *std);
 
 /* ---- the result of a pruning decision ---- */
@@ -113,7 +113,7 @@ int prune_mask_conv_c(const KeepMask *m, const PruneGraph *g, int l);
  * tools. Fills m (free with prune_mask_free). */
 void prune_mask_from_removed(const PruneGraph *g, const unsigned char *removed, KeepMask *m);
 
-/* ---- ranking and the greedy FLOP target (LEGR.md 1.2-1.3) ---- */
+/* ---- ranking and the greedy FLOP target (docs/ALGORITHM.md sections 2-3) ---- */
 
 /* Filters a conv of C channels must keep under `safeguard` in [0, 1): max(ceil(sg*C), 2)
  * (1 when sg == 0), at most C. */
@@ -162,7 +162,7 @@ int prune_uniform(const PruneGraph *g, const double *norm, double target, double
 int prune_print_targets(FILE *f, const PruneGraph *g, const Arch *a, const double *norm,
                         const double *targets, int n_targets, double safeguard, Err *err);
 
-/* ---- surgery (LEGR.md 1.3) ---- */
+/* ---- surgery (docs/ALGORITHM.md section 3) ---- */
 
 /* The Arch with only the kept channels: conv widths, depthwise groups, shortcut channel maps
  * rebuilt from the kept slots of its input and output. dst is initialised here. */

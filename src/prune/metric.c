@@ -1,4 +1,4 @@
-/* Filter importance metrics (LEGR.md 1.1) computed from a Net's weights, with no data. */
+/* Filter importance metrics (docs/ALGORITHM.md section 1) computed from a Net's weights, with no data. */
 #include "legr/prune.h"
 
 #include <math.h>

@@ -47,7 +47,7 @@ static void cost_free(CostState *cs)
     free(cs->out);
 }
 
-/* Remove entry e: apply its events in order (LEGR.md 1.3 hint), each with the current counts. */
+/* Remove entry e: apply its events in order (docs/ALGORITHM.md section 5), each with the current counts. */
 static void cost_remove_entry(CostState *cs, const PruneGraph *g, int e)
 {
     for (int i = g->entry_ev_off[e]; i < g->entry_ev_off[e + 1]; i++) {

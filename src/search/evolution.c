@@ -145,7 +145,7 @@ static void evolution_generate(Evolution *e, int id, int *parent, double *alpha,
     int row = e->row_of_id[par];
     memcpy(alpha, e->history_alpha + (size_t)row * L, (size_t)L * sizeof(double));
     memcpy(kappa, e->history_kappa + (size_t)row * L, (size_t)L * sizeof(double));
-    /* Layer draws with replacement; a layer drawn twice is still mutated once (LEGR.md 2). */
+    /* Layer draws with replacement; a layer drawn twice is still mutated once (docs/ALGORITHM.md section 6). */
     memset(e->mark, 0, (size_t)L);
     for (int j = 0; j < e->n_mutate; j++) e->mark[rng_below(&r, (uint32_t)L)] = 1;
     double astd = evolution_alpha_std(e, id);
