@@ -88,6 +88,26 @@ with h5py.File(out, "w") as f:
             for i in range(m):
                 d[i] = np.frombuffer(b"\xff\xd8\xff\xe0 not really a JPEG %d" % i, np.uint8)
             grp.create_dataset("labels", data=(np.arange(m) % 3).astype(np.int32))
+    elif kind == "jpeg":
+        # real JPEGs of random sizes (some greyscale, decoded to 3 channels), 3 classes
+        from PIL import Image
+        (n,) = args
+        root(f, 3, 3)
+        for g, m in (("train", n), ("test", 24)):
+            grp = f.create_group(g)
+            d = grp.create_dataset("images", (m,), dtype=h5py.vlen_dtype(np.uint8))
+            d.attrs["encoding"] = np.bytes_("jpeg")
+            for i in range(m):
+                h, w = (int(v) for v in rng.integers(12, 60, 2))
+                a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                a[..., i % 3] = 40 + 60 * (i % 3)  # a class-dependent channel
+                img = Image.fromarray(a)
+                if i % 5 == 0:
+                    img = img.convert("L")
+                buf = io.BytesIO()
+                img.save(buf, "JPEG", quality=90)
+                d[i] = np.frombuffer(buf.getvalue(), np.uint8)
+            grp.create_dataset("labels", data=(np.arange(m) % 3).astype(np.int32))
     elif kind in ("labels", "dtype", "nogroup", "count"):
         root(f, 4, 3)
         x = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
@@ -165,6 +185,17 @@ for np in 1 2; do
     grep -Eq "legr-mpi: error: $T/badjpeg.h5: /train/images\[[0-9]+\]: corrupt JPEG: " \
         "$T/badjpeg$np.err" || fail "damaged JPEGs, np $np: no message naming the image"
 done
+
+# Good JPEGs of random sizes through the crop path (RandomResizedCrop while training, Resize +
+# CenterCrop in evaluation) and the whole pipeline at -np 2.
+make_h5 jpeg "$T/jpeg.h5" 96
+h5_cfg "$T/jpeg.cfg" jpeg "$T/jpeg.h5" 'pretrain: { epochs = 1; batch = 16; };
+search: { evaluations = 4; population = 2; sample = 1; tau = 2; batch = 16; target_flops = 0.5; };
+family: { flops = [0.5]; epochs = 1; batch = 16; latency_repeats = 1; };' "crop = 16;"
+legr_mpirun 2 120 "$T/jpeg" "$T/jpeg.cfg"
+expect_rc 0 "$T/jpeg" "JPEGs through the crop path"
+test -s "$T/runs/jpeg/family.h5" || fail "JPEGs: no family.h5"
+expect_grep "of 3x16x16" "$T/jpeg.err" "JPEGs: the network takes 16x16 crops"
 
 # A file that is not there: exit 3 at the start; a dry run only warns (and needs data.crop).
 h5_cfg "$T/missing.cfg" missing "$T/none.h5" "$NOSTAGES" "crop = 16; classes = 7;"

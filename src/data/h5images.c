@@ -7,10 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if __has_include("legr/image_aug.h")
 #include "legr/image_aug.h"
-#define HAVE_IMAGE_AUG 1
-#endif
 
 #define IMAGES_FORMAT "legr-images"
 #define IMAGES_VERSION 1
@@ -641,7 +638,6 @@ typedef struct {
     size_t scratch_size;
 } Work;
 
-#ifdef HAVE_IMAGE_AUG
 /* out (C, h, w) floats from an HWC uint8 image of the same size, mirrored when flip. */
 static void hwc_to_chw(float *out, const uint8_t *img, int c, int h, int w, int flip,
                        const float *lut)
@@ -688,7 +684,6 @@ static void crop_image(float *out, const uint8_t *pix, int h, int w0, const Imag
     }
     hwc_to_chw(out, w->crop, v->c, oh, ow, flip, lut);
 }
-#endif
 
 int images_fill(float *x, int *y, const Dataset *d, const int *idx, int n,
                 const Normalize *norm, const Augment *aug, Rng *shared, uint64_t seed,
@@ -733,11 +728,7 @@ int images_fill(float *x, int *y, const Dataset *d, const int *idx, int n,
             if (aug && aug->flip) flip = rng_below(r, 2) == 1;
             padded_crop(out, pix, c, oh, ow, pad, oy, ox, flip, lut);
         } else {
-#ifdef HAVE_IMAGE_AUG
             crop_image(out, pix, vh, vw, s, oh, ow, aug, r, &w, lut);
-#else
-            CHECK(0, "built without image_aug: no crop path");
-#endif
         }
         free(decoded);
     }
