@@ -160,6 +160,7 @@ typedef struct {
         int n_baselines;
         CfgRanking baselines[CFG_RANKING_COUNT]; /* distinct, none is CFG_RANKING_LEGR */
         int latency_repeats;                     /* >= 1 */
+        int ranks_per_level; /* >= 0; 0 = automatic (job_family); must divide the rank count */
     } family;
 } Config;
 

@@ -19,6 +19,16 @@ void dist_finalize(void);
 /* Sum-allreduce collective over all ranks, for train_step and synchronised BN. */
 Collective dist_collective(void);
 
+/* A subset of the ranks with a communicator of its own: every rank calls dist_group_split with
+ * the color of its group (collectively); *rank and *size receive its place in the group (ranks
+ * keep their world order). Its collective sums over the group only, for data-parallel training
+ * inside it; dist_group_max_int agrees on a value within it. */
+typedef struct DistGroup DistGroup;
+DistGroup *dist_group_split(int color, int *rank, int *size);
+Collective dist_group_collective(DistGroup *g);
+int dist_group_max_int(DistGroup *g, int v);
+void dist_group_free(DistGroup *g); /* collective over the group; NULL is fine */
+
 /* Broadcast bytes from root (chunked, so any size works). */
 void dist_bcast(void *buf, size_t bytes, int root);
 /* Root's value of an int. */
@@ -27,9 +37,6 @@ int dist_bcast_int(int v, int root);
 void dist_bcast_dataset(Dataset *d, int root);
 /* Broadcast parameters and BN statistics of nets built from the same Arch. */
 void dist_bcast_net(Net *net, int root);
-/* Broadcast a string: non-root ranks receive a malloc'd copy in *s. */
-void dist_bcast_string(char **s, int root);
-void dist_barrier(void);
 
 /* SIGTERM and SIGUSR1 ask the job to checkpoint and stop (exit code 4): the handlers only set a
  * flag, which the stages poll at safe points (in pretraining and the search rank 0 decides and

@@ -19,6 +19,31 @@ typedef struct {
     double loss_before, acc_before, loss, acc, lat1, lat64, seconds;
 } LevelStats;
 
+/* How the ranks share the levels: groups of `per` consecutive ranks (per = family.ranks_per_level),
+ * level j fine-tuned by group j % n_groups, data-parallel inside the group exactly as pretraining
+ * is across all ranks, so a level's result depends on the group size only through summation
+ * order. The group's first rank (its leader) measures the level, writes its checkpoints and sends
+ * it to rank 0. */
+typedef struct {
+    int per, n_groups, group, grank;
+    DistGroup *dg;  /* NULL when per == 1 */
+    Collective col; /* sums over the group */
+} LevelTeams;
+
+/* The world rank that holds level j's result: its group's leader. */
+static int level_owner(const LevelTeams *t, int j)
+{
+    return (j % t->n_groups) * t->per;
+}
+
+/* Whether any rank of this rank's group was asked to stop (the group must agree: a rank that
+ * stopped alone would leave the others waiting in the step's allreduce). */
+static int team_stop_requested(const LevelTeams *t)
+{
+    int stop = dist_stop_requested();
+    return t->dg ? dist_group_max_int(t->dg, stop) : stop;
+}
+
 /* One (method, target) pair, in the order the file lists them. */
 typedef struct {
     PruneMethod method;
@@ -92,6 +117,7 @@ static unsigned long long mask_hash(const KeepMask *m)
  */
 typedef struct {
     const Job *job;
+    const LevelTeams *team;
     const Net *net;
     const char *path, *key;
     int per_epoch;       /* steps per epoch */
@@ -104,12 +130,14 @@ typedef struct {
 static int level_step_end(void *ctx, long long steps_done)
 {
     LevelCkpt *lc = ctx;
-    int stop = dist_stop_requested();
+    int stop = team_stop_requested(lc->team);
     if (!stop && steps_done % lc->per_epoch != 0) return 0;
     TrainCkpt ck = {steps_done, (int)(steps_done / lc->per_epoch),
                     lc->seconds0 + (time_now() - lc->t0)};
     Err err = {0, ""};
-    if (h5_train_ckpt_save(lc->path, lc->net, &ck, lc->key, lc->job->config_text, &err) != 0) {
+    /* The group's replicas are identical: its leader writes for all. */
+    if (lc->team->grank == 0 &&
+        h5_train_ckpt_save(lc->path, lc->net, &ck, lc->key, lc->job->config_text, &err) != 0) {
         fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
         dist_abort(err.code);
     }
@@ -138,10 +166,12 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
             err_set(&err, LEGR_EXIT_DATA, "%s: steps_done = %lld is not within the level's "
                     "%lld steps", lc->path, ck.steps_done, total);
     }
+    const int leader = lc->team->grank == 0;
     if (err.code != 0) {
         /* The first line only: a reader's hints are about model files given by the user. */
-        fprintf(stderr, "family: level %d: %.*s; fine-tuning it from the start\n", index + 1,
-                (int)strcspn(err.msg, "\n"), err.msg);
+        if (leader)
+            fprintf(stderr, "family: level %d: %.*s; fine-tuning it from the start\n", index + 1,
+                    (int)strcspn(err.msg, "\n"), err.msg);
         net_free(net);
         if (prune_apply(base, m, net, &err) != 0)
             legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "family level %d surgery: %s",
@@ -149,8 +179,9 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
     } else {
         *start = ck.steps_done;
         *seconds = ck.train_seconds;
-        fprintf(stderr, "family: level %d: resuming %s after step %lld of %lld\n", index + 1,
-                lc->path, ck.steps_done, total);
+        if (leader)
+            fprintf(stderr, "family: level %d: resuming %s after step %lld of %lld\n",
+                    index + 1, lc->path, ck.steps_done, total);
     }
     free(key);
     free(text);
@@ -162,12 +193,12 @@ static void level_path(char *buf, size_t n, const Job *job, int index)
     snprintf(buf, n, "%s/family-level-%02d.h5", job->out_dir, index);
 }
 
-/* Once family.h5 holds every level: each owner removes its levels' checkpoints, and rank 0 any
- * other family-level-*.h5 of the run directory (left by a run with more levels). */
-static void remove_level_files(const Job *job, int n_jobs)
+/* Once family.h5 holds every level: each group leader removes its levels' checkpoints, and rank
+ * 0 any other family-level-*.h5 of the run directory (left by a run with more levels). */
+static void remove_level_files(const Job *job, const LevelTeams *t, int n_jobs)
 {
     char path[1200];
-    for (int j = job->d->rank; j < n_jobs; j += job->d->size) {
+    for (int j = t->group; j < n_jobs && t->grank == 0; j += t->n_groups) {
         level_path(path, sizeof path, job, j);
         unlink(path);
     }
@@ -180,25 +211,29 @@ static void remove_level_files(const Job *job, int n_jobs)
 }
 
 /* Prune, measure, fine-tune (from the level's checkpoint if there is one) and measure one level
- * on this rank; params/bufs receive copies of the fine-tuned tensors (malloc'd). Returns 0, or
+ * with this rank's group; on the group's leader params/bufs receive copies of the fine-tuned
+ * tensors (malloc'd; NULL on the other ranks, which measure nothing). Returns 0, or
  * LEGR_EXIT_STOPPED when a signal stopped it after a checkpoint (the outputs are then unset). */
-static int run_level(const Job *job, const Net *base, unsigned long long base_hash,
-                     const KeepMask *m, const LevelJob *lj, int index, int n_jobs, LevelStats *st,
-                     float **params, float **bufs, size_t *n_params, size_t *n_bufs)
+static int run_level(const Job *job, const LevelTeams *t, const Net *base,
+                     unsigned long long base_hash, const KeepMask *m, const LevelJob *lj,
+                     int index, int n_jobs, LevelStats *st, float **params, float **bufs,
+                     size_t *n_params, size_t *n_bufs)
 {
+    const int leader = t->grank == 0;
     const Config *c = &job->cfg;
     Err err;
     Net net;
     if (prune_apply(base, m, &net, &err) != 0)
         legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "family level %d surgery: %s", index,
                   err.msg);
-    EvalResult before = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
+    EvalResult before = {0, 0, 0};
+    if (leader) before = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
     char path[1200], key[256];
     level_path(path, sizeof path, job, index);
     snprintf(key, sizeof key, "%s %.6g, %d epochs, base network %016llx, kept channels %016llx",
              prune_method_names[lj->method], lj->target, c->family.epochs, base_hash,
              mask_hash(m));
-    LevelCkpt lc = {job, &net, path, key, job->n_train / c->family.batch, 0.0, 0.0, 0};
+    LevelCkpt lc = {job, t, &net, path, key, job->n_train / c->family.batch, 0.0, 0.0, 0};
     TrainParams p;
     job_train_params(job, &p);
     level_resume(job, base, m, index, &lc, &net, &p.start_step, &lc.seconds0);
@@ -225,13 +260,23 @@ static int run_level(const Job *job, const Net *base, unsigned long long base_ha
     if (job->d->rank != 0) p.jsonl = NULL;
     p.step_end = level_step_end;
     p.step_ctx = &lc;
-    Replicas single = {0, 1, NULL};
+    Replicas team = {t->grank, t->per, t->dg ? &t->col : NULL};
+    train_attach_collective(&net, team.col);
+    if (leader && t->per > 1)
+        fprintf(stderr, "family: level %d/%d on ranks %d-%d\n", index + 1, n_jobs,
+                level_owner(t, index), level_owner(t, index) + t->per - 1);
     lc.t0 = time_now();
     if (p.start_step < total)
-        train_run(&net, &job->train, job->train_idx, job->n_train, NULL, NULL, 0, &p, &single);
+        train_run(&net, &job->train, job->train_idx, job->n_train, NULL, NULL, 0, &p, &team);
+    train_attach_collective(&net, NULL); /* evaluation below is the leader's alone */
     if (lc.stopped) {
         net_free(&net);
         return LEGR_EXIT_STOPPED;
+    }
+    if (!leader) {
+        *params = *bufs = NULL;
+        net_free(&net);
+        return 0;
     }
     st->seconds = lc.seconds0 + (p.start_step < total ? time_now() - lc.t0 : 0.0);
     EvalResult after = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
@@ -278,12 +323,12 @@ static void print_table_row(const LevelJob *lj, const KeepMask *m, const LevelSt
 
 /* Rank 0: receive the other ranks' levels (in table order) and write out_dir/family.h5, one
  * level at a time; prints the family table. Returns 0 or an error code (reported here). */
-static int write_family(Job *job, const Net *base, const PruneGraph *g, const double *alpha,
-                        const double *kappa, const LevelJob *jobs, KeepMask *masks,
-                        LevelStats *stats, float **params, float **bufs, int n_jobs)
+static int write_family(Job *job, const LevelTeams *t, const Net *base, const PruneGraph *g,
+                        const double *alpha, const double *kappa, const LevelJob *jobs,
+                        KeepMask *masks, LevelStats *stats, float **params, float **bufs,
+                        int n_jobs)
 {
     const Config *c = &job->cfg;
-    const int size = job->d->size;
     Err err = {0, ""};
     int code = 0;
     char path[1200];
@@ -309,10 +354,11 @@ static int write_family(Job *job, const Net *base, const PruneGraph *g, const do
         /* A batch-1 shell of the level's architecture receives its tensors. */
         Net shell;
         CHECK(prune_apply(&base1, &masks[j], &shell, &err) == 0, "family shell: %s", err.msg);
-        if (j % size != 0) {
-            dist_recv(&stats[j], sizeof(LevelStats), j % size, TAG_LEVEL);
-            dist_recv(shell.param, shell.n_param_floats * sizeof(float), j % size, TAG_LEVEL);
-            dist_recv(shell.buf, shell.n_buf_floats * sizeof(float), j % size, TAG_LEVEL);
+        int owner = level_owner(t, j);
+        if (owner != 0) {
+            dist_recv(&stats[j], sizeof(LevelStats), owner, TAG_LEVEL);
+            dist_recv(shell.param, shell.n_param_floats * sizeof(float), owner, TAG_LEVEL);
+            dist_recv(shell.buf, shell.n_buf_floats * sizeof(float), owner, TAG_LEVEL);
         } else {
             memcpy(shell.param, params[j], shell.n_param_floats * sizeof(float));
             memcpy(shell.buf, bufs[j], shell.n_buf_floats * sizeof(float));
@@ -338,6 +384,23 @@ static int write_family(Job *job, const Net *base, const PruneGraph *g, const do
     if (code == 0) fprintf(stderr, "\nfamily: wrote %s\n", path);
     else fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
     return code;
+}
+
+/* family.ranks_per_level resolved for `size` ranks and n levels: as given when it divides the
+ * ranks, else an error; 0 = the largest divisor R of size that still gives every level a group
+ * of its own (size / R >= n), at least 1. Returns R, or -1 with err. */
+static int ranks_per_level(int want, int size, int n, Err *err)
+{
+    if (want > 0) {
+        if (want > size || size % want != 0)
+            return err_set(err, LEGR_EXIT_USAGE, "family.ranks_per_level = %d does not divide "
+                           "the job's %d rank(s) into groups", want, size);
+        return want;
+    }
+    int best = 1;
+    for (int r = 1; r <= size; r++)
+        if (size % r == 0 && size / r >= n) best = r;
+    return best;
 }
 
 /* Rank 0, after a stop: where the state is and how to continue. */
@@ -376,9 +439,24 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
         free(masks);
         return code;
     }
+    LevelTeams t = {0, 0, 0, 0, NULL, {NULL, NULL, NULL}};
+    if ((t.per = ranks_per_level(c->family.ranks_per_level, size, n_jobs, &err)) < 0) {
+        if (rank == 0) fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
+        for (int j = 0; j < n_jobs; j++) prune_mask_free(&masks[j]);
+        free(jobs);
+        free(masks);
+        return err.code;
+    }
+    t.n_groups = size / t.per;
+    t.group = rank / t.per;
+    if (t.per > 1) {
+        int gsize;
+        t.dg = dist_group_split(t.group, &t.grank, &gsize);
+        t.col = dist_group_collective(t.dg);
+    }
     if (rank == 0)
-        fprintf(stderr, "family: %d level(s) over %d rank(s), %d fine-tune epoch(s) each\n",
-                n_jobs, size, c->family.epochs);
+        fprintf(stderr, "family: %d level(s) over %d rank(s) (%d group(s) of %d), %d fine-tune "
+                "epoch(s) each\n", n_jobs, size, t.n_groups, t.per, c->family.epochs);
 
     /* Levels are dealt round-robin; each rank runs its own, keeping only the tensors. */
     LevelStats *stats = xcalloc((size_t)n_jobs, sizeof(LevelStats));
@@ -387,9 +465,9 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
     size_t *np = xcalloc((size_t)n_jobs, sizeof(size_t)), *nb = xcalloc((size_t)n_jobs, sizeof(size_t));
     unsigned long long base_hash = net_hash(base);
     int stopped = 0;
-    for (int j = rank; j < n_jobs && !stopped; j += size)
-        stopped = dist_stop_requested() ||
-                  run_level(job, base, base_hash, &masks[j], &jobs[j], j, n_jobs, &stats[j],
+    for (int j = t.group; j < n_jobs && !stopped; j += t.n_groups)
+        stopped = team_stop_requested(&t) ||
+                  run_level(job, &t, base, base_hash, &masks[j], &jobs[j], j, n_jobs, &stats[j],
                             &params[j], &bufs[j], &np[j], &nb[j]) == LEGR_EXIT_STOPPED;
     /* A stop anywhere stops the job: every level's state is in its checkpoint. */
     if (dist_max_int(stopped)) {
@@ -397,17 +475,18 @@ int job_family(Job *job, const Net *base, const PruneGraph *g, const double *nor
         code = LEGR_EXIT_STOPPED;
     } else {
         /* Sent only once all are done: rank 0 receives after finishing its own levels. */
-        for (int j = rank; j < n_jobs && rank != 0; j += size) {
+        for (int j = t.group; j < n_jobs && t.grank == 0 && rank != 0; j += t.n_groups) {
             dist_send(&stats[j], sizeof(LevelStats), 0, TAG_LEVEL);
             dist_send(params[j], np[j] * sizeof(float), 0, TAG_LEVEL);
             dist_send(bufs[j], nb[j] * sizeof(float), 0, TAG_LEVEL);
         }
         if (rank == 0)
-            code = write_family(job, base, g, alpha, kappa, jobs, masks, stats, params, bufs,
-                                n_jobs);
+            code = write_family(job, &t, base, g, alpha, kappa, jobs, masks, stats, params,
+                                bufs, n_jobs);
         code = dist_bcast_int(code, 0);
-        if (code == 0) remove_level_files(job, n_jobs);
+        if (code == 0) remove_level_files(job, &t, n_jobs);
     }
+    dist_group_free(t.dg);
     for (int j = 0; j < n_jobs; j++) {
         free(params[j]);
         free(bufs[j]);

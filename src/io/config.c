@@ -109,6 +109,7 @@ void config_defaults(Config *c)
     c->family.ranking = CFG_RANKING_LEGR;
     c->family.n_baselines = 0;
     c->family.latency_repeats = 20;
+    c->family.ranks_per_level = 0;
 }
 
 /* ---- the key table: one row per key, in the order config_to_string writes them ---- */
@@ -232,6 +233,7 @@ static const KeySpec key_specs[] = {
      offsetof(Config, family.n_baselines), cfg_ranking_names, CFG_RANKING_IDENTITY,
      CFG_RANKING_COUNT, BOUNDS(NONE, 0, NONE, 0)},
     KEY_I(family, latency_repeats, INCL, 1, NONE, 0),
+    KEY_I(family, ranks_per_level, INCL, 0, NONE, 0),
 };
 #define N_KEYS ((int)(sizeof key_specs / sizeof key_specs[0]))
 

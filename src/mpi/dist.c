@@ -28,25 +28,64 @@ void dist_init(int *argc, char ***argv, Dist *d)
 
 void dist_finalize(void) { MPI_Finalize(); }
 
+/* A collective's ctx: NULL for all ranks, else the DistGroup whose communicator it sums over. */
+struct DistGroup {
+    MPI_Comm comm;
+};
+
+static MPI_Comm comm_of(void *ctx)
+{
+    return ctx ? ((DistGroup *)ctx)->comm : MPI_COMM_WORLD;
+}
+
 static void sum_floats(float *buf, size_t n, void *ctx)
 {
-    (void)ctx;
     for (size_t off = 0; off < n; off += CHUNK_BYTES / sizeof(float)) {
         size_t m = n - off < CHUNK_BYTES / sizeof(float) ? n - off : CHUNK_BYTES / sizeof(float);
-        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)m, MPI_FLOAT, MPI_SUM, comm_of(ctx));
     }
 }
 
 static void sum_doubles(double *buf, int n, void *ctx)
 {
-    (void)ctx;
-    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, comm_of(ctx));
 }
 
 Collective dist_collective(void)
 {
     Collective c = {sum_floats, sum_doubles, NULL};
     return c;
+}
+
+DistGroup *dist_group_split(int color, int *rank, int *size)
+{
+    DistGroup *g = malloc(sizeof *g);
+    int world;
+    if (!g) legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "out of memory");
+    MPI_Comm_rank(MPI_COMM_WORLD, &world);
+    MPI_Comm_split(MPI_COMM_WORLD, color, world, &g->comm);
+    MPI_Comm_rank(g->comm, rank);
+    MPI_Comm_size(g->comm, size);
+    return g;
+}
+
+Collective dist_group_collective(DistGroup *g)
+{
+    Collective c = {sum_floats, sum_doubles, g};
+    return c;
+}
+
+int dist_group_max_int(DistGroup *g, int v)
+{
+    MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, g->comm);
+    return v;
+}
+
+void dist_group_free(DistGroup *g)
+{
+    if (!g) return;
+    MPI_Comm_free(&g->comm);
+    free(g);
 }
 
 void dist_bcast(void *buf, size_t bytes, int root)
@@ -89,17 +128,6 @@ void dist_bcast_net(Net *net, int root)
     dist_bcast(net->buf, net->n_buf_floats * sizeof(float), root);
 }
 
-void dist_bcast_string(char **s, int root)
-{
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    int len = rank == root ? (int)strlen(*s) + 1 : 0;
-    MPI_Bcast(&len, 1, MPI_INT, root, MPI_COMM_WORLD);
-    if (rank != root) *s = xmalloc((size_t)len);
-    MPI_Bcast(*s, len, MPI_CHAR, root, MPI_COMM_WORLD);
-}
-
-void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
 
 _Noreturn void dist_abort(int code)
 {
