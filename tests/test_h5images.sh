@@ -10,7 +10,7 @@ FMNIST=/usr/share/datasets/fashion-mnist
 #   fmnist OUT NTRAIN NTEST   the first images of the Fashion-MNIST IDX files, 28x28x1, with the
 #                             mean/std that legr-mpi computes for the same images in memory
 #   random OUT N              N random 32x32x3 training images (10 classes), 200 test images
-#   jpeg OUT N BAD            N random-size JPEGs (PIL), image BAD replaced by garbage
+#   jpeg OUT N [BAD]          N random-size JPEGs (PIL), training image BAD damaged
 #   labels|dtype|nogroup|count OUT   a small uint8 file broken in one way
 make_h5() {
     "$PYTHON" - "$@" <<'EOF'
@@ -77,21 +77,11 @@ with h5py.File(out, "w") as f:
         x = rng.integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
         group(f, "train", x, np.arange(n) % 3)
         group(f, "test", x[:24], np.arange(24) % 3)
-    elif kind == "badjpeg":
-        # variable-length JPEG bytes, every one of them damaged in its own way
-        (n,) = args
-        root(f, 3, 3)
-        for g, m in (("train", n), ("val", 16)):
-            grp = f.create_group(g)
-            d = grp.create_dataset("images", (m,), dtype=h5py.vlen_dtype(np.uint8))
-            d.attrs["encoding"] = np.bytes_("jpeg")
-            for i in range(m):
-                d[i] = np.frombuffer(b"\xff\xd8\xff\xe0 not really a JPEG %d" % i, np.uint8)
-            grp.create_dataset("labels", data=(np.arange(m) % 3).astype(np.int32))
     elif kind == "jpeg":
-        # real JPEGs of random sizes (some greyscale, decoded to 3 channels), 3 classes
+        # real JPEGs of random sizes (some greyscale, decoded to 3 channels), 3 classes; the
+        # training image of index BAD (if given) damaged
         from PIL import Image
-        (n,) = args
+        n, bad = args[0], (args[1] if len(args) > 1 else -1)
         root(f, 3, 3)
         for g, m in (("train", n), ("test", 24)):
             grp = f.create_group(g)
@@ -106,7 +96,10 @@ with h5py.File(out, "w") as f:
                     img = img.convert("L")
                 buf = io.BytesIO()
                 img.save(buf, "JPEG", quality=90)
-                d[i] = np.frombuffer(buf.getvalue(), np.uint8)
+                b = buf.getvalue()
+                if g == "train" and i == bad:
+                    b = b[:20] + bytes(200) + b[220:]  # a header, then zeros over the tables
+                d[i] = np.frombuffer(b, np.uint8)
             grp.create_dataset("labels", data=(np.arange(m) % 3).astype(np.int32))
     elif kind in ("labels", "dtype", "nogroup", "count"):
         root(f, 4, 3)
@@ -175,15 +168,16 @@ expect_rc 3 "$T/trunc_np2" "truncated file under mpirun -np 2"
 [[ $(grep -c "legr-mpi: error:" "$T/trunc_np2.err") == 1 ]] ||
     fail "truncated, np 2: expected exactly one error report"
 
-# Damaged JPEGs are found when a batch first reads them: exit 3 naming the image, from whichever
-# rank read it, and mpirun ends every rank (no hang).
-make_h5 badjpeg "$T/badjpeg.h5" 64
-h5_cfg "$T/badjpeg.cfg" badjpeg "$T/badjpeg.h5" "$NOSTAGES" "crop = 8;"
+# A damaged JPEG is found when a batch first reads it: exit 3 naming the image, from whichever
+# rank read it (its loader thread), and mpirun ends every rank (no hang).
+make_h5 jpeg "$T/badjpeg.h5" 64 37
+DATA_GROUP="data: { dataset = \"hdf5\"; file = \"$T/badjpeg.h5\"; val_fraction = 0.0; crop = 8; };" \
+    write_cfg "$T/badjpeg.cfg" badjpeg "$NOSTAGES"
 for np in 1 2; do
     legr_mpirun "$np" 60 "$T/badjpeg$np" "$T/badjpeg.cfg"
-    expect_rc 3 "$T/badjpeg$np" "damaged JPEGs, np $np"
-    grep -Eq "legr-mpi: error: $T/badjpeg.h5: /train/images\[[0-9]+\]: corrupt JPEG: " \
-        "$T/badjpeg$np.err" || fail "damaged JPEGs, np $np: no message naming the image"
+    expect_rc 3 "$T/badjpeg$np" "a damaged JPEG, np $np"
+    expect_grep "legr-mpi: error: $T/badjpeg.h5: /train/images[37]: corrupt JPEG: " \
+        "$T/badjpeg$np.err" "a damaged JPEG, np $np: the image named"
 done
 
 # Good JPEGs of random sizes through the crop path (RandomResizedCrop while training, Resize +

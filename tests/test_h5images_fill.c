@@ -1,8 +1,10 @@
-/* legr-images batches at the C level, against PIL and the in-memory path: JPEG decoding equals
- * PIL's, a stored-size file fills the same batches (pad-crop, flip, normalisation) as the same
- * pixels in memory, and the DataLoader thread and any cache size give the same batches. */
+/* legr-images batches at the C level, against PIL, torchvision and the in-memory path: JPEG
+ * decoding equals PIL's, the crop path's batches equal torchvision's transforms, a stored-size
+ * file fills the same batches (pad-crop, flip, normalisation) as the same pixels in memory, and
+ * the DataLoader thread and any cache size give the same batches. */
 #include "harness.h"
 #include "legr/data.h"
+#include "legr/image_aug.h"
 #include "../src/data/jpeg.h"
 
 #include <stdio.h>
@@ -13,7 +15,8 @@
 /* Writes, into the directory argv[1]: u8.h5 (a uint8 legr-images file, 20 training images of
  * 7x9x3 and 6 test images) with u8.bin (its training pixels, HWC), and for JPEG images 0..N-1
  * of random sizes (RGB, greyscale, progressive, subsampled 4:2:0 and 4:4:4) jN.jpg with jN.rgb
- * (PIL's decoding, converted to RGB, preceded by int32 height and width). */
+ * (PIL's decoding, converted to RGB, preceded by int32 height and width), and jpeg.h5 holding
+ * them as its /train and /test. */
 static const char *gen_py =
     "import io, sys, numpy as np, h5py\n"
     "from PIL import Image\n"
@@ -42,7 +45,40 @@ static const char *gen_py =
     "    open('%s/j%d.jpg' % (d, i), 'wb').write(b.getvalue())\n"
     "    im = np.asarray(Image.open(io.BytesIO(b.getvalue())).convert('RGB'))\n"
     "    with open('%s/j%d.rgb' % (d, i), 'wb') as o:\n"
-    "        o.write(np.array([h, w], np.int32).tobytes() + im.tobytes())\n";
+    "        o.write(np.array([h, w], np.int32).tobytes() + im.tobytes())\n"
+    "with h5py.File(d + '/jpeg.h5', 'w') as f:\n"
+    "    f.attrs['format'] = np.bytes_('legr-images')\n"
+    "    f.attrs['format_version'] = np.int32(1)\n"
+    "    f.attrs['classes'] = np.array([b'a', b'b'])\n"
+    "    f.attrs['channels'] = np.int32(3)\n"
+    "    for g in ('train', 'test'):\n"
+    "        ds = f.create_dataset(g + '/images', (len(kinds),), dtype=h5py.vlen_dtype(np.uint8))\n"
+    "        ds.attrs['encoding'] = np.bytes_('jpeg')\n"
+    "        for i in range(len(kinds)):\n"
+    "            ds[i] = np.fromfile('%s/j%d.jpg' % (d, i), np.uint8)\n"
+    "        f[g + '/labels'] = (np.arange(len(kinds)) % 2).astype(np.int32)\n";
+
+/* Compares the crop path's batches (eval.f32, train.f32; boxes.i32: top, left, height, width,
+ * flip of each training image) with torchvision's transforms of the same JPEGs. */
+static const char *check_py =
+    "import sys, numpy as np\n"
+    "from PIL import Image\n"
+    "import torchvision.transforms as T, torchvision.transforms.functional as F\n"
+    "d, n, crop, resize = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])\n"
+    "norm = T.Compose([T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])\n"
+    "ev = np.fromfile(d + '/eval.f32', np.float32).reshape(n, 3, crop, crop)\n"
+    "tr = np.fromfile(d + '/train.f32', np.float32).reshape(n, 3, crop, crop)\n"
+    "box = np.fromfile(d + '/boxes.i32', np.int32).reshape(n, 5)\n"
+    "worst = 0.0\n"
+    "for i in range(n):\n"
+    "    im = Image.open('%s/j%d.jpg' % (d, i)).convert('RGB')\n"
+    "    e = norm(T.CenterCrop(crop)(T.Resize(resize)(im))).numpy()\n"
+    "    t, l, h, w, flip = (int(v) for v in box[i])\n"
+    "    c = F.resized_crop(im, t, l, h, w, [crop, crop])\n"
+    "    r = norm(F.hflip(c) if flip else c).numpy()\n"
+    "    worst = max(worst, float(np.abs(e - ev[i]).max()), float(np.abs(r - tr[i]).max()))\n"
+    "print('crop path against torchvision: largest difference %.3g' % worst)\n"
+    "sys.exit(0 if worst <= 1e-6 else 1)\n";
 #define N_JPEG 6
 
 static unsigned char *read_all(const char *path, size_t *len)
@@ -198,6 +234,72 @@ static void test_stored_size(const char *dir)
            "probe: %s", err.msg);
 }
 
+static void write_file(const char *dir, const char *name, const void *p, size_t bytes)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(p, 1, bytes, f) == bytes, "cannot write %s", path);
+    fclose(f);
+}
+
+/* The JPEGs through the crop path, evaluation and training, against torchvision (check_py);
+ * the training boxes and flips are those of the images' keyed streams. */
+static void test_crop_path(const char *dir, const char *py)
+{
+    enum { CROP = 24, RESIZE = 28, SEED = 9, STREAM0 = 40 };
+    char path[600], cmd[1400];
+    Err err;
+    Dataset d;
+    snprintf(path, sizeof path, "%s/jpeg.h5", dir);
+    ImagesOpen o = {CROP, RESIZE, 0};
+    EXPECT(dataset_open_images(&d, path, "train", &o, &err) == 0, "open: %s", err.msg);
+    EXPECT(d.n == N_JPEG && d.c == 3 && d.h == CROP && d.w == CROP, "JPEG set %d %dx%dx%d", d.n,
+           d.c, d.h, d.w);
+    Normalize nz;
+    const float m[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+    for (int c = 0; c < 3; c++) {
+        nz.mean[c] = m[c];
+        nz.std[c] = sd[c];
+    }
+    int idx[N_JPEG], y[N_JPEG], box[N_JPEG][5];
+    for (int i = 0; i < N_JPEG; i++) idx[i] = i;
+    const size_t n = (size_t)N_JPEG * 3 * CROP * CROP;
+    float *x = xmalloc(n * sizeof(float));
+    data_fill_batch(x, y, &d, idx, N_JPEG, &nz, NULL, NULL);
+    write_file(dir, "eval.f32", x, n * sizeof(float));
+    Augment aug = {0, 1, 1};
+    data_fill_keyed(x, y, &d, idx, N_JPEG, &nz, &aug, SEED, STREAM0);
+    write_file(dir, "train.f32", x, n * sizeof(float));
+    for (int i = 0; i < N_JPEG; i++) {
+        size_t len;
+        snprintf(path, sizeof path, "%s/j%d.jpg", dir, i);
+        unsigned char *jpg = read_all(path, &len);
+        uint8_t *pix = NULL;
+        int h = 0, w = 0;
+        char msg[256];
+        CHECK(jpeg_decode(jpg, len, 3, &pix, &h, &w, msg, sizeof msg) == 0, "%s", msg);
+        Rng r;
+        rng_init(&r, SEED, rng_stream_id(RNG_PURPOSE_AUGMENT, STREAM0 + (uint64_t)i));
+        CropBox b = aug_rrc_box(h, w, 0.08, 1.0, 3.0 / 4.0, 4.0 / 3.0, &r);
+        int flip = rng_below(&r, 2) == 1;
+        int row[5] = {b.top, b.left, b.height, b.width, flip};
+        memcpy(box[i], row, sizeof row);
+        free(pix);
+        free(jpg);
+    }
+    write_file(dir, "boxes.i32", box, sizeof box);
+    snprintf(path, sizeof path, "%s/check.py", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f, "cannot write %s", path);
+    fputs(check_py, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s %s %s %d %d %d", py, path, dir, N_JPEG, CROP, RESIZE);
+    EXPECT(system(cmd) == 0, "the crop path differs from torchvision's transforms");
+    free(x);
+    dataset_free(&d);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -213,6 +315,7 @@ int main(void)
     snprintf(cmd, sizeof cmd, "%s %s %s", py, script, dir);
     CHECK(system(cmd) == 0, "%s failed", cmd);
     test_jpeg(dir);
+    test_crop_path(dir, py);
     test_stored_size(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cannot remove %s", dir);
