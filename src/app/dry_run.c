@@ -6,11 +6,15 @@
 #include "legr/prune.h"
 
 /* Seconds per image of a training step (forward + backward + SGD) of `arch`, measured on a few
- * random images: the basis of the time estimate. One warm-up and one timed step keep a dry run of
- * ResNet-56 quick (also in the sanitizer build); a small batch overestimates the per-image cost
- * of batch 128 a little, which suits an estimate. */
-static double measure_step(const Arch *arch, int batch)
+ * random images: the basis of the time estimate. One warm-up and one timed step of at most 8
+ * images and about 1e9 multiply-accumulates keep a dry run quick (also in the sanitizer build:
+ * one ResNet-50 image at 224x224, 8 ResNet-56 images); a small batch overestimates the
+ * per-image cost of batch 128 a little, which suits an estimate. */
+static double measure_step(const Arch *arch)
 {
+    long long macs = arch_flops(arch);
+    int batch = macs > 0 && 1e9 / (double)macs < 8 ? (int)(1e9 / (double)macs) : 8;
+    if (batch < 1) batch = 1;
     Net net;
     Err err;
     if (net_build(&net, arch, batch, &err) != 0) return -1;
@@ -109,7 +113,7 @@ int job_dry_run(Job *job)
     n_train -= n_val;
     if (c->search.val_limit > 0 && (c->search.val_limit < n_val || job->shape.n_train < 0))
         n_val = c->search.val_limit;
-    double spi = measure_step(&job->arch, 8);
+    double spi = measure_step(&job->arch);
     double pre = c->model.init[0] ? 0 : c->pretrain.epochs * n_train;
     double search = c->search.enabled
                         ? c->search.evaluations * (c->search.tau * (double)c->search.batch *
