@@ -6,6 +6,14 @@
 #include "legr/prune.h"
 #include "legr/train.h"
 
+/* A callback that an evaluation makes after each fine-tuning step and between validation chunks,
+ * so that a rank which both evaluates and serves other ranks (the search master) keeps serving
+ * them while it computes. It must not change the evaluation's result. fn NULL: none. */
+typedef struct {
+    void (*fn)(void *ctx);
+    void *ctx;
+} SearchPoll;
+
 typedef struct {
     const Net *base;          /* the pretrained network, never modified */
     const PruneGraph *graph;  /* of base's Arch */
@@ -23,6 +31,7 @@ typedef struct {
                                   numbers); 1: batches keyed by (run seed, candidate id) */
     int fitness_acc;          /* 0: fitness = validation loss; 1: fitness = 1 - top-1 */
     int null_eval;            /* benchmark: skip all work, fitness from the candidate alone */
+    SearchPoll poll;          /* set by the search master around its own evaluations */
 } SearchEval;
 
 /* SearchEvalFn for search_run: ctx is a SearchEval. Fills fitness (lower is better; +inf when

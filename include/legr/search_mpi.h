@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include "legr/dist.h"
 #include "legr/evolution.h"
+#include "legr/search_eval.h"
 
 /* Evaluate one candidate on this rank; fills r (id, fitness, accuracy, flops, seconds). Must be a
  * function of the candidate alone (all its randomness keyed by the run seed and c->id). */
@@ -25,8 +26,10 @@ typedef struct {
     int checkpoint_every;   /* results between checkpoints */
     FILE *jsonl;            /* rank 0 log, or NULL */
     int quiet;              /* no progress lines (benchmarks) */
-    int master_evaluates;   /* rank 0 also evaluates while every worker is busy (worth it with
-                               few workers only: dispatch waits while it computes) */
+    int master_evaluates;   /* rank 0 also evaluates while every worker is busy */
+    SearchPoll *poll;       /* the evaluator's poll slot (SearchEval.poll): while rank 0
+                               evaluates, it serves the workers from there (receives results,
+                               hands out work), so none waits for it; NULL: it cannot */
 } SearchRun;
 
 /* Every rank calls this. Rank 0 owns e (fresh or restored) and hands out candidates as workers

@@ -23,9 +23,6 @@ _Static_assert((int)CFG_SCHEDULE_COUNT == 3 && (int)LR_COSINE == (int)CFG_SCHEDU
 _Static_assert((int)CFG_METRIC_COUNT == (int)PRUNE_METRIC_COUNT,
                "CfgMetric and PruneMetric must match");
 
-/* The largest worker count at which rank 0 evaluates candidates besides dispatching them. */
-#define MASTER_EVAL_MAX_WORKERS 3
-
 /* Rank 0 reports err; every rank learns the code. Returns the agreed code (0 = go on). */
 static int agree(const Job *job, int code, const Err *err)
 {
@@ -517,9 +514,9 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     run.sync_batch = c->search.sync_batch;
     run.checkpoint_every = c->search.checkpoint_every;
     run.jsonl = job->jsonl;
-    /* With up to MASTER_EVAL_MAX_WORKERS workers the master's core would mostly idle: it
-     * evaluates too. Beyond that it only dispatches, so that no worker waits for it. */
-    run.master_evaluates = job->d->size - 1 <= MASTER_EVAL_MAX_WORKERS;
+    /* The master evaluates too, serving the workers between its own steps (se.poll). */
+    run.master_evaluates = 1;
+    run.poll = &se.poll;
     if (job->d->rank == 0)
         fprintf(stderr, "search: %d evaluations at %.0f%% FLOPs, tau %d, %s mode, %d evaluating "
                 "rank(s)\n",

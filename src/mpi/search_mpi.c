@@ -86,12 +86,18 @@ typedef struct {
     double last_progress;
     EvoResult *pending;    /* deterministic mode: results of the current batch */
     int n_pending;
+    double *busy;          /* per rank: seconds spent evaluating this run's results */
+    int *count;            /* per rank: results of this run */
 } Master;
 
 static void log_result(Master *m, const EvoResult *r)
 {
     const Evolution *e = m->e;
     const EvoRecord *best = evolution_best(e, NULL, NULL);
+    if (r->rank >= 0 && r->rank < m->size) {
+        m->busy[r->rank] += r->seconds;
+        m->count[r->rank]++;
+    }
     if (m->s->jsonl) {
         fprintf(m->s->jsonl,
                 "{\"event\":\"candidate\",\"id\":%d,\"fitness\":%.6g,\"accuracy\":%.6f,"
@@ -227,85 +233,156 @@ static int master_serial(Master *m, Candidate *c, Err *err)
     return LEGR_EXIT_OK;
 }
 
-/* Several ranks: keep every worker busy. In deterministic mode a batch is closed when sync_batch
- * ids have been handed out or the evolution cannot produce more without results; once all its
- * results are in they are applied in id order. Batch contents therefore do not depend on the
- * number of workers. */
+/*
+ * Several ranks: keep every rank busy. The master hands a candidate to each idle worker and
+ * evaluates candidates itself as well; while it does, the evaluation calls back into
+ * master_poll after every fine-tuning step and validation chunk, which receives the results
+ * that arrived and hands out new work, so a worker that finishes waits at most one of the
+ * master's steps, never a whole candidate. In deterministic mode a batch is closed when
+ * sync_batch ids have been handed out (the master's own included) or the evolution cannot produce
+ * more without results; once all its results are in they are applied in id order. Batch contents
+ * therefore do not depend on the number of ranks.
+ */
+typedef struct {
+    Master *m;
+    Candidate work;     /* for dispatch: the master's own candidate stays untouched meanwhile */
+    double *msg;
+    int *idle;          /* stack of idle worker ranks */
+    int n_idle, busy, issued, closed, exhausted, failed;
+    Err *err;
+} Dispatch;
+
+/* Hand out work while workers are idle and the evolution has a candidate. */
+static void dispatch(Dispatch *d)
+{
+    const SearchRun *s = d->m->s;
+    const int L = s->n_layers;
+    while (d->n_idle > 0 && !d->exhausted && !d->closed && !dist_stop_requested()) {
+        int k = evolution_next(d->m->e, &d->work);
+        if (k == EVO_NEXT_DONE) d->exhausted = 1;
+        if (k != EVO_NEXT_CANDIDATE) {
+            d->closed = s->deterministic;
+            break;
+        }
+        pack_candidate(d->msg, &d->work, L);
+        MPI_Send(d->msg, 2 + 2 * L, MPI_DOUBLE, d->idle[--d->n_idle], TAG_WORK, MPI_COMM_WORLD);
+        d->busy++;
+        if (s->deterministic && ++d->issued == s->sync_batch) d->closed = 1;
+    }
+}
+
+/* A worker's result came in: its rank is idle again. */
+static void collect(Dispatch *d, const EvoResult *r)
+{
+    d->busy--;
+    d->idle[d->n_idle++] = r->rank;
+    if (!d->failed && absorb(d->m, r, d->err) != 0) d->failed = 1;
+}
+
+/* SearchPoll callback of the master's own evaluations: take in every waiting result, refill the
+ * idle workers. An error is kept for the main loop (the evaluation cannot be interrupted). */
+static void master_poll(void *ctx)
+{
+    Dispatch *d = ctx;
+    while (d->busy > 0 && result_waiting()) {
+        EvoResult r;
+        if (receive_result(&r)) return;
+        collect(d, &r);
+    }
+    if (!d->failed) dispatch(d);
+}
+
 static int master_parallel(Master *m, Candidate *c, Err *err)
 {
     const SearchRun *s = m->s;
     const int L = s->n_layers, workers = m->size - 1;
-    double *msg = xmalloc((size_t)(2 + 2 * L) * sizeof(double));
-    int *idle = xmalloc((size_t)workers * sizeof(int)); /* stack of idle worker ranks */
-    int n_idle = 0, busy = 0, issued = 0, closed = 0, exhausted = 0, code = LEGR_EXIT_OK;
-    for (int w = workers; w >= 1; w--) idle[n_idle++] = w;
-
+    Dispatch d = {m, {0, 0, NULL, NULL}, xmalloc((size_t)(2 + 2 * L) * sizeof(double)),
+                  xmalloc((size_t)workers * sizeof(int)), 0, 0, 0, 0, 0, 0, err};
+    evolution_candidate_alloc(&d.work, L);
+    for (int w = workers; w >= 1; w--) d.idle[d.n_idle++] = w;
+    int code = LEGR_EXIT_OK;
+    if (s->poll) {
+        s->poll->fn = master_poll;
+        s->poll->ctx = &d;
+    }
     for (;;) {
-        /* Hand out work while workers are idle and the evolution has a candidate. */
-        while (n_idle > 0 && !exhausted && !closed && !dist_stop_requested()) {
-            int k = evolution_next(m->e, c);
-            if (k == EVO_NEXT_DONE) exhausted = 1;
-            if (k != EVO_NEXT_CANDIDATE) {
-                closed = s->deterministic;
-                break;
-            }
-            pack_candidate(msg, c, L);
-            MPI_Send(msg, 2 + 2 * L, MPI_DOUBLE, idle[--n_idle], TAG_WORK, MPI_COMM_WORLD);
-            busy++;
-            if (s->deterministic && ++issued == s->sync_batch) closed = 1;
-        }
-        /* With few workers the master evaluates too, while all of them are busy and no result
-         * is waiting; with many it must not, since dispatch would stall while it computes. */
-        if (s->master_evaluates && n_idle == 0 && !exhausted && !closed &&
+        dispatch(&d);
+        /* The master evaluates too, while every worker is busy and no result is waiting. */
+        if (s->master_evaluates && d.n_idle == 0 && !d.exhausted && !d.closed &&
             !dist_stop_requested() && !result_waiting()) {
             int k = evolution_next(m->e, c);
-            if (k == EVO_NEXT_DONE) exhausted = 1;
+            if (k == EVO_NEXT_DONE) d.exhausted = 1;
             if (k != EVO_NEXT_CANDIDATE) {
-                closed = s->deterministic;
+                d.closed = s->deterministic;
             } else {
+                if (s->deterministic && ++d.issued == s->sync_batch) d.closed = 1;
                 EvoResult r;
                 memset(&r, 0, sizeof r);
                 s->evaluate(c, &r, s->eval_ctx);
                 r.id = c->id;
                 r.rank = 0;
-                if (s->deterministic && ++issued == s->sync_batch) closed = 1;
-                if (absorb(m, &r, err) != 0) {
+                if (d.failed || absorb(m, &r, err) != 0) {
                     code = LEGR_EXIT_INTERNAL;
                     break;
                 }
                 continue;
             }
         }
-        if (busy == 0) {
-            if (dist_stop_requested() || (exhausted && m->n_pending == 0)) break;
+        if (d.failed) {
+            code = LEGR_EXIT_INTERNAL;
+            break;
+        }
+        if (d.busy == 0) {
+            if (dist_stop_requested() || (d.exhausted && m->n_pending == 0)) break;
             if (m->n_pending == 0 && !s->deterministic)
                 CHECK(0, "search stalled: nothing to hand out and nothing in flight");
         } else {
             EvoResult r;
             if (receive_result(&r)) break; /* stop requested */
-            busy--;
-            idle[n_idle++] = r.rank;
-            if (absorb(m, &r, err) != 0) {
+            collect(&d, &r);
+            if (d.failed) {
                 code = LEGR_EXIT_INTERNAL;
                 break;
             }
         }
-        if (s->deterministic && busy == 0 && (closed || exhausted)) {
+        if (s->deterministic && d.busy == 0 && (d.closed || d.exhausted)) {
             if (flush_batch(m, err) != 0) {
                 code = LEGR_EXIT_INTERNAL;
                 break;
             }
-            issued = closed = 0;
+            d.issued = d.closed = 0;
         }
     }
-    free(msg);
-    free(idle);
+    if (s->poll) s->poll->fn = NULL;
+    evolution_candidate_free(&d.work);
+    free(d.msg);
+    free(d.idle);
     if (code != LEGR_EXIT_OK) return code;
     /* After a stop, busy workers' results are dropped on purpose: their ids stay in flight in
      * the checkpoint and are evaluated again after the resume. */
     if (dist_stop_requested()) return LEGR_EXIT_STOPPED;
     stop_workers(m->size);
     return LEGR_EXIT_OK;
+}
+
+/* Every rank's share of the search: results, and seconds spent evaluating against the search's
+ * wall time (what the scheduling must keep near 100%), on stderr and in the log. */
+static void report_ranks(const Master *m)
+{
+    double wall = time_now() - m->t0;
+    if (!m->s->quiet)
+        for (int r = 0; r < m->size; r++)
+            fprintf(stderr, "search: rank %d: %d candidate(s), busy %.1f s of %.1f s (%.0f%%)\n",
+                    r, m->count[r], m->busy[r], wall, wall > 0 ? 100 * m->busy[r] / wall : 0);
+    if (m->s->jsonl) {
+        fprintf(m->s->jsonl, "{\"event\":\"search_ranks\",\"wall_seconds\":%.3f,\"candidates\":[",
+                wall);
+        for (int r = 0; r < m->size; r++) fprintf(m->s->jsonl, "%s%d", r ? "," : "", m->count[r]);
+        fprintf(m->s->jsonl, "],\"busy_seconds\":[");
+        for (int r = 0; r < m->size; r++) fprintf(m->s->jsonl, "%s%.3f", r ? "," : "", m->busy[r]);
+        fprintf(m->s->jsonl, "]}\n");
+        fflush(m->s->jsonl);
+    }
 }
 
 int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err)
@@ -322,11 +399,16 @@ int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err)
     m.t0 = time_now();
     m.done_at_start = e->n_history;
     m.pending = xmalloc((size_t)(s->sync_batch > 0 ? s->sync_batch : 1) * sizeof(EvoResult));
+    m.busy = xcalloc((size_t)d->size, sizeof(double));
+    m.count = xcalloc((size_t)d->size, sizeof(int));
     Candidate c;
     evolution_candidate_alloc(&c, s->n_layers);
     int code = d->size == 1 ? master_serial(&m, &c, err) : master_parallel(&m, &c, err);
     evolution_candidate_free(&c);
+    if (code == LEGR_EXIT_OK || code == LEGR_EXIT_STOPPED) report_ranks(&m);
     free(m.pending);
+    free(m.busy);
+    free(m.count);
     if (code == LEGR_EXIT_OK || code == LEGR_EXIT_STOPPED) {
         if (s->save && s->save(e, s->save_ctx, err) != 0) return err->code;
     }

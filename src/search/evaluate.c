@@ -13,6 +13,38 @@ static double null_fitness(const Candidate *c, int L)
     return s;
 }
 
+/* TrainParams.step_end: serve the poll after every step, never stop. */
+static int poll_step(void *ctx, long long steps_done)
+{
+    (void)steps_done;
+    const SearchPoll *poll = ctx;
+    poll->fn(poll->ctx);
+    return 0;
+}
+
+/* Images per validation chunk between polls: a whole number of the net's batches, so that the
+ * batches, and with them the result up to the final sum's order, are those of one pass. */
+enum { VAL_CHUNK_BATCHES = 4 };
+
+/* train_evaluate over idx[0..n) in chunks, polling between them; the mean loss and accuracy are
+ * weighted by the chunks' sizes. Chunked with or without a poll, so that a candidate's fitness
+ * is the same bits on the master as on a worker (deterministic mode relies on it). */
+static EvalResult evaluate_polled(Net *net, const Dataset *d, const int *idx, int n,
+                                  const Normalize *norm, const SearchPoll *poll)
+{
+    const int chunk = VAL_CHUNK_BATCHES * net->batch;
+    double loss = 0, acc = 0;
+    for (int i = 0; i < n; i += chunk) {
+        int m = n - i < chunk ? n - i : chunk;
+        EvalResult e = train_evaluate(net, d, idx + i, m, norm);
+        loss += e.loss * m;
+        acc += e.acc * m;
+        if (poll->fn) poll->fn(poll->ctx);
+    }
+    EvalResult r = {n > 0 ? loss / n : 0, n > 0 ? acc / n : 0, n};
+    return r;
+}
+
 void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
 {
     const SearchEval *se = ctx;
@@ -48,10 +80,14 @@ void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
     ft.seed = se->per_candidate_batches
                   ? hash_fnv1a(se->run_seed, &c->id, sizeof c->id)
                   : se->run_seed;
+    if (se->poll.fn) {
+        ft.step_end = poll_step;
+        ft.step_ctx = (void *)&se->poll;
+    }
     Replicas single = {0, 1, NULL};
     if (ft.steps > 0)
         train_run(&net, se->data, se->train_idx, se->n_train, NULL, NULL, 0, &ft, &single);
-    EvalResult ev = train_evaluate(&net, se->data, se->val_idx, se->n_val, &ft.norm);
+    EvalResult ev = evaluate_polled(&net, se->data, se->val_idx, se->n_val, &ft.norm, &se->poll);
     net_free(&net);
 
     r->accuracy = ev.acc;
