@@ -325,6 +325,26 @@ void images_close(ImageSource *s)
 }
 
 
+/* HDF5's metadata cache grows with the part of the chunk index that reads have walked, up to
+ * 32 MiB of file bytes by default, and a B-tree node takes about 7 times its file size in memory
+ * (about 200 MiB per rank for ImageNet's 1.28 M chunks): random images walk all of it. Capped
+ * at 1 MiB (about 7 MiB of memory), a rank's memory does not depend on the file's size; evicted
+ * index nodes are read again from the OS's page cache. */
+#define IMAGES_MDC_MAX ((size_t)1 << 20)
+
+static void cap_metadata_cache(hid_t fid)
+{
+    H5AC_cache_config_t c;
+    memset(&c, 0, sizeof c);
+    c.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+    if (H5Fget_mdc_config(fid, &c) < 0) return;
+    c.set_initial_size = 1;
+    c.initial_size = IMAGES_MDC_MAX / 2;
+    c.min_size = IMAGES_MDC_MAX / 2;
+    c.max_size = IMAGES_MDC_MAX;
+    H5Fset_mdc_config(fid, &c); /* a cache left at its default is no error */
+}
+
 /* Read labels[0..n) of the group as ints and check each against the class count. */
 static int read_labels(ImageSource *s, int *labels, int classes, Err *err)
 {
@@ -383,6 +403,7 @@ int dataset_open_images(Dataset *d, const char *path, const char *group, const I
                 "(and data.resize) to give the network one size", path, group);
         goto done;
     }
+    cap_metadata_cache(s->fid);
     snprintf(name, sizeof name, "%s/images", group);
     s->images = H5Dopen2(s->fid, name, H5P_DEFAULT);
     if (s->images < 0) {
