@@ -1,14 +1,12 @@
 # data.dataset = "hdf5": legr-images files read per rank. Bad files end the job with exit 3 naming
-# file, group and image index (also under mpirun, without hanging); a Fashion-MNIST file made
-# from the IDX files trains to the IDX path's losses at -np 1 and 2; the peak resident memory of
-# a rank stays flat from 2,000 to 50,000 images.
+# file, group and image index (also under mpirun, without hanging); Fashion-MNIST converted by
+# tools/images_to_h5.py trains to the IDX path's losses at -np 1 and 2; the peak resident memory
+# of a rank stays flat from 2,000 to 50,000 images.
 source "$(dirname "$0")/lib.sh"
 
 FMNIST=/usr/share/datasets/fashion-mnist
 
 # make_h5 KIND OUT [ARGS]: a legr-images file written with h5py (docs/FORMAT.md, legr-images).
-#   fmnist OUT NTRAIN NTEST   the first images of the Fashion-MNIST IDX files, 28x28x1, with the
-#                             mean/std that legr-mpi computes for the same images in memory
 #   random OUT N              N random 32x32x3 training images (10 classes), 200 test images
 #   jpeg OUT N [BAD]          N random-size JPEGs (PIL), training image BAD damaged
 #   labels|dtype|nogroup|count OUT   a small uint8 file broken in one way
@@ -19,16 +17,6 @@ import numpy as np, h5py
 kind, out = sys.argv[1], sys.argv[2]
 args = [int(a) for a in sys.argv[3:]]
 rng = np.random.default_rng(7)
-
-def idx(path):
-    b = gzip.open(path, "rb").read() if path.endswith(".gz") else open(path, "rb").read()
-    nd = b[3]
-    dims = struct.unpack(">" + "I" * nd, b[4:4 + 4 * nd])
-    return np.frombuffer(b, np.uint8, offset=4 + 4 * nd).reshape(dims)
-
-def idx_file(name):
-    p = os.path.join("/usr/share/datasets/fashion-mnist", name)
-    return p + ".gz" if os.path.exists(p + ".gz") else p
 
 def root(f, classes, channels):
     f.attrs["format"] = np.bytes_("legr-images")
@@ -44,22 +32,7 @@ def group(f, name, images, labels, **kw):
     return g
 
 with h5py.File(out, "w") as f:
-    if kind == "fmnist":
-        ntr, nte = args
-        tx = idx(idx_file("train-images-idx3-ubyte"))[:ntr]
-        ty = idx(idx_file("train-labels-idx1-ubyte"))[:ntr]
-        vx = idx(idx_file("t10k-images-idx3-ubyte"))[:nte]
-        vy = idx(idx_file("t10k-labels-idx1-ubyte"))[:nte]
-        root(f, 10, 1)
-        # legr-mpi's own formula for in-memory sets: exact integer sums, moments in double
-        count = float(tx.size)
-        m = float(tx.astype(np.uint64).sum()) / count
-        var = float((tx.astype(np.uint64) ** 2).sum()) / count - m * m
-        f.attrs["mean"] = np.array([m / 255.0])
-        f.attrs["std"] = np.array([np.sqrt(var) / 255.0])
-        group(f, "train", tx[..., None], ty, compression="gzip")
-        group(f, "test", vx[..., None], vy)
-    elif kind == "random":
+    if kind == "random":
         (n,) = args
         root(f, 10, 3)
         f.attrs["mean"] = np.array([0.5, 0.5, 0.5])
@@ -201,12 +174,27 @@ expect_rc 0 "$T/missing_dry" "dry run without data.file"
 expect_grep "warning: $T/none.h5: cannot open" "$T/missing_dry.out" "dry run: warning"
 expect_grep "assuming 3x16x16 inputs and 7 classes" "$T/missing_dry.out" "dry run: assumed shape"
 
-# ---- Fashion-MNIST: the legr-images file trains exactly as the IDX files ----
-make_h5 fmnist "$T/fm.h5" 1200 300
+# ---- Fashion-MNIST: its conversion by tools/images_to_h5.py trains exactly as the IDX files ----
+# The first 1200 training and 300 test images as IDX files, and their legr-images conversion.
+mkdir -p "$T/fmsub"
+"$PYTHON" - "$FMNIST" "$T/fmsub" <<'EOF'
+import gzip, os, sys
+src, out = sys.argv[1:3]
+for name, n in [("train-images-idx3-ubyte", 1200), ("train-labels-idx1-ubyte", 1200),
+                ("t10k-images-idx3-ubyte", 300), ("t10k-labels-idx1-ubyte", 300)]:
+    p = os.path.join(src, name)
+    b = gzip.open(p + ".gz").read() if os.path.exists(p + ".gz") else open(p, "rb").read()
+    head, per = (16, 784) if "images" in name else (8, 1)
+    hdr = bytearray(b[:head])
+    hdr[4:8] = n.to_bytes(4, "big")
+    open(os.path.join(out, name), "wb").write(bytes(hdr) + b[head:head + n * per])
+EOF
+"$PYTHON" "$LEGR_SRC/tools/images_to_h5.py" "$T/fmsub" -o "$T/fm.h5" >"$T/fmconv.log" 2>&1 ||
+    fail "converting the Fashion-MNIST subset: $(tail -3 "$T/fmconv.log")"
 fm_run() {
     local np=$1 kind=$2 data
     if [[ $kind == idx ]]; then
-        data="data: { dataset = \"fashion-mnist\"; dir = \"$FMNIST\"; train_limit = 1200; test_limit = 300; val_fraction = 0.1; };"
+        data="data: { dataset = \"fashion-mnist\"; dir = \"$T/fmsub\"; val_fraction = 0.1; };"
     else
         data="data: { dataset = \"hdf5\"; file = \"$T/fm.h5\"; val_fraction = 0.1; };"
     fi
