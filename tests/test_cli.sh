@@ -52,6 +52,41 @@ legr_run 20 "$T/type" "$T/type.cfg"
 expect_rc 2 "$T/type" "float for an integer key"
 expect_grep "pretrain.batch" "$T/type.err" "wrong type: key named"
 
+# Integers beyond 32 bits are refused as written (libconfig alone would wrap them silently:
+# 99999999999 became seed 1215752191, 4294967299 epochs became 3).
+for kv in "run:seed:99999999999" "run:seed:2147483648" "pretrain:epochs:4294967299" \
+          "model:depth:4294967304" "pretrain:batch:-99999999999"; do
+    IFS=: read -r grp key val <<<"$kv"
+    printf '%s: { %s = %s; };\n' "$grp" "$key" "$val" >"$T/wide.cfg"
+    legr_run 20 "$T/wide" --dry-run "$T/wide.cfg"
+    expect_rc 2 "$T/wide" "$grp.$key = $val"
+    expect_grep "$grp.$key = $val is out of range" "$T/wide.err" "$grp.$key = $val as written"
+done
+
+# A directory as the config or @include'd: a message and exit 2 (libconfig's scanner would end
+# the process with "input in flex scanner failed" and no error line of ours).
+mkdir -p "$T/adir"
+legr_run 20 "$T/dir" "$T/adir"
+expect_rc 2 "$T/dir" "a directory as the config"
+expect_grep "legr-mpi: error: $T/adir: is a directory, not a config file" "$T/dir.err" "directory"
+printf '@include "adir"\n' >"$T/incdir.cfg"
+legr_run 20 "$T/incdir" "$T/incdir.cfg"
+expect_rc 2 "$T/incdir" "an @include'd directory"
+expect_grep "incdir.cfg:1: $T/adir: is a directory" "$T/incdir.err" "@include'd directory"
+# An unknown key in an included file is reported at that file and line (names relative to the
+# including config's directory).
+write_cfg "$T/part.cfg" part 'pretrain: { epoch = 3; };'
+printf '@include "part.cfg"\n' >"$T/main.cfg"
+legr_run 20 "$T/inckey" --dry-run "$T/main.cfg"
+expect_rc 2 "$T/inckey" "unknown key in an included file"
+expect_grep "part.cfg:4: unknown key 'pretrain.epoch'" "$T/inckey.err" "the included file named"
+# A string with a newline is echoed escaped: the error stays on one line.
+printf 'data: { dataset = "fashion\\nmnist"; };\n' >"$T/nl.cfg"
+legr_run 20 "$T/nl" --dry-run "$T/nl.cfg"
+expect_rc 2 "$T/nl" "a newline in a string"
+expect_grep 'data.dataset = "fashion\nmnist" is not one of' "$T/nl.err" "escaped newline"
+[[ $(grep -c . "$T/nl.err") -eq 1 ]] || fail "the newline error spans $(grep -c . "$T/nl.err") lines"
+
 # The same config error under mpirun -np 2: every rank stops with code 2, mpirun reports it.
 legr_mpirun 2 60 "$T/range_np2" "$T/range.cfg"
 expect_rc 2 "$T/range_np2" "config error under mpirun -np 2"

@@ -285,7 +285,8 @@ static void test_errors(void)
     expect_error("run = { seed = -1; };\n",
                  "job.cfg:1: run.seed = -1 is out of range: must be >= 0");
     expect_error("run = { seed = 10000000000L; };\n",
-                 "job.cfg:1: run.seed = 10000000000 is out of range: must be >= 0");
+                 "job.cfg:1: run.seed = 10000000000 is out of range: integers here are at "
+                 "most 2147483647 in magnitude");
     expect_error("data = { crop_pad = 17; };\n",
                  "job.cfg:1: data.crop_pad = 17 is out of range [0, 16]");
     expect_error("model = { width = 8.5; };\n",

@@ -1,6 +1,7 @@
 /* Load a libconfig job file into Config: defaults, types, ranges, unknown keys rejected. */
 #include "legr/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -9,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *const cfg_dataset_names[CFG_DATASET_COUNT] = {"fashion-mnist", "mnist", "cifar10",
                                                           "cifar100", "synthetic", "hdf5"};
@@ -340,6 +342,66 @@ static int range_fail(const Loader *ld, int line, const KeySpec *k, const char *
     return loader_fail(ld, line, "%s = %s is out of range: %s", label, value, range);
 }
 
+/* s with non-printable bytes escaped (\n, \t, \xNN), so an echoed value stays on one line. */
+static const char *escaped(const char *s, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (; *s && o + 5 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\n') o += (size_t)snprintf(buf + o, size - o, "\\n");
+        else if (ch == '\t') o += (size_t)snprintf(buf + o, size - o, "\\t");
+        else if (ch < 0x20 || ch == 0x7f) o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
+        else buf[o++] = (char)ch;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/*
+ * The integer literal of setting s as written in its file. libconfig 1.5 keeps an integer
+ * without an L suffix in 32 bits, silently wrapping larger ones (99999999999 became 1215752191),
+ * so the value is read again from the source line: after the key's name and its = or :, an
+ * optional sign, decimal or 0x hex digits. Returns 1 and sets *v (errno-checked: a literal
+ * beyond 64 bits is out of range too, *overflow = 1) and text, or 0 when the line cannot be
+ * read that way (the setting's own value is then used).
+ */
+static int source_int(const config_setting_t *s, long long *v, int *overflow, char *text,
+                      size_t size)
+{
+    const char *file = config_setting_source_file(s), *name = config_setting_name(s);
+    int line = (int)config_setting_source_line(s);
+    FILE *f = file && name ? fopen(file, "r") : NULL;
+    if (!f) return 0;
+    char buf[4096];
+    int found = 0;
+    for (int l = 1; fgets(buf, sizeof buf, f); l++) {
+        if (l != line) continue;
+        size_t nl = strlen(name);
+        for (char *p = strstr(buf, name); p && !found; p = strstr(p + 1, name)) {
+            if ((p > buf && (p[-1] == '_' || isalnum((unsigned char)p[-1]))) ||
+                p[nl] == '_' || isalnum((unsigned char)p[nl]))
+                continue;
+            char *q = p + nl;
+            while (*q == ' ' || *q == '\t') q++;
+            if (*q != '=' && *q != ':') continue;
+            q++;
+            while (*q == ' ' || *q == '\t') q++;
+            char *end;
+            errno = 0;
+            long long x = strtoll(q, &end, 0);
+            if (end == q || (!isdigit((unsigned char)end[-1]) && !isxdigit((unsigned char)end[-1])))
+                continue;
+            *overflow = errno == ERANGE;
+            *v = x;
+            snprintf(text, size, "%.*s", (int)(end - q), q);
+            found = 1;
+        }
+        break;
+    }
+    fclose(f);
+    return found;
+}
+
 /* Read an integer setting s (label names it in messages) into *out, checking k's range. */
 static int read_int(const Loader *ld, const config_setting_t *s, const KeySpec *k,
                     const char *label, int *out)
@@ -350,10 +412,13 @@ static int read_int(const Loader *ld, const config_setting_t *s, const KeySpec *
         return loader_fail(ld, line, "%s must be an integer, not %s", label,
                            setting_type_name(s));
     long long v = config_setting_get_int64(s);
-    char text[32];
-    snprintf(text, sizeof text, "%lld", v);
-    if (v < INT_MIN || v > INT_MAX || !in_range(k, (double)v))
-        return range_fail(ld, line, k, label, text);
+    char text[64];
+    int overflow = 0;
+    if (!source_int(s, &v, &overflow, text, sizeof text)) snprintf(text, sizeof text, "%lld", v);
+    if (overflow || v < INT_MIN || v > INT_MAX)
+        return loader_fail(ld, line, "%s = %s is out of range: integers here are at most %d in "
+                           "magnitude", label, text, INT_MAX);
+    if (!in_range(k, (double)v)) return range_fail(ld, line, k, label, text);
     *out = (int)v;
     return 0;
 }
@@ -397,7 +462,9 @@ static int read_enum(const Loader *ld, const config_setting_t *s, const KeySpec 
             return 0;
         }
     }
-    return loader_fail(ld, line, "%s = \"%s\" is not one of %s", label, v, allowed);
+    char shown[256];
+    return loader_fail(ld, line, "%s = \"%s\" is not one of %s", label,
+                       escaped(v, shown, sizeof shown), allowed);
 }
 
 static int read_array(const Loader *ld, const config_setting_t *s, const KeySpec *k,
@@ -436,7 +503,19 @@ static int read_array(const Loader *ld, const config_setting_t *s, const KeySpec
 }
 
 /* One setting `s` of group `group` into c. */
+static int read_setting_in(Loader *ld, const char *group, const config_setting_t *s, Config *c);
+
+/* Messages about a setting name the file it was written in (an @include'd one, maybe). */
 static int read_setting(Loader *ld, const char *group, const config_setting_t *s, Config *c)
+{
+    const char *main_name = ld->name, *file = config_setting_source_file(s);
+    if (file) ld->name = file;
+    int rc = read_setting_in(ld, group, s, c);
+    ld->name = main_name;
+    return rc;
+}
+
+static int read_setting_in(Loader *ld, const char *group, const config_setting_t *s, Config *c)
 {
     const char *key = config_setting_name(s);
     char label[128];
@@ -519,10 +598,11 @@ static int check_data_file(const Loader *ld, const Config *c)
 /* Checks that involve more than one key or more than a range. */
 static int check_consistency(const Loader *ld, const Config *c)
 {
+    char shown[256];
     if (c->run.name[0] == '\0' || strchr(c->run.name, '/'))
         return loader_fail(ld, key_line(ld, "run", "name", NULL),
                            "run.name = \"%s\" must be a non-empty name without '/'",
-                           c->run.name);
+                           escaped(c->run.name, shown, sizeof shown));
     if (c->run.out_dir[0] == '\0')
         return loader_fail(ld, key_line(ld, "run", "out_dir", NULL),
                            "run.out_dir must not be empty");
@@ -625,16 +705,67 @@ static int load_parsed(Config *out, config_t *cfg, int ok, const char *name, Err
     return rc;
 }
 
+/* path must be a readable regular file: libconfig's scanner exits the process on a directory. */
+static int check_readable(const char *path, const char *what, Err *err)
+{
+    struct stat st;
+    FILE *f;
+    if (stat(path, &st) != 0 || !(f = fopen(path, "r")))
+        return err_set(err, LEGR_EXIT_USAGE, "%s: cannot open %s: %s", path, what,
+                       strerror(errno));
+    fclose(f);
+    if (S_ISDIR(st.st_mode))
+        return err_set(err, LEGR_EXIT_USAGE, "%s: is a directory, not a %s", path, what);
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, LEGR_EXIT_USAGE, "%s: is not a regular file (%s)", path, what);
+    return 0;
+}
+
+/* Every @include "name" of path (names relative to dir, as the parser resolves them), checked
+ * before parsing, recursively (at most 16 levels: a deeper chain is an include loop). */
+static int check_includes(const char *path, const char *dir, int depth, Err *err)
+{
+    if (depth > 16)
+        return err_set(err, LEGR_EXIT_USAGE, "%s: @include nested more than 16 deep (a loop?)",
+                       path);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0; /* checked by the caller */
+    char buf[4096];
+    int rc = 0;
+    for (int l = 1; rc == 0 && fgets(buf, sizeof buf, f); l++) {
+        const char *p = buf;
+        while (*p == ' ' || *p == '\t') p++;
+        if (strncmp(p, "@include", 8) != 0) continue;
+        const char *q = strchr(p + 8, '"'), *e = q ? strchr(q + 1, '"') : NULL;
+        if (!q || !e) continue; /* the parser reports it */
+        char inc[2048], sub[2400];
+        snprintf(inc, sizeof inc, "%.*s", (int)(e - q - 1), q + 1);
+        if (inc[0] == '/' || !dir[0]) snprintf(sub, sizeof sub, "%s", inc);
+        else snprintf(sub, sizeof sub, "%s/%s", dir, inc);
+        Err e2 = {0, ""};
+        if (check_readable(sub, "config file to @include", &e2) != 0)
+            rc = err_set(err, LEGR_EXIT_USAGE, "%s:%d: %s", path, l, e2.msg);
+        else
+            rc = check_includes(sub, dir, depth + 1, err);
+    }
+    fclose(f);
+    return rc;
+}
+
 int config_load_file(Config *c, const char *path, Err *err)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return err_set(err, LEGR_EXIT_USAGE, "%s: cannot open config file: %s", path,
-                       strerror(errno));
+    if (check_readable(path, "config file", err) != 0) return -1;
+    /* @include names are relative to the main config's directory. */
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else dir[0] = '\0';
+    if (check_includes(path, dir, 0, err) != 0) return -1;
     config_t cfg;
     config_init(&cfg);
-    int ok = config_read(&cfg, f) == CONFIG_TRUE;
-    fclose(f);
+    if (dir[0]) config_set_include_dir(&cfg, dir);
+    int ok = config_read_file(&cfg, path) == CONFIG_TRUE;
     return load_parsed(c, &cfg, ok, path, err);
 }
 
