@@ -89,9 +89,10 @@ read -r sid fid <<<"$(tail -1 <<<"$out")"
 [[ $sid =~ ^[0-9]+$ && $fid =~ ^[0-9]+$ ]] || fail "pipeline.sh printed no job ids: $out"
 note "search job $sid, family job $fid"
 
-# The uninterrupted reference, meanwhile, outside SLURM.
-ASAN_OPTIONS=$LEGR_ASAN_OPTIONS timeout -k 5 300 "$LEGR_BIN" "$T/ref.cfg" \
-    >"$T/ref.out" 2>"$T/ref.err" &
+# The uninterrupted reference, meanwhile, outside SLURM and on as many ranks as the jobs: the
+# family's one level is fine-tuned by both ranks together (family.ranks_per_level automatic), and
+# a data-parallel step sums its gradients in another order than a single rank's.
+(legr_mpirun 2 300 "$T/ref" "$T/ref.cfg"; exit "$RC") &
 ref_pid=$!
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
