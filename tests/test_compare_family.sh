@@ -34,7 +34,8 @@ expect "+2.67 ± 2.08 (3/3)"; expect "+6.00 ± 1.73 (3/3)"
 expect "at 1 of 2 levels, over 3 file(s)"
 [[ $(head -c 8 "$T/cmp.png" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] ||
     { echo "FAIL: cmp.png is not a PNG"; exit 1; }
-$tool --markdown "$T"/f0.h5 "$T"/f1.h5 | grep -q '^| 50% | ' || { echo "FAIL: no Markdown row"; exit 1; }
+md=$($tool --markdown "$T"/f0.h5 "$T"/f1.h5) || { echo "FAIL: --markdown failed"; exit 1; }
+grep -q '^| 50% | ' <<<"$md" || { echo "FAIL: no Markdown row"; exit 1; }
 
 # Refusals: exit 3 naming the file or the mismatch.
 "$PYTHON" -c 'import h5py, sys

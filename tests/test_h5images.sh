@@ -223,7 +223,10 @@ print("%d losses, largest relative difference %.2g" % (len(a), worst))
 sys.exit(0 if worst <= 1e-5 else 1)
 EOF
 }
-for np in 1 2; do
+# The sanitizer build runs the equality at -np 2 only (the same reader, sharded).
+nps="1 2"
+((SANITIZED)) && nps=2
+for np in $nps; do
     fm_run "$np" idx
     fm_run "$np" h5
     expect_grep "normalised with the file's mean and std" "$T/fm_h5$np.err" "np $np: file's stats"
@@ -232,6 +235,12 @@ for np in 1 2; do
 done
 
 # ---- memory: a rank's peak resident set does not grow with the number of images ----
+# Not in the sanitizer build: its shadow memory and freed-memory quarantine are no rank's real
+# footprint.
+if ((SANITIZED)); then
+    note "ok (the memory measurement runs in the optimised build)"
+    exit 0
+fi
 mem_run() {
     local n=$1
     make_h5 random "$T/r$n.h5" "$n"

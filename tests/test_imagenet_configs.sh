@@ -18,6 +18,8 @@ check_dry() {
     note "$cfg: $macs MACs, $params parameters"
 }
 check_dry resnet50-imagenet.cfg 4089184256 25557032 1000
-check_dry resnet50-cub200.cfg 4087545856 23917832 200
+# The CUB-200 config differs from the ImageNet one only in its data and classifier; the sanitizer
+# build, where a ResNet-50 step takes half a minute, leaves it to the optimised build.
+((SANITIZED)) || check_dry resnet50-cub200.cfg 4087545856 23917832 200
 check_dry mobilenetv2-imagenet.cfg 300774272 3504872 1000
 note "ok"

@@ -33,7 +33,7 @@ check_interrupted() {
     local ck=$1 what=$2 n
     n=$(h5_history_len "$ck")
     ((n > 0 && n < EVALS)) || fail "$what: checkpoint holds $n of $EVALS results (not interrupted?)"
-    h5dump -a /stage "$ck" | grep -q '"search"' || fail "$what: checkpoint stage is not 'search'"
+    grep -q '"search"' <<<"$(h5dump -a /stage "$ck")" || fail "$what: checkpoint stage is not 'search'"
     note "$what: $n/$EVALS results in the checkpoint"
 }
 

@@ -52,7 +52,7 @@ expect_rc 0 "$T/base" "pretraining the base"
 # is calibrated on this machine and build to about 70 s of one worker; sanitizer builds, many
 # times slower, get cheaper candidates (fewer fine-tuning steps).
 tau=80
-if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then tau=8; fi
+((SANITIZED)) && tau=8
 # The family (one level) is calibrated the same way to about 40 s of fine-tuning; the family job
 # gets USR1 0-30 s after each start (--time=1, --signal=B:USR1@58), so the first start is cut.
 job_cfg() {
@@ -95,7 +95,7 @@ note "search job $sid, family job $fid"
 (legr_mpirun 2 300 "$T/ref" "$T/ref.cfg"; exit "$RC") &
 ref_pid=$!
 
-field() { grep -o "$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
+field() { grep -o -m1 "$1=[^ ]*" <<<"$2" | cut -d= -f2; }
 is_failed() { case $1 in FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) return 0 ;; esac; return 1; }
 # A requeued job waits 2 minutes (SLURM's BeginTime after a requeue); expedite ID SHOW moves its
 # start to 3 s from now, once per requeue (each update would push the start again). Not "now":
@@ -175,7 +175,7 @@ if ! cmp -s "$T/ref.txt" "$T/slurm.txt"; then
     diff "$T/ref.txt" "$T/slurm.txt" | cut -c1-100 | head >&2 || true
     fail "the requeued search's history differs from the uninterrupted one"
 fi
-h5dump -a /stage "$T/runs/slurm/search.h5" | grep -q '"done"' || fail "checkpoint stage is not done"
+grep -q '"done"' <<<"$(h5dump -a /stage "$T/runs/slurm/search.h5")" || fail "checkpoint stage is not done"
 test -s "$T/runs/slurm/family.h5" || { show_logs; fail "the family job wrote no family.h5"; }
 grep -qF "family written" "$T"/family-"$fid".out || { show_logs; fail "family job log"; }
 "$PYTHON" - "$T/runs/ref/family.h5" "$T/runs/slurm/family.h5" <<'EOF' || fail "families differ"

@@ -16,9 +16,10 @@ trap 'rm -rf "$dir"' EXIT
 tool="$PYTHON $LEGR_SRC/tools/legr_torch.py --threads 1"
 # Sanitizer builds run several times slower: a smaller subset keeps them within the time limit.
 train_limit=3000 test_limit=1000 limit=120
-if ldd "$LEGR_BIN" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    train_limit=500 test_limit=250 limit=240
-fi
+# (ldd's output captured first: `ldd | grep -q` under pipefail fails at random on SIGPIPE.)
+case $(ldd "$LEGR_BIN" 2>/dev/null) in
+*libasan* | *libubsan*) train_limit=500 test_limit=250 limit=240 ;;
+esac
 
 cat >"$dir/job.cfg" <<EOF
 run: { name = "fam"; seed = 5; out_dir = "$dir/runs"; log_every = 100; };
