@@ -457,16 +457,6 @@ static void test_errors(void)
            "short alpha accepted: %s", err.msg);
     EXPECT(prune_legr(&g, norm, alpha, kappa, g.n_convs, 0.5, 1.0, &m, &err) == -1 &&
            strstr(err.msg, "safeguard"), "safeguard 1 accepted: %s", err.msg);
-    PruneMetric pm;
-    PruneMethod meth;
-    EXPECT(prune_metric_parse("l3_weight", &pm, &err) == -1 && err.code == LEGR_EXIT_USAGE &&
-           strstr(err.msg, "l3_weight"), "unknown metric: %s", err.msg);
-    EXPECT(prune_metric_parse("l2_bn_param", &pm, &err) == 0 && pm == PRUNE_METRIC_L2_BN_PARAM,
-           "metric parse");
-    EXPECT(prune_method_parse("greedy", &meth, &err) == -1 && err.code == LEGR_EXIT_USAGE,
-           "unknown method: %s", err.msg);
-    EXPECT(prune_method_parse("uniform", &meth, &err) == 0 && meth == PRUNE_METHOD_UNIFORM,
-           "method parse");
     free(norm);
     prune_graph_free(&g);
     arch_free(&a);

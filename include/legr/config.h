@@ -56,7 +56,7 @@ typedef enum {
     CFG_METRIC_L2_BN_PARAM,
     CFG_METRIC_COUNT
 } CfgMetric;
-extern const char *const cfg_metric_names[CFG_METRIC_COUNT];
+/* (names: prune_metric_names) */
 
 typedef enum { CFG_FITNESS_VAL_LOSS = 0, CFG_FITNESS_VAL_ACC, CFG_FITNESS_COUNT } CfgFitness;
 extern const char *const cfg_fitness_names[CFG_FITNESS_COUNT];
@@ -75,7 +75,7 @@ typedef enum {
     CFG_RANKING_RANDOM,
     CFG_RANKING_COUNT
 } CfgRanking;
-extern const char *const cfg_ranking_names[CFG_RANKING_COUNT];
+/* (names: prune_method_names) */
 
 typedef struct {
     struct {

@@ -84,7 +84,6 @@ typedef enum {
     PRUNE_METRIC_COUNT
 } PruneMetric;
 extern const char *const prune_metric_names[PRUNE_METRIC_COUNT];
-int prune_metric_parse(const char *name, PruneMetric *m, Err *err);
 
 /* norm[g->n_filters] = the metric of every filter of `net` (whose Arch the graph was built from),
  * conv-major (norm[conv_off[l] + j]). -1 with err if a BN metric finds a conv without a BN. */
@@ -145,7 +144,6 @@ typedef enum {
     PRUNE_METHOD_COUNT
 } PruneMethod;
 extern const char *const prune_method_names[PRUNE_METHOD_COUNT];
-int prune_method_parse(const char *name, PruneMethod *m, Err *err);
 
 int prune_identity(const PruneGraph *g, const double *norm, double target, double safeguard,
                    KeepMask *m, Err *err);

@@ -91,7 +91,7 @@ int job_dry_run(Job *job)
         code = err.code;
     } else if (nt > 0) {
         printf("\n# channels kept by the identity ranking (%s norms of the seed-initialised "
-               "network) at each target\n", cfg_metric_names[c->search.metric]);
+               "network) at each target\n", prune_metric_names[c->search.metric]);
         if (prune_print_targets(stdout, &g, &job->arch, norm, targets, nt, c->search.safeguard,
                                 &err) != 0)
             code = err.code;

@@ -20,8 +20,6 @@
 _Static_assert((int)CFG_SCHEDULE_COUNT == 3 && (int)LR_COSINE == (int)CFG_SCHEDULE_COSINE &&
                    (int)LR_MULTISTEP == (int)CFG_SCHEDULE_MULTISTEP,
                "CfgSchedule and LrKind must list the same schedules in the same order");
-_Static_assert((int)CFG_METRIC_COUNT == (int)PRUNE_METRIC_COUNT,
-               "CfgMetric and PruneMetric must match");
 
 /* Rank 0 reports err; every rank learns the code. Returns the agreed code (0 = go on). */
 static int agree(const Job *job, int code, const Err *err)

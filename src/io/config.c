@@ -1,5 +1,6 @@
 /* Load a libconfig job file into Config: defaults, types, ranges, unknown keys rejected. */
 #include "legr/config.h"
+#include "legr/prune.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,18 +22,23 @@ const char *const cfg_arch_names[CFG_ARCH_COUNT] = {
 _Static_assert(CFG_ARCH_COUNT == 8, "cfg_arch_names");
 const char *const cfg_schedule_names[CFG_SCHEDULE_COUNT] = {"constant", "multistep", "cosine"};
 _Static_assert(CFG_SCHEDULE_COUNT == 3, "cfg_schedule_names");
-const char *const cfg_metric_names[CFG_METRIC_COUNT] = {"l2_weight", "l1_weight", "l2_bn",
-                                                        "l2_bn_param"};
-_Static_assert(CFG_METRIC_COUNT == 4, "cfg_metric_names");
+/* search.metric and family.ranking take the pruning layer's names: one table per concern. */
+_Static_assert((int)CFG_METRIC_COUNT == (int)PRUNE_METRIC_COUNT &&
+                   (int)CFG_METRIC_L1_WEIGHT == (int)PRUNE_METRIC_L1_WEIGHT &&
+                   (int)CFG_METRIC_L2_BN == (int)PRUNE_METRIC_L2_BN &&
+                   (int)CFG_METRIC_L2_BN_PARAM == (int)PRUNE_METRIC_L2_BN_PARAM,
+               "CfgMetric and PruneMetric must list the same metrics in the same order");
+_Static_assert((int)CFG_RANKING_COUNT == (int)PRUNE_METHOD_COUNT &&
+                   (int)CFG_RANKING_IDENTITY == (int)PRUNE_METHOD_IDENTITY &&
+                   (int)CFG_RANKING_UNIFORM == (int)PRUNE_METHOD_UNIFORM &&
+                   (int)CFG_RANKING_RANDOM == (int)PRUNE_METHOD_RANDOM,
+               "CfgRanking and PruneMethod must list the same methods in the same order");
 const char *const cfg_fitness_names[CFG_FITNESS_COUNT] = {"val_loss", "val_acc"};
 _Static_assert(CFG_FITNESS_COUNT == 2, "cfg_fitness_names");
 const char *const cfg_batches_names[CFG_BATCHES_COUNT] = {"shared", "per_candidate"};
 _Static_assert(CFG_BATCHES_COUNT == 2, "cfg_batches_names");
 const char *const cfg_mode_names[CFG_MODE_COUNT] = {"async", "deterministic"};
 _Static_assert(CFG_MODE_COUNT == 2, "cfg_mode_names");
-const char *const cfg_ranking_names[CFG_RANKING_COUNT] = {"legr", "identity", "uniform",
-                                                          "random"};
-_Static_assert(CFG_RANKING_COUNT == 4, "cfg_ranking_names");
 
 /* Enum fields are stored and read through int pointers. */
 _Static_assert(sizeof(CfgDataset) == sizeof(int) && sizeof(CfgRanking) == sizeof(int),
@@ -200,7 +206,7 @@ static const KeySpec key_specs[] = {
 
     KEY_B(search, enabled),
     KEY_F(search, target_flops, EXCL, 0, EXCL, 1),
-    KEY_E(search, metric, cfg_metric_names, CFG_METRIC_COUNT),
+    KEY_E(search, metric, prune_metric_names, CFG_METRIC_COUNT),
     KEY_I(search, evaluations, INCL, 2, NONE, 0),
     KEY_I(search, population, INCL, 2, NONE, 0),
     KEY_I(search, sample, INCL, 1, NONE, 0),
@@ -230,9 +236,9 @@ static const KeySpec key_specs[] = {
     KEY_F(family, weight_decay, INCL, 0, NONE, 0),
     KEY_B(family, nesterov),
     KEY_I(family, batch, INCL, 1, NONE, 0),
-    KEY_E(family, ranking, cfg_ranking_names, CFG_RANKING_COUNT),
+    KEY_E(family, ranking, prune_method_names, CFG_RANKING_COUNT),
     {CFG_FIELD_T(family, baselines, KEY_ENUM_ARRAY), ARRAY_CAP(family, baselines),
-     offsetof(Config, family.n_baselines), cfg_ranking_names, CFG_RANKING_IDENTITY,
+     offsetof(Config, family.n_baselines), prune_method_names, CFG_RANKING_IDENTITY,
      CFG_RANKING_COUNT, BOUNDS(NONE, 0, NONE, 0)},
     KEY_I(family, latency_repeats, INCL, 1, NONE, 0),
     KEY_I(family, ranks_per_level, INCL, 0, NONE, 0),
@@ -652,7 +658,7 @@ static int check_consistency(const Loader *ld, const Config *c)
             if (c->family.baselines[i] == c->family.baselines[j])
                 return loader_fail(ld, key_line(ld, "family", "baselines", NULL),
                                    "family.baselines[%d] = \"%s\" is listed twice", i,
-                                   cfg_ranking_names[c->family.baselines[i]]);
+                                   prune_method_names[c->family.baselines[i]]);
     return 0;
 }
 

@@ -2,23 +2,10 @@
 #include "legr/prune.h"
 
 #include <math.h>
-#include <string.h>
 
 const char *const prune_metric_names[PRUNE_METRIC_COUNT] = {"l2_weight", "l1_weight", "l2_bn",
                                                             "l2_bn_param"};
 _Static_assert(PRUNE_METRIC_COUNT == 4, "prune_metric_names must name every PruneMetric");
-
-int prune_metric_parse(const char *name, PruneMetric *m, Err *err)
-{
-    for (int i = 0; i < PRUNE_METRIC_COUNT; i++)
-        if (strcmp(name, prune_metric_names[i]) == 0) {
-            *m = (PruneMetric)i;
-            return 0;
-        }
-    return err_set(err, LEGR_EXIT_USAGE,
-                   "unknown importance metric '%s' (known: l2_weight, l1_weight, l2_bn, "
-                   "l2_bn_param)", name);
-}
 
 /* The BN node whose input is node `conv`, or -1. */
 static int consuming_bn(const Arch *a, int conv)

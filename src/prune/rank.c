@@ -12,17 +12,6 @@ const char *const prune_method_names[PRUNE_METHOD_COUNT] = {"legr", "identity", 
                                                             "random"};
 _Static_assert(PRUNE_METHOD_COUNT == 4, "prune_method_names must name every PruneMethod");
 
-int prune_method_parse(const char *name, PruneMethod *m, Err *err)
-{
-    for (int i = 0; i < PRUNE_METHOD_COUNT; i++)
-        if (strcmp(name, prune_method_names[i]) == 0) {
-            *m = (PruneMethod)i;
-            return 0;
-        }
-    return err_set(err, LEGR_EXIT_USAGE,
-                   "unknown pruning method '%s' (known: legr, identity, uniform, random)", name);
-}
-
 /* ---- cost state: the counters of every term, updated by entry events ---- */
 
 typedef struct {
