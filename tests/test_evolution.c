@@ -402,6 +402,9 @@ static void test_params(void)
     evolution_params_default(&p);
     p.sample = 0;
     EXPECT(evolution_params_check(&p, &err) == -1 && strstr(err.msg, "sample"), "sample 0");
+    p.sample = p.population + 1;
+    EXPECT(evolution_params_check(&p, &err) == -1 && strstr(err.msg, "more than"),
+           "a tournament larger than the population accepted");
 
     /* Small runs: E < P never makes children and finishes. */
     evolution_params_default(&p);

@@ -1,7 +1,8 @@
 # Checkpoint and resume of a deterministic search: after SIGKILL and after SIGTERM to rank 0,
 # `--resume search.h5 job.cfg` ends with exactly the history of an uninterrupted run (with other
 # rank counts, too); SIGUSR1 through mpirun to a one-rank search stops it resumably (exit 4);
-# corrupt checkpoints and checkpoints of another config are refused with exit code 3.
+# corrupt checkpoints, checkpoints of another config and altered checkpoints are refused with
+# exit code 3.
 #
 # To interrupt a search at a known point whatever the machine's speed, the test SIGSTOPs rank 0
 # as soon as the first checkpoint appears (freeze_at_first_checkpoint), then signals it.
@@ -120,5 +121,27 @@ legr_run 60 "$T/othercfg" --resume "$T/runs/term/search.h5" "$T/term.cfg"
 expect_rc 3 "$T/othercfg" "checkpoint of another config"
 expect_grep "different config" "$T/othercfg.err" "another config: reason"
 cmp -s "$T/term-copy.h5" "$T/runs/term/search.h5" || fail "a refused resume modified the checkpoint"
+
+# 6. A checkpoint whose stored settings were altered (its config text still matches): an edited
+# sigma is refused by name, and a stored tournament larger than the population (which would
+# make every child take minutes) is refused as invalid; both exit 3 naming the file.
+search_cfg term
+"$PYTHON" - "$T/term-copy.h5" "$T/sigma.h5" "$T/sample.h5" <<'PY'
+import shutil, sys, h5py, numpy as np
+src, sigma, sample = sys.argv[1:]
+shutil.copy(src, sigma)
+with h5py.File(sigma, "r+") as f:
+    f["search"].attrs["sigma"] = 2.5
+shutil.copy(src, sample)
+with h5py.File(sample, "r+") as f:
+    f["search"].attrs["sample"] = np.int32(2**31 - 1)
+PY
+legr_run 60 "$T/sigma" --resume "$T/sigma.h5" "$T/term.cfg"
+expect_rc 3 "$T/sigma" "altered sigma"
+expect_grep "$T/sigma.h5: the stored /search attribute 'sigma' differs" "$T/sigma.err" "altered sigma: message"
+legr_run 60 "$T/sample" --resume "$T/sample.h5" "$T/term.cfg"
+expect_rc 3 "$T/sample" "tournament of 2^31 - 1"
+expect_grep "$T/sample.h5: stored search parameters are invalid: search.sample = 2147483647 is more than" \
+    "$T/sample.err" "tournament of 2^31 - 1: message"
 
 note "ok"

@@ -5,7 +5,8 @@
 #          default)
 #   demo   build + the Fashion-MNIST dataset (what `make demo` needs)
 #   test   demo + Python with numpy, h5py, PyTorch, torchvision, ONNX, matplotlib (the oracles of
-#          the tests and the tools; about 1 GB)
+#          the tests and the tools; about 1 GB) and clang with its libFuzzer runtime (the fuzz
+#          targets)
 #   --slurm  adds a single-node SLURM for the jobs/ test
 # Without dpkg (a cluster with environment modules) it installs nothing and says so: CMake then
 # finds the libraries or names the one that is missing (README.md, "Building on a cluster").
@@ -31,7 +32,7 @@ pkgs=(gcc make cmake pkg-config
       libjpeg62-turbo-dev librandom123-dev)
 [[ $level == demo || $level == test ]] && pkgs+=(dataset-fashion-mnist)
 [[ $level == test ]] && pkgs+=(python3-numpy python3-h5py python3-torch python3-torchvision
-                               python3-onnx python3-matplotlib)
+                               python3-onnx python3-matplotlib clang libclang-rt-14-dev)
 # SLURM without its recommends (no systemd or cgroup helpers are needed for one node).
 slurm_pkgs=()
 if [[ $slurm == 1 ]]; then

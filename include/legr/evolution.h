@@ -90,6 +90,9 @@ enum {
     EVO_NEXT_CANDIDATE = 1  /* *out holds a candidate to evaluate */
 };
 
+/* Upper bound of EvoParams.sigma (config key search.sigma). */
+#define EVO_SIGMA_MAX 10.0
+
 void evolution_params_default(EvoParams *p);
 /* Range check of user-supplied params; -1 with LEGR_EXIT_USAGE naming the bad field. */
 int evolution_params_check(const EvoParams *p, Err *err);

@@ -428,6 +428,22 @@ static int start_evolution(Job *job, Evolution *e, const EvoParams *ep, int L, c
                        "and base network it was written with", job->resume_search,
                        bad_cfg ? "config" : "base network");
     }
+    /* The config text matched; the stored settings must say the same (an edited file would
+     * otherwise resume silently with its own). */
+    const char *field = e->p.population != ep->population     ? "population"
+                        : e->p.sample != ep->sample           ? "sample"
+                        : e->p.evaluations != ep->evaluations ? "evaluations"
+                        : e->p.mutate_fraction != ep->mutate_fraction ? "mutate_fraction"
+                        : e->p.sigma != ep->sigma             ? "sigma"
+                        : e->seed != (uint64_t)job->cfg.run.seed ? "seed"
+                                                                  : NULL;
+    if (field) {
+        evolution_free(e);
+        return err_set(err, LEGR_EXIT_DATA,
+                       "%s: the stored /search attribute '%s' differs from the config the file "
+                       "was written with (the file was altered); start the search again",
+                       job->resume_search, field);
+    }
     fprintf(stderr, "search: resuming %s at %d/%d evaluations (%d in flight are redone)\n",
             job->resume_search, e->n_history, e->p.evaluations, e->n_inflight);
     return 0;

@@ -1,6 +1,7 @@
 /* The "legr-checkpoint" HDF5 file: the complete evolution state, written atomically. */
 #include "legr/h5io.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +135,17 @@ static void state_arrays_free(StateArrays *a)
     free(a->inflight_kappa);
 }
 
+/* Every value of the stored array `name` must lie in [min, max] (so be finite). */
+static int check_values(const double *v, size_t n, double min, double max, const char *name,
+                        const char *path, Err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] >= min && v[i] <= max))
+            return err_set(err, LEGR_EXIT_DATA, "%s: /search/%s[%zu] = %g: must be in [%g, %g]",
+                           path, name, i, v[i], min, max);
+    return 0;
+}
+
 /* Length of the 1-D dataset `name`, bounded by max. */
 static int read_length(hid_t g, const char *name, int max, int *n, const char *path, Err *err)
 {
@@ -182,6 +194,10 @@ static int read_history(hid_t g, int n, int L, StateArrays *a, const char *path,
     for (int c = 0; c < 4 && rc == 0; c++)
         rc = h5u_read(g, names[c], H5T_NATIVE_DOUBLE, 1, d1, col[c], path, err);
     for (int i = 0; i < n && rc == 0; i++)
+        if (isnan(col[0][i]))
+            rc = err_set(err, LEGR_EXIT_DATA, "%s: /search/history/fitness[%d] is NaN (a failed "
+                         "candidate is stored as +inf)", path, i);
+    for (int i = 0; i < n && rc == 0; i++)
         a->history[i] = (EvoRecord){.id = id[i],
                                     .parent = parent[i],
                                     .fitness = col[0][i],
@@ -212,14 +228,18 @@ static int read_setup(hid_t g, Evolution *e, const char *path, Err *err)
         h5u_get_attr(g, ".", "seed", H5T_NATIVE_ULLONG, &seed, path, err))
         return -1;
     Err sub = {0};
-    if (evolution_params_check(&p, &sub) != 0 || p.evaluations > 10000000)
+    if (evolution_params_check(&p, &sub) != 0)
         return err_set(err, LEGR_EXIT_DATA, "%s: stored search parameters are invalid: %s", path,
                        sub.msg);
+    if (p.evaluations > 10000000 || p.population > 10000000)
+        return err_set(err, LEGR_EXIT_DATA, "%s: stored search.evaluations = %d, search.population "
+                       "= %d: more than 10^7", path, p.evaluations, p.population);
     if (L < 1 || L > 1000000)
         return err_set(err, LEGR_EXIT_DATA, "%s: n_layers = %d is invalid", path, L);
     double *kstd = xcalloc((size_t)L, sizeof(double));
     hsize_t dl[1] = {(hsize_t)L};
-    if (h5u_read(g, "kappa_std", H5T_NATIVE_DOUBLE, 1, dl, kstd, path, err)) {
+    if (h5u_read(g, "kappa_std", H5T_NATIVE_DOUBLE, 1, dl, kstd, path, err) ||
+        check_values(kstd, (size_t)L, 0.0, 1e30, "kappa_std", path, err)) {
         free(kstd);
         return -1;
     }
@@ -255,6 +275,14 @@ static int read_search(hid_t fid, Evolution *e, const char *path, Err *err)
         read_history(g, s.n_history, L, &a, path, err) ||
         read_rows(g, "inflight", s.n_inflight, L, a.inflight_id, a.inflight_parent,
                   a.inflight_alpha, a.inflight_kappa, path, err))
+        goto out;
+    /* alpha scales filter norms (log-normal steps from 1, kept in [1e-300, 1e300]), kappa shifts
+     * them; a NaN or infinity would rank every filter alike without any error. */
+    size_t nh = (size_t)s.n_history * (size_t)L, ni = (size_t)s.n_inflight * (size_t)L;
+    if (check_values(a.history_alpha, nh, 1e-300, 1e300, "history/alpha", path, err) ||
+        check_values(a.history_kappa, nh, -1e300, 1e300, "history/kappa", path, err) ||
+        check_values(a.inflight_alpha, ni, 1e-300, 1e300, "inflight/alpha", path, err) ||
+        check_values(a.inflight_kappa, ni, -1e300, 1e300, "inflight/kappa", path, err))
         goto out;
     s.history = a.history;
     s.history_alpha = a.history_alpha;

@@ -1,5 +1,6 @@
 /* Load a libconfig job file into Config: defaults, types, ranges, unknown keys rejected. */
 #include "legr/config.h"
+#include "legr/evolution.h"
 #include "legr/prune.h"
 
 #include <ctype.h>
@@ -211,7 +212,7 @@ static const KeySpec key_specs[] = {
     KEY_I(search, population, INCL, 2, NONE, 0),
     KEY_I(search, sample, INCL, 1, NONE, 0),
     KEY_F(search, mutate_fraction, EXCL, 0, INCL, 1),
-    KEY_F(search, sigma, EXCL, 0, NONE, 0),
+    KEY_F(search, sigma, EXCL, 0, INCL, EVO_SIGMA_MAX),
     KEY_I(search, tau, INCL, 0, NONE, 0),
     KEY_F(search, lr, EXCL, 0, NONE, 0),
     KEY_F(search, momentum, INCL, 0, EXCL, 1),
@@ -858,6 +859,14 @@ static void text_value(TextBuf *t, const KeySpec *k, const Config *c)
     }
 }
 
+/* Whether key k is printed for c: model.depth belongs to the CIFAR ResNet only, and the loader
+ * refuses it for any other architecture. */
+static int key_printed(const KeySpec *k, const Config *c)
+{
+    return c->model.arch == CFG_ARCH_RESNET || strcmp(k->group, "model") != 0 ||
+           strcmp(k->key, "depth") != 0;
+}
+
 char *config_to_string(const Config *c)
 {
     TextBuf t = {xmalloc(4096), 0, 4096};
@@ -865,7 +874,8 @@ char *config_to_string(const Config *c)
     for (int g = 0; g < N_GROUPS; g++) {
         text_printf(&t, "%s = {\n", group_names[g]);
         for (int i = 0; i < N_KEYS; i++) {
-            if (strcmp(key_specs[i].group, group_names[g]) != 0) continue;
+            if (strcmp(key_specs[i].group, group_names[g]) != 0 || !key_printed(&key_specs[i], c))
+                continue;
             text_printf(&t, "  %s = ", key_specs[i].key);
             text_value(&t, &key_specs[i], c);
             text_printf(&t, ";\n");

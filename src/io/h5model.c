@@ -1,6 +1,7 @@
 /* The "legr-model" HDF5 file: a network's architecture, parameters and BN statistics. */
 #include "legr/h5io.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,6 +301,20 @@ static int read_tensors(hid_t fid, const char *group, const ParamSpec *specs, in
         }
         if (h5u_read(g, s->name, H5T_NATIVE_FLOAT, s->ndim, want, flat + s->offset, path, err))
             goto out;
+        /* A NaN or infinite weight would train on as NaN losses; a negative running variance
+         * gives NaN in evaluation. */
+        size_t len = strlen(s->name);
+        int var = len >= 12 && strcmp(s->name + len - 12, ".running_var") == 0;
+        for (size_t k = 0; k < s->count; k++) {
+            float v = flat[s->offset + k];
+            if (!isfinite(v) || (var && v < 0)) {
+                err_set(err, LEGR_EXIT_DATA, "%s: tensor '%s/%s' holds %g at element %zu: %s",
+                        path, group, s->name, (double)v, k,
+                        isfinite(v) ? "a running variance must be >= 0"
+                                    : "every value must be finite (no NaN or infinity)");
+                goto out;
+            }
+        }
     }
     H5G_info_t info;
     if (H5Gget_info(g, &info) < 0) {
@@ -384,12 +399,22 @@ int h5_train_ckpt_load(const char *path, Net *net, TrainCkpt *ck, char **level_k
         (H5Aexists(fid, "steps_done") > 0 &&
          h5u_get_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &ck->steps_done, path, err)))
         goto out;
+    if (ck->epochs_done < 0 || ck->steps_done < (H5Aexists(fid, "steps_done") > 0 ? 0 : -1)) {
+        err_set(err, LEGR_EXIT_DATA, "%s: epochs_done = %d, steps_done = %lld: a training "
+                "checkpoint counts from 0", path, ck->epochs_done, ck->steps_done);
+        goto out;
+    }
     if (config_text && h5u_get_attr_string(fid, ".", "config", config_text, path, err)) goto out;
     if (level_key && H5Aexists(fid, "level_key") > 0 &&
         (h5u_get_attr_string(fid, ".", "level_key", level_key, path, err) ||
          h5u_get_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &ck->train_seconds, path,
                       err)))
         goto out;
+    if (!(isfinite(ck->train_seconds) && ck->train_seconds >= 0)) {
+        err_set(err, LEGR_EXIT_DATA, "%s: train_seconds = %g: must be finite and >= 0", path,
+                ck->train_seconds);
+        goto out;
+    }
     rc = 0;
 out:
     if (fid >= 0) H5Fclose(fid);

@@ -46,10 +46,14 @@ hid_t h5u_open_read(const char *path, const char *format, int max_version, Err *
                        "%s: HDF5 cannot open it: the file is truncated or corrupt (%lld bytes)",
                        path, (long long)st.st_size);
     char *found = NULL;
-    if (h5u_get_attr_string(fid, ".", "format", &found, path, err) != 0) {
+    if (H5Aexists(fid, "format") <= 0) {
         H5Fclose(fid);
         return err_set(err, LEGR_EXIT_DATA,
                        "%s: HDF5 file without a 'format' attribute: not a %s file", path, format);
+    }
+    if (h5u_get_attr_string(fid, ".", "format", &found, path, err) != 0) {
+        H5Fclose(fid);
+        return -1;
     }
     if (strcmp(found, format) != 0) {
         err_set(err, LEGR_EXIT_DATA, "%s: format is '%s', expected '%s'", path, found, format);
@@ -148,46 +152,45 @@ int h5u_set_attr(hid_t loc, const char *obj, const char *name, hid_t type, const
 int h5u_get_attr_string(hid_t loc, const char *obj, const char *name, char **out,
                         const char *path, Err *err)
 {
-    hsize_t dims[1] = {0};
-    H5T_class_t cls;
-    size_t size = 0;
     *out = NULL;
-    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0 ||
-        H5LTget_attribute_info(loc, obj, name, dims, &cls, &size) < 0)
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
         return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is missing", path, name,
                        obj);
-    if (cls != H5T_STRING)
-        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is not a string", path,
-                       name, obj);
-    /* Files written by other tools (h5py's default) may hold variable-length strings. */
     hid_t attr = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
     hid_t ftype = attr >= 0 ? H5Aget_type(attr) : -1;
-    int vlen = ftype >= 0 && H5Tis_variable_str(ftype) > 0;
-    if (vlen) {
-        hid_t mtype = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mtype, H5T_VARIABLE);
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+    hid_t mtype = -1;
+    const char *problem = NULL;
+    if (ftype < 0 || space < 0)
+        problem = "is unreadable";
+    else if (H5Tget_class(ftype) != H5T_STRING)
+        problem = "is not a string";
+    else if (H5Sget_simple_extent_npoints(space) != 1)
+        problem = "is not one string (an array or empty)"; /* reading it would overrun */
+    int vlen = !problem && H5Tis_variable_str(ftype) > 0;
+    char *value = NULL;
+    if (!problem) {
+        /* Files written by other tools (h5py's default) may hold variable-length strings. */
+        mtype = H5Tcopy(H5T_C_S1);
         H5Tset_cset(mtype, H5Tget_cset(ftype)); /* h5py writes UTF-8 */
-        char *v = NULL;
-        int ok = dims[0] <= 1 && H5Aread(attr, mtype, &v) >= 0 && v;
-        if (ok) *out = xstrdup(v);
-        if (v) H5free_memory(v);
-        H5Tclose(mtype);
-        H5Tclose(ftype);
-        H5Aclose(attr);
-        if (!ok)
-            return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is unreadable",
-                           path, name, obj);
-        return 0;
+        size_t size = vlen ? 0 : H5Tget_size(ftype);
+        H5Tset_size(mtype, vlen ? H5T_VARIABLE : size + 1); /* + 1: always NUL-terminated */
+        H5Tset_strpad(mtype, H5T_STR_NULLTERM);
+        char *fixed = vlen ? NULL : xcalloc(size + 1, 1);
+        if (H5Aread(attr, mtype, vlen ? (void *)&value : (void *)fixed) < 0 || (vlen && !value))
+            problem = "is unreadable";
+        else
+            *out = xstrdup(vlen ? value : fixed);
+        if (value) H5free_memory(value);
+        free(fixed);
     }
+    if (mtype >= 0) H5Tclose(mtype);
+    if (space >= 0) H5Sclose(space);
     if (ftype >= 0) H5Tclose(ftype);
     if (attr >= 0) H5Aclose(attr);
-    char *s = xcalloc(size + 1, 1);
-    if (H5LTget_attribute_string(loc, obj, name, s) < 0) {
-        free(s);
-        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' is unreadable", path,
-                       name, obj);
-    }
-    *out = s;
+    if (problem)
+        return err_set(err, LEGR_EXIT_DATA, "%s: attribute '%s' of '%s' %s", path, name, obj,
+                       problem);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* Arch: building and validating the layer DAG, counting FLOPs and parameters, the CIFAR ResNet. */
 #include "legr/arch.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,8 +70,8 @@ static int check_input(const Arch *a, const char *name, const char *kind, int in
 }
 
 /* Shape rules of one node given its producers' shapes; fills c/h/w (c is kept for conv/fc,
- * whose output width is a property of the node). Used by the builder and by revalidation. */
-static int derive_shape(Arch *a, int idx, Err *err)
+ * whose output width is a property of the node). */
+static int shape_rules(Arch *a, int idx, Err *err)
 {
     Node *n = &a->nodes[idx];
     const char *kind = n->kind >= 0 && n->kind < OP_COUNT ? op_kind_names[n->kind] : "?";
@@ -175,6 +176,29 @@ static int derive_shape(Arch *a, int idx, Err *err)
     case OP_COUNT: break;
     }
     return err_set(err, LEGR_EXIT_INTERNAL, "layer '%s': unknown kind %s", n->name, kind);
+}
+
+/* Bound of every size field (channels, sides, kernel, stride, padding, groups): far above any
+ * real network, and low enough that no shape arithmetic overflows an int. */
+#define ARCH_SIZE_MAX (1 << 20)
+
+/* Validate node idx and fill its output shape: the size bounds, then shape_rules, then at most
+ * INT_MAX values per image. Used by the builder and by revalidation (stored architectures). */
+static int derive_shape(Arch *a, int idx, Err *err)
+{
+    Node *n = &a->nodes[idx];
+    const int size[7] = {n->c, n->h, n->w, n->k, n->stride, n->pad, n->groups};
+    for (int i = 0; i < 7; i++)
+        if (size[i] > ARCH_SIZE_MAX)
+            return err_set(err, LEGR_EXIT_USAGE,
+                           "layer '%s': a size of %d is over the limit of %d (channels, sides, "
+                           "kernel, stride, padding, groups)", n->name, size[i], ARCH_SIZE_MAX);
+    if (shape_rules(a, idx, err) != 0) return -1;
+    if ((long long)n->c * n->h * n->w > INT_MAX)
+        return err_set(err, LEGR_EXIT_USAGE,
+                       "layer '%s': its %dx%dx%d output has more than 2^31 values per image",
+                       n->name, n->c, n->h, n->w);
+    return 0;
 }
 
 /* Finish adding node idx: validate, or drop it again on error. */

@@ -119,8 +119,8 @@ static inline void cg_split2(float *de, float *d_o, const float *s, int ne, int 
     int m = 0;
     for (; m + GT_VL <= no; m += GT_VL) {
         gt_vf a = gt_load(s + 2 * m), b = gt_load(s + 2 * m + GT_VL);
-        gt_store(de + m, __builtin_shuffle(a, b, ev));
-        gt_store(d_o + m, __builtin_shuffle(a, b, od));
+        gt_store(de + m, gt_shuffle2(a, b, ev));
+        gt_store(d_o + m, gt_shuffle2(a, b, od));
     }
     for (; m < no; m++) de[m] = s[2 * m], d_o[m] = s[2 * m + 1];
     if (ne > no) de[m] = s[2 * m];
@@ -437,8 +437,8 @@ static void cg_dx3s2(float *restrict d, int H, int W, int P, const float *restri
             od[1] = wv[4] * a0;
             for (int u = 0; u < 2; u++) {
                 if (!drow[u]) continue;
-                cg_put_cols(drow[u], 2 * j0 - P, __builtin_shuffle(ev[u], od[u], lo), W, add);
-                cg_put_cols(drow[u], 2 * j0 - P + GT_VL, __builtin_shuffle(ev[u], od[u], hi), W,
+                cg_put_cols(drow[u], 2 * j0 - P, gt_shuffle2(ev[u], od[u], lo), W, add);
+                cg_put_cols(drow[u], 2 * j0 - P + GT_VL, gt_shuffle2(ev[u], od[u], hi), W,
                             add);
             }
         }

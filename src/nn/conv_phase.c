@@ -130,8 +130,8 @@ static inline void phase_merge_row_acc(float *dst, const float *e, const float *
     for (; k + GT_VL <= w2; k += GT_VL) {
         gt_vf ev = gt_load(e + k), ov = gt_load(o + k);
         float *d = dst + 2 * k;
-        gt_store(d, gt_load(d) + __builtin_shuffle(ev, ov, lo));
-        gt_store(d + GT_VL, gt_load(d + GT_VL) + __builtin_shuffle(ev, ov, hi));
+        gt_store(d, gt_load(d) + gt_shuffle2(ev, ov, lo));
+        gt_store(d + GT_VL, gt_load(d + GT_VL) + gt_shuffle2(ev, ov, hi));
     }
     if (k < w2) {
         unsigned m = phase_low_lanes(w2 - k);
@@ -139,10 +139,10 @@ static inline void phase_merge_row_acc(float *dst, const float *e, const float *
         gt_vf ev = gt_load_lanes(e + k, m), ov = gt_load_lanes(o + k, m);
         float *d = dst + 2 * k;
         unsigned m0 = phase_low_lanes(left < GT_VL ? left : GT_VL);
-        gt_store_lanes(d, gt_load_lanes(d, m0) + __builtin_shuffle(ev, ov, lo), m0);
+        gt_store_lanes(d, gt_load_lanes(d, m0) + gt_shuffle2(ev, ov, lo), m0);
         if (left > GT_VL) {
             unsigned m1 = phase_low_lanes(left - GT_VL);
-            gt_store_lanes(d + GT_VL, gt_load_lanes(d + GT_VL, m1) + __builtin_shuffle(ev, ov, hi),
+            gt_store_lanes(d + GT_VL, gt_load_lanes(d + GT_VL, m1) + gt_shuffle2(ev, ov, hi),
                            m1);
         }
     }

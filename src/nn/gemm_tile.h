@@ -24,6 +24,23 @@ typedef float gt_vf __attribute__((vector_size(GT_VL * sizeof(float))));
 typedef float gt_vfu __attribute__((vector_size(GT_VL * sizeof(float)), aligned(4), may_alias));
 typedef int gt_vi __attribute__((vector_size(GT_VL * sizeof(int))));
 
+/* Lanes of the pair (x, y) picked by m (index j < GT_VL: x[j], else y[j - GT_VL]): GCC's
+ * __builtin_shuffle. Clang (the fuzzing build) has no run-time-mask form, so there the lanes are
+ * taken one by one. */
+#if defined(__clang__)
+static inline gt_vf gt_shuffle2(gt_vf x, gt_vf y, gt_vi m)
+{
+    gt_vf r;
+    for (int j = 0; j < GT_VL; j++) {
+        int k = m[j] & (2 * GT_VL - 1);
+        r[j] = k < GT_VL ? x[k] : y[k - GT_VL];
+    }
+    return r;
+}
+#else
+#define gt_shuffle2(x, y, m) __builtin_shuffle((x), (y), (m))
+#endif
+
 enum {
     GT_MR = 8,          /* rows of C per tile (rows of a packed A panel) */
     GT_NV = 3,          /* vectors of C per tile row */
@@ -224,8 +241,8 @@ static inline void gt_transpose(gt_vf *b)
         for (int i = 0; i < GT_VL; i++) {
             if (i & s) continue;
             gt_vf x = b[i], y = b[i + s];
-            b[i] = __builtin_shuffle(x, y, lo);
-            b[i + s] = __builtin_shuffle(x, y, hi);
+            b[i] = gt_shuffle2(x, y, lo);
+            b[i + s] = gt_shuffle2(x, y, hi);
         }
     }
 }

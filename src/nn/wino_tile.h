@@ -81,13 +81,13 @@ static inline gt_vf wn_evens(gt_vf a, gt_vf b)
 {
     gt_vi ix;
     for (int e = 0; e < GT_VL; e++) ix[e] = 2 * e;
-    return __builtin_shuffle(a, b, ix);
+    return gt_shuffle2(a, b, ix);
 }
 static inline gt_vf wn_odds(gt_vf a, gt_vf b)
 {
     gt_vi ix;
     for (int e = 0; e < GT_VL; e++) ix[e] = 2 * e + 1;
-    return __builtin_shuffle(a, b, ix);
+    return gt_shuffle2(a, b, ix);
 }
 
 /* Split 4*GT_VL consecutive grid positions, the vectors a0..a3, into d[i] = position 4u + i of
@@ -118,7 +118,7 @@ static inline void wn_transform_vec(float *p, size_t hcs, const gt_vf d[4], cons
     gt_vi up;
     for (int e = 0; e < GT_VL; e++) up[e] = e + 1;
     gt_vf d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-    gt_vf d4 = __builtin_shuffle(d0, n[0], up), d5 = __builtin_shuffle(d1, n[1], up);
+    gt_vf d4 = gt_shuffle2(d0, n[0], up), d5 = gt_shuffle2(d1, n[1], up);
     if (first | last) d0 = wn_clear(d0, first), d5 = wn_clear(d5, last);
     gt_vf q = d4 - d2, r = d3 - d1;
     gt_store(p, 4.0f * d0 - 5.0f * d2 + d4);
@@ -265,12 +265,12 @@ static inline void wn_output(const gt_vf m[WN_J], gt_vf out[4])
         q0[e] = 2 * grp + (t < 2 ? t : GT_VL + t - 2);
         q1[e] = q0[e] + GT_VL / 2;
     }
-    gt_vf p01l = __builtin_shuffle(y0, y1, zl), p01h = __builtin_shuffle(y0, y1, zh);
-    gt_vf p23l = __builtin_shuffle(y2, y3, zl), p23h = __builtin_shuffle(y2, y3, zh);
-    out[0] = __builtin_shuffle(p01l, p23l, q0);
-    out[1] = __builtin_shuffle(p01l, p23l, q1);
-    out[2] = __builtin_shuffle(p01h, p23h, q0);
-    out[3] = __builtin_shuffle(p01h, p23h, q1);
+    gt_vf p01l = gt_shuffle2(y0, y1, zl), p01h = gt_shuffle2(y0, y1, zh);
+    gt_vf p23l = gt_shuffle2(y2, y3, zl), p23h = gt_shuffle2(y2, y3, zh);
+    out[0] = gt_shuffle2(p01l, p23l, q0);
+    out[1] = gt_shuffle2(p01l, p23l, q1);
+    out[2] = gt_shuffle2(p01h, p23h, q0);
+    out[3] = gt_shuffle2(p01h, p23h, q1);
 }
 
 #endif

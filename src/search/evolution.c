@@ -26,12 +26,18 @@ int evolution_params_check(const EvoParams *p, Err *err)
     if (p->evaluations < 1)
         return err_set(err, LEGR_EXIT_USAGE, "search.evaluations = %d: must be at least 1",
                        p->evaluations);
+    /* A tournament larger than the population only repeats draws (a stored 2^31 - 1 would
+     * take minutes per child). */
+    if (p->sample > p->population)
+        return err_set(err, LEGR_EXIT_USAGE, "search.sample = %d is more than search.population = %d",
+                       p->sample, p->population);
     if (!(p->mutate_fraction >= 0.0 && p->mutate_fraction <= 1.0))
         return err_set(err, LEGR_EXIT_USAGE, "search.mutate_fraction = %g: must be in [0, 1]",
                        p->mutate_fraction);
-    if (!(p->sigma >= 0.0 && isfinite(p->sigma)))
-        return err_set(err, LEGR_EXIT_USAGE, "search.sigma = %g: must be finite and >= 0",
-                       p->sigma);
+    /* sigma is a log-scale step: beyond 10 a single mutation can scale alpha by e^60. */
+    if (!(p->sigma >= 0.0 && p->sigma <= EVO_SIGMA_MAX))
+        return err_set(err, LEGR_EXIT_USAGE, "search.sigma = %g: must be in [0, %g]", p->sigma,
+                       EVO_SIGMA_MAX);
     return 0;
 }
 
@@ -151,7 +157,9 @@ static void evolution_generate(Evolution *e, int id, int *parent, double *alpha,
     double astd = evolution_alpha_std(e, id);
     for (int l = 0; l < L; l++) {
         if (!e->mark[l]) continue;
-        alpha[l] *= exp(astd * rng_normal(&r));
+        /* Clamped so that no lineage, however long, reaches 0 or infinity; real alphas are
+         * nowhere near these bounds. */
+        alpha[l] = fmin(fmax(alpha[l] * exp(astd * rng_normal(&r)), 1e-300), 1e300);
         kappa[l] += e->kappa_std[l] * rng_normal(&r);
     }
     *parent = par;
