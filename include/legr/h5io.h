@@ -17,8 +17,9 @@
 #define H5IO_FAMILY_FORMAT "legr-family"
 #define H5IO_FAMILY_VERSION 1
 
-/* Every writer creates "<path>.tmp" and renames it over path only after a complete, closed and
- * fsync'ed write, so a crash or kill at any moment leaves the previous file intact. Every reader
+/* Every writer builds its file in memory, writes it to "<path>.tmp", fsyncs it and renames it
+ * over path, so a crash, a kill or a full disk at any moment leaves the previous file intact; a
+ * failed write returns LEGR_EXIT_OUTPUT naming the file and the system's reason. Every reader
  * rejects missing, non-HDF5, truncated and wrong-format files with LEGR_EXIT_DATA and a message
  * naming the file; HDF5's own error stack printing is silenced while these functions run. */
 

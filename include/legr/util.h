@@ -11,7 +11,9 @@ enum {
     LEGR_EXIT_INTERNAL = 1, /* a bug or an environment failure (out of memory, MPI) */
     LEGR_EXIT_USAGE = 2,    /* bad command line or config */
     LEGR_EXIT_DATA = 3,     /* missing or corrupt dataset, model or checkpoint file */
-    LEGR_EXIT_STOPPED = 4   /* stopped by a signal after a clean checkpoint: resumable */
+    LEGR_EXIT_STOPPED = 4,  /* stopped by a signal after a clean checkpoint: resumable */
+    LEGR_EXIT_OUTPUT = 5    /* an output file or directory cannot be written (full disk, quota,
+                               permissions); the previous complete file is kept */
 };
 
 /* An error from the outside world (bad input), carried back to the caller.

@@ -38,8 +38,8 @@ static int make_dirs(const char *path, Err *err)
             char c = *p;
             *p = '\0';
             if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-                return err_set(err, LEGR_EXIT_USAGE, "cannot create directory %s: %s", tmp,
-                               strerror(errno));
+                return err_set(err, LEGR_EXIT_OUTPUT, "run.out_dir: cannot create directory %s: %s",
+                               tmp, strerror(errno));
             *p = c;
             if (c == '\0') break;
         }
@@ -208,28 +208,29 @@ typedef struct {
     const Net *net;
     char path[1200];
     int per_epoch;       /* steps per epoch */
-    int stopped, failed;
+    int stopped;
+    int failed; /* the exit code of a checkpoint that could not be written, else 0 */
 } PretrainCkpt;
 
 static int pretrain_step_end(void *ctx, long long steps_done)
 {
     PretrainCkpt *pc = ctx;
     Err err = {0, ""};
-    int verdict = 0; /* 1: stop after a clean checkpoint, 2: the checkpoint failed */
+    int verdict = 0; /* 1: stop after a clean checkpoint; -code: the checkpoint failed */
     if (pc->job->d->rank == 0) {
         int stop = dist_stop_requested();
         TrainCkpt ck = {steps_done, (int)(steps_done / pc->per_epoch), 0.0};
         if ((stop || steps_done % pc->per_epoch == 0) &&
             h5_train_ckpt_save(pc->path, pc->net, &ck, NULL, pc->job->config_text, &err) != 0) {
             fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
-            verdict = 2;
+            verdict = -err.code;
         } else if (stop) {
             verdict = 1;
         }
     }
     verdict = dist_bcast_int(verdict, 0);
     pc->stopped = verdict == 1;
-    pc->failed = verdict == 2;
+    pc->failed = verdict < 0 ? -verdict : 0;
     if (pc->stopped && pc->job->d->rank == 0)
         fprintf(stderr, "pretrain: stopped by a signal after step %lld (%lld per epoch); state "
                 "saved in %s; continue with: legr-mpi --resume %s %s\n", steps_done,
@@ -323,7 +324,7 @@ static int pretrain_base(Job *job, Net *base)
     memcpy(base->param, net.param, net.n_param_floats * sizeof(float));
     memcpy(base->buf, net.buf, net.n_buf_floats * sizeof(float));
     net_free(&net);
-    if (ck.failed) return LEGR_EXIT_INTERNAL;
+    if (ck.failed) return ck.failed;
     if (ck.stopped) return LEGR_EXIT_STOPPED;
 
     char path[1200];
@@ -645,8 +646,9 @@ int job_run(const JobOptions *opts, const Dist *d)
             snprintf(path, sizeof path, "%s/log.jsonl", job.out_dir);
             job.jsonl = fopen(path, "a");
             if (!job.jsonl) {
-                err_set(&err, LEGR_EXIT_USAGE, "cannot open %s: %s", path, strerror(errno));
-                c2 = LEGR_EXIT_USAGE;
+                err_set(&err, LEGR_EXIT_OUTPUT, "run.out_dir: cannot write %s: %s", path,
+                        strerror(errno));
+                c2 = LEGR_EXIT_OUTPUT;
             }
         }
         code = agree(&job, c2, &err);

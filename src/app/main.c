@@ -1,4 +1,5 @@
 /* legr-mpi command line: parse options, start MPI, run the job. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,6 +85,9 @@ int main(int argc, char **argv)
     /* At once: a SLURM job can be told to stop seconds after it starts (the jobs/ scripts), and a
      * SIGUSR1 before the handler would kill the rank instead of stopping it cleanly. */
     dist_install_signal_handlers();
+    /* Under a file-size limit (ulimit -f) a write past it then fails with EFBIG and is reported
+     * like a full disk, instead of SIGXFSZ killing the rank. */
+    signal(SIGXFSZ, SIG_IGN);
     int code = job_run(&opts, &d);
     dist_finalize();
     return code;

@@ -82,10 +82,14 @@ hid_t h5u_create_tmp(const char *path, char *tmp, size_t tmp_size, const char *f
 {
     if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size)
         return err_set(err, LEGR_EXIT_USAGE, "%s: path too long", path);
-    hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* HDF5's core driver without a backing store: the file lives in memory until h5u_commit. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fid = -1;
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0)
+        fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (fid < 0)
-        return err_set(err, LEGR_EXIT_DATA, "%s: cannot create (is the directory writable?)",
-                       tmp);
+        return err_set(err, LEGR_EXIT_INTERNAL, "%s: HDF5 cannot create the file in memory", tmp);
     if (h5u_set_attr_string(fid, ".", "format", format, err) ||
         h5u_set_attr(fid, ".", "format_version", H5T_NATIVE_INT, &version, err) ||
         h5u_set_attr_string(fid, ".", "legr_version", LEGR_VERSION, err) ||
@@ -98,33 +102,86 @@ hid_t h5u_create_tmp(const char *path, char *tmp, size_t tmp_size, const char *f
 
 void h5u_discard(hid_t fid, const char *tmp)
 {
-    if (fid >= 0) H5Fclose(fid);
-    unlink(tmp);
+    if (fid >= 0) {
+        /* An error path may leave objects of the file open: close them with it. */
+        ssize_t n = H5Fget_obj_count(fid, H5F_OBJ_ALL | H5F_OBJ_LOCAL);
+        if (n > 1) {
+            hid_t *ids = xmalloc((size_t)n * sizeof *ids);
+            n = H5Fget_obj_ids(fid, H5F_OBJ_ALL | H5F_OBJ_LOCAL, (size_t)n, ids);
+            for (ssize_t i = 0; i < n; i++) {
+                H5I_type_t t = H5Iget_type(ids[i]);
+                if (t == H5I_ATTR)
+                    H5Aclose(ids[i]);
+                else if (t == H5I_GROUP || t == H5I_DATASET || t == H5I_DATATYPE)
+                    H5Oclose(ids[i]);
+            }
+            free(ids);
+        }
+        H5Fclose(fid);
+    }
+    unlink(tmp); /* only there when h5u_commit failed while writing it */
+}
+
+/* Write size bytes of buf to a new file tmp, fsync it and rename it over path, then fsync the
+ * directory so that the rename itself survives a crash. Any failure removes tmp and reports the
+ * system's reason with LEGR_EXIT_OUTPUT. */
+static int write_durably(const char *tmp, const char *path, const void *buf, size_t size, Err *err)
+{
+    const char *step = "create";
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    size_t done = 0;
+    while (fd >= 0 && done < size) {
+        step = "write";
+        ssize_t n = write(fd, (const char *)buf + done, size - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    int ok = fd >= 0 && done == size && (step = "fsync", fsync(fd) == 0);
+    int e = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) {
+        ok = 0;
+        e = errno;
+        step = "close";
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        e = errno;
+        step = "rename";
+    }
+    if (!ok) {
+        unlink(tmp);
+        return err_set(err, LEGR_EXIT_OUTPUT,
+                       "%s: cannot %s %s (%zu bytes): %s; %s is unchanged", path, step,
+                       strcmp(step, "rename") == 0 ? "the new file over it" : tmp, size,
+                       strerror(e), path);
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    int dfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd); /* best effort: some file systems refuse fsync on directories */
+        close(dfd);
+    }
+    return 0;
 }
 
 int h5u_commit(hid_t fid, const char *tmp, const char *path, Err *err)
 {
-    if (H5Fclose(fid) < 0) {
-        unlink(tmp);
-        return err_set(err, LEGR_EXIT_INTERNAL, "%s: closing the HDF5 file failed (disk full?)",
-                       tmp);
+    void *image = NULL;
+    ssize_t size = -1;
+    if (H5Fflush(fid, H5F_SCOPE_LOCAL) >= 0) size = H5Fget_file_image(fid, NULL, 0);
+    if (size > 0) {
+        image = xmalloc((size_t)size);
+        if (H5Fget_file_image(fid, image, (size_t)size) != size) size = -1;
     }
-    /* Data must be on disk before the rename makes it the current file. */
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        unlink(tmp);
-        return err_set(err, LEGR_EXIT_INTERNAL, "%s: fsync failed: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return err_set(err, LEGR_EXIT_INTERNAL, "%s: rename to %s failed: %s", tmp, path,
-                       strerror(e));
-    }
-    return 0;
+    h5u_discard(fid, tmp);
+    int rc = size > 0 ? write_durably(tmp, path, image, (size_t)size, err)
+                      : err_set(err, LEGR_EXIT_INTERNAL, "%s: HDF5 cannot serialise the file", tmp);
+    free(image);
+    return rc;
 }
 
 int h5u_set_attr_string(hid_t loc, const char *obj, const char *name, const char *value,

@@ -23,18 +23,19 @@ void h5u_quiet_end(const H5Quiet *q);
  * and the problem (missing, not HDF5 or truncated, another format, newer version). */
 hid_t h5u_open_read(const char *path, const char *format, int max_version, Err *err);
 
-/* Create "<path>.tmp" (tmp receives the name) and write the common root attributes format,
- * format_version, legr_version and config (NULL -> ""). Returns a file id or -1. */
+/* Start the file that h5u_commit will write to path: it is built in memory (HDF5's core driver),
+ * so no HDF5 call touches the disk and a full disk cannot leave HDF5 with a half-closed file.
+ * tmp receives "<path>.tmp", the name the file is written under before its rename. The common
+ * root attributes format, format_version, legr_version and config (NULL -> "") are set.
+ * Returns a file id or -1. */
 hid_t h5u_create_tmp(const char *path, char *tmp, size_t tmp_size, const char *format,
                      int version, const char *config_text, Err *err);
-
-/* Close fid, fsync the temporary file and rename it over path. On any failure the temporary
- * file is removed, path is untouched, and -1 is returned with LEGR_EXIT_INTERNAL. */
+/* Serialise the file, write it to tmp with plain write(2), fsync it and rename it over path.
+ * Closes fid in every case. On failure tmp is removed, path is untouched and -1 is returned
+ * with LEGR_EXIT_OUTPUT and the system's reason (e.g. "No space left on device"). */
 int h5u_commit(hid_t fid, const char *tmp, const char *path, Err *err);
-
-/* Abandon a write: close fid and remove the temporary file. */
+/* Abandon a write: close fid (and any object of it still open) and remove tmp if present. */
 void h5u_discard(hid_t fid, const char *tmp);
-
 /* Scalar attributes on object `obj` (relative to loc, "." for loc itself). */
 int h5u_set_attr_string(hid_t loc, const char *obj, const char *name, const char *value,
                         Err *err);

@@ -121,6 +121,13 @@ static void log_result(Master *m, const EvoResult *r)
     }
 }
 
+/* The exit code of a failed absorb or flush: the error's own (a checkpoint that cannot be
+ * written is LEGR_EXIT_OUTPUT), else an internal error. */
+static int failure_code(const Err *err)
+{
+    return err->code ? err->code : LEGR_EXIT_INTERNAL;
+}
+
 /* Write a checkpoint once checkpoint_every results have been applied since the last one. */
 static int checkpoint_if_due(Master *m, Err *err)
 {
@@ -217,7 +224,7 @@ static int master_serial(Master *m, Candidate *c, Err *err)
         if (k == EVO_NEXT_DONE) break;
         if (k == EVO_NEXT_WAIT) {
             CHECK(m->n_pending > 0, "evolution waits with nothing in flight");
-            if (flush_batch(m, err) != 0) return LEGR_EXIT_INTERNAL;
+            if (flush_batch(m, err) != 0) return failure_code(err);
             continue;
         }
         EvoResult r;
@@ -225,11 +232,11 @@ static int master_serial(Master *m, Candidate *c, Err *err)
         s->evaluate(c, &r, s->eval_ctx);
         r.id = c->id;
         r.rank = 0;
-        if (absorb(m, &r, err) != 0) return LEGR_EXIT_INTERNAL;
+        if (absorb(m, &r, err) != 0) return failure_code(err);
         if (s->deterministic && m->n_pending == s->sync_batch && flush_batch(m, err) != 0)
-            return LEGR_EXIT_INTERNAL;
+            return failure_code(err);
     }
-    if (flush_batch(m, err) != 0) return LEGR_EXIT_INTERNAL;
+    if (flush_batch(m, err) != 0) return failure_code(err);
     return LEGR_EXIT_OK;
 }
 
@@ -322,14 +329,14 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
                 r.id = c->id;
                 r.rank = 0;
                 if (d.failed || absorb(m, &r, err) != 0) {
-                    code = LEGR_EXIT_INTERNAL;
+                    code = failure_code(err);
                     break;
                 }
                 continue;
             }
         }
         if (d.failed) {
-            code = LEGR_EXIT_INTERNAL;
+            code = failure_code(err);
             break;
         }
         if (d.busy == 0) {
@@ -341,13 +348,13 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
             if (receive_result(&r)) break; /* stop requested */
             collect(&d, &r);
             if (d.failed) {
-                code = LEGR_EXIT_INTERNAL;
+                code = failure_code(err);
                 break;
             }
         }
         if (s->deterministic && d.busy == 0 && (d.closed || d.exhausted)) {
             if (flush_batch(m, err) != 0) {
-                code = LEGR_EXIT_INTERNAL;
+                code = failure_code(err);
                 break;
             }
             d.issued = d.closed = 0;
