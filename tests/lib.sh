@@ -175,8 +175,9 @@ pids_of_rank() {
     local want=$1 p
     for p in $(pgrep -f -- "$LEGR_BIN" || true); do
         [[ -r /proc/$p/environ ]] || continue
-        grep -qF -- "$T" <<<"$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null)" || continue
-        if grep -qx "OMPI_COMM_WORLD_RANK=$want" <<<"$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null)"; then
+        # 2> first: a process that ends meanwhile makes the < redirection itself fail.
+        grep -qF -- "$T" <<<"$(tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline")" || continue
+        if grep -qx "OMPI_COMM_WORLD_RANK=$want" <<<"$(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ")"; then
             echo "$p"
         fi
     done

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "job_internal.h"
+#include "job_params.h"
 #include "legr/evolution.h"
 #include "legr/h5io.h"
 #include "legr/search_eval.h"
@@ -70,33 +71,24 @@ int main(int argc, char **argv)
     if (prune_norms(&g, &base, (PruneMetric)cfg.search.metric, norm, &err) != 0) die(&err);
     prune_norm_std(&g, norm, kstd);
 
+    Normalize norm_in;
+    char note[256];
+    job_data_norm(&train, &norm_in, note, sizeof note);
     SearchEval se;
-    memset(&se, 0, sizeof se);
+    job_search_eval(&cfg, &norm_in, &se);
     se.base = &base;
     se.graph = &g;
     se.norm = norm;
     se.target = target;
-    se.safeguard = cfg.search.safeguard;
     se.data = &train;
     se.train_idx = tr;
     se.n_train = ntr;
     se.val_idx = va;
-    se.n_val = cfg.search.val_limit > 0 && cfg.search.val_limit < nva ? cfg.search.val_limit : nva;
-    se.ft.steps = cfg.search.tau;
-    se.ft.batch = cfg.search.batch;
-    se.ft.sgd.momentum = (float)cfg.search.momentum;
-    se.ft.sgd.weight_decay = (float)cfg.search.weight_decay;
-    se.ft.sched.kind = LR_CONSTANT;
-    se.ft.sched.base_lr = (float)cfg.search.lr;
-    se.ft.aug.crop_pad = cfg.data.augment ? cfg.data.crop_pad : 0;
-    se.ft.aug.flip = cfg.data.augment && cfg.data.flip;
-    se.ft.aug.resized_crop = cfg.data.augment && cfg.data.crop > 0;
-    char note[256];
-    job_data_norm(&train, &se.ft.norm, note, sizeof note);
+    se.n_val = job_val_count(&cfg, nva);
 
     /* A = the identity member, B = candidate 0 of a fresh evolution (a random transform). */
     EvoParams ep;
-    evolution_params_default(&ep);
+    job_evo_params(&cfg, &ep);
     Evolution e;
     evolution_init(&e, &ep, g.n_convs, kstd, (uint64_t)cfg.run.seed);
     Candidate a, b;

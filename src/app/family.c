@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "job_internal.h"
+#include "job_params.h"
 #include "legr/h5io.h"
 #include "legr/prune.h"
 
@@ -235,7 +236,7 @@ static int run_level(const Job *job, const LevelTeams *t, const Net *base,
              mask_hash(m));
     LevelCkpt lc = {job, t, &net, path, key, job->n_train / c->family.batch, 0.0, 0.0, 0};
     TrainParams p;
-    job_train_params(job, &p);
+    job_train_params(&job->cfg, &job->norm, job->jsonl, &p);
     level_resume(job, base, m, index, &lc, &net, &p.start_step, &lc.seconds0);
     const long long total = (long long)c->family.epochs * lc.per_epoch;
     p.epochs = c->family.epochs;

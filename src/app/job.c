@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "job_internal.h"
+#include "job_params.h"
 #include "legr/h5io.h"
 #include "legr/prune.h"
 #include "legr/search_eval.h"
@@ -45,19 +46,6 @@ static int make_dirs(const char *path, Err *err)
         }
     }
     return 0;
-}
-
-void job_train_params(const Job *job, TrainParams *p)
-{
-    const Config *c = &job->cfg;
-    memset(p, 0, sizeof *p);
-    p->aug.crop_pad = c->data.augment ? c->data.crop_pad : 0;
-    p->aug.flip = c->data.augment && c->data.flip;
-    p->aug.resized_crop = c->data.augment && c->data.crop > 0;
-    p->norm = job->norm;
-    p->seed = (unsigned long long)c->run.seed;
-    p->log_every = c->run.log_every;
-    p->jsonl = job->jsonl;
 }
 
 /* CPUs this process may run on (its affinity mask), or 0 when unknown. */
@@ -291,7 +279,7 @@ static int pretrain_base(Job *job, Net *base)
         return agree(job, err.code, &err);
     net_init_params(&net, (uint64_t)c->run.seed);
     TrainParams p;
-    job_train_params(job, &p);
+    job_train_params(&job->cfg, &job->norm, job->jsonl, &p);
     const int per_epoch = job->n_train / c->pretrain.batch;
     if (job->resume_pretrain && (code = load_pretrain(job, &net, per_epoch, &p.start_step)) != 0) {
         net_free(&net);
@@ -461,40 +449,18 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     prune_norm_std(g, norm, std);
 
     EvoParams ep;
-    evolution_params_default(&ep);
-    ep.population = c->search.population;
-    ep.sample = c->search.sample;
-    ep.evaluations = c->search.evaluations;
-    ep.mutate_fraction = c->search.mutate_fraction;
-    ep.sigma = c->search.sigma;
+    job_evo_params(c, &ep);
 
     SearchEval se;
-    memset(&se, 0, sizeof se);
+    job_search_eval(c, &job->norm, &se);
     se.base = base;
     se.graph = g;
     se.norm = norm;
-    se.target = c->search.target_flops;
-    se.safeguard = c->search.safeguard;
     se.data = &job->train;
     se.train_idx = job->subset_idx;
     se.n_train = job->n_subset;
     se.val_idx = job->val_idx;
-    se.n_val = c->search.val_limit > 0 && c->search.val_limit < job->n_val ? c->search.val_limit
-                                                                            : job->n_val;
-    job_train_params(job, &se.ft);
-    se.ft.steps = c->search.tau;
-    se.ft.batch = c->search.batch;
-    se.ft.sgd.momentum = (float)c->search.momentum;
-    se.ft.sgd.weight_decay = (float)c->search.weight_decay;
-    se.ft.sched.kind = LR_CONSTANT;
-    se.ft.sched.base_lr = (float)c->search.lr;
-    se.ft.log_every = 0;
-    se.ft.jsonl = NULL;
-    se.ft.tag = "candidate";
-    se.run_seed = (unsigned long long)c->run.seed;
-    se.per_candidate_batches = c->search.batches == CFG_BATCHES_PER_CANDIDATE;
-    se.fitness_acc = c->search.fitness == CFG_FITNESS_VAL_ACC;
-    se.null_eval = c->search.null_eval;
+    se.n_val = job_val_count(c, job->n_val);
 
     int code = 0;
     if (se.n_val < 1 || (c->search.tau > 0 && c->search.batch > se.n_train)) {

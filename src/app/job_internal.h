@@ -69,7 +69,4 @@ int job_dry_run(Job *job);
 int job_family(Job *job, const Net *base, const PruneGraph *g, const double *norm,
                const double *alpha, const double *kappa);
 
-/* Training parameters shared by pretraining, search fine-tuning and the family. */
-void job_train_params(const Job *job, TrainParams *p);
-
 #endif
