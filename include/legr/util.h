@@ -55,6 +55,15 @@ char *xstrdup_at(const char *s, const char *file, int line);
 float *xalloc_floats_at(size_t n, const char *file, int line);
 #define xalloc_floats(n) xalloc_floats_at((n), __FILE__, __LINE__)
 
+/* A file path built by printf into LEGR_PATH_MAX bytes (Linux's PATH_MAX: no longer path can
+ * be opened). The config bounds the directories and names that go into paths, so one that does
+ * not fit is a bug, and path_fmt CHECKs it rather than truncating silently. */
+#define LEGR_PATH_MAX 4096
+typedef struct {
+    char s[LEGR_PATH_MAX];
+} Path;
+Path path_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Monotonic wall clock in seconds. */
 double time_now(void);
 

@@ -189,24 +189,20 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
 }
 
 /* The checkpoint path of level index. */
-static void level_path(char *buf, size_t n, const Job *job, int index)
+static Path level_path(const Job *job, int index)
 {
-    snprintf(buf, n, "%s/family-level-%02d.h5", job->out_dir, index);
+    return path_fmt("%s/family-level-%02d.h5", job->out_dir.s, index);
 }
 
 /* Once family.h5 holds every level: each group leader removes its levels' checkpoints, and rank
  * 0 any other family-level-*.h5 of the run directory (left by a run with more levels). */
 static void remove_level_files(const Job *job, const LevelTeams *t, int n_jobs)
 {
-    char path[1200];
-    for (int j = t->group; j < n_jobs && t->grank == 0; j += t->n_groups) {
-        level_path(path, sizeof path, job, j);
-        unlink(path);
-    }
+    for (int j = t->group; j < n_jobs && t->grank == 0; j += t->n_groups)
+        unlink(level_path(job, j).s);
     if (job->d->rank != 0) return;
     glob_t g;
-    snprintf(path, sizeof path, "%s/family-level-*.h5", job->out_dir);
-    if (glob(path, 0, NULL, &g) == 0)
+    if (glob(path_fmt("%s/family-level-*.h5", job->out_dir.s).s, 0, NULL, &g) == 0)
         for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
     globfree(&g);
 }
@@ -229,12 +225,12 @@ static int run_level(const Job *job, const LevelTeams *t, const Net *base,
                   err.msg);
     EvalResult before = {0, 0, 0};
     if (leader) before = train_evaluate(&net, &job->test, job->test_idx, job->n_test, &job->norm);
-    char path[1200], key[256];
-    level_path(path, sizeof path, job, index);
+    Path path = level_path(job, index);
+    char key[256];
     snprintf(key, sizeof key, "%s %.6g, %d epochs, base network %016llx, kept channels %016llx",
              prune_method_names[lj->method], lj->target, c->family.epochs, base_hash,
              mask_hash(m));
-    LevelCkpt lc = {job, t, &net, path, key, job->n_train / c->family.batch, 0.0, 0.0, 0};
+    LevelCkpt lc = {job, t, &net, path.s, key, job->n_train / c->family.batch, 0.0, 0.0, 0};
     TrainParams p;
     job_train_params(&job->cfg, &job->norm, job->jsonl, &p);
     level_resume(job, base, m, index, &lc, &net, &p.start_step, &lc.seconds0);
@@ -332,8 +328,7 @@ static int write_family(Job *job, const LevelTeams *t, const Net *base, const Pr
     const Config *c = &job->cfg;
     Err err = {0, ""};
     int code = 0;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/family.h5", job->out_dir);
+    Path path = path_fmt("%s/family.h5", job->out_dir.s);
     /* A batch-1 copy of the base: for the file and to rebuild each level's shell. */
     Net base1;
     CHECK(net_build(&base1, &base->arch, 1, &err) == 0, "base copy: %s", err.msg);
@@ -343,7 +338,7 @@ static int write_family(Job *job, const LevelTeams *t, const Net *base, const Pr
     FamilyData fd = {cfg_dataset_names[c->data.dataset],
                      c->data.dataset == CFG_DATASET_HDF5 ? c->data.file : c->data.dir, job->n_test,
                      job->test.c, job->norm.mean, job->norm.std, br.loss, br.acc};
-    FamilyWriter *w = h5_family_begin(path, base, alpha, kappa, g->n_convs, &fd,
+    FamilyWriter *w = h5_family_begin(path.s, base, alpha, kappa, g->n_convs, &fd,
                                       job->config_text, &err);
     if (!w) code = err.code;
     fprintf(stderr, "\n%-9s %7s %9s %9s %9s %9s %9s %9s\n", "method", "target", "MFLOPs",
@@ -382,7 +377,7 @@ static int write_family(Job *job, const LevelTeams *t, const Net *base, const Pr
     if (w && code == 0 && h5_family_commit(w, &err) != 0) code = err.code;
     else if (w && code != 0) h5_family_discard(w);
     net_free(&base1);
-    if (code == 0) fprintf(stderr, "\nfamily: wrote %s\n", path);
+    if (code == 0) fprintf(stderr, "\nfamily: wrote %s\n", path.s);
     else fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
     return code;
 }
@@ -408,13 +403,13 @@ static int ranks_per_level(int want, int size, int n, Err *err)
 static void print_stop_hint(const Job *job)
 {
     const Config *c = &job->cfg;
-    char hint[1300] = "";
+    Path hint = {""};
     if (c->search.enabled)
-        snprintf(hint, sizeof hint, "--resume %s/search.h5 ", job->out_dir);
+        hint = path_fmt("--resume %s/search.h5 ", job->out_dir.s);
     else if (!c->model.init[0])
-        snprintf(hint, sizeof hint, "--resume %s/pretrain.h5 ", job->out_dir);
+        hint = path_fmt("--resume %s/pretrain.h5 ", job->out_dir.s);
     fprintf(stderr, "family: stopped by a signal; finished levels and the fine-tuning state are "
-            "saved in %s/family-level-*.h5; continue with: legr-mpi %s%s\n", job->out_dir, hint,
+            "saved in %s/family-level-*.h5; continue with: legr-mpi %s%s\n", job->out_dir.s, hint.s,
             job->opts->config_path);
 }
 

@@ -32,8 +32,8 @@ static int agree(const Job *job, int code, const Err *err)
 /* mkdir -p for the run directory. */
 static int make_dirs(const char *path, Err *err)
 {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s", path);
+    Path dir = path_fmt("%s", path);
+    char *tmp = dir.s;
     for (char *p = tmp + 1; ; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
@@ -86,7 +86,7 @@ static int stage_config(Job *job)
     if ((code = agree(job, code, &err)) != 0) return code;
     dist_bcast(&job->cfg, sizeof job->cfg, 0);
     job->config_text = config_to_string(&job->cfg);
-    snprintf(job->out_dir, sizeof job->out_dir, "%s/%s", job->cfg.run.out_dir, job->cfg.run.name);
+    job->out_dir = path_fmt("%s/%s", job->cfg.run.out_dir, job->cfg.run.name);
     job_set_threads(job);
     /* Rank 0 sizes the network from the dataset (an hdf5 file's header); a dry run without the
      * file goes on with the configured or usual shape and says so. */
@@ -194,7 +194,7 @@ static int load_base(Job *job, Net *base, const char *path)
 typedef struct {
     const Job *job;
     const Net *net;
-    char path[1200];
+    Path path;
     int per_epoch;       /* steps per epoch */
     int stopped;
     int failed; /* the exit code of a checkpoint that could not be written, else 0 */
@@ -209,7 +209,7 @@ static int pretrain_step_end(void *ctx, long long steps_done)
         int stop = dist_stop_requested();
         TrainCkpt ck = {steps_done, (int)(steps_done / pc->per_epoch), 0.0};
         if ((stop || steps_done % pc->per_epoch == 0) &&
-            h5_train_ckpt_save(pc->path, pc->net, &ck, NULL, pc->job->config_text, &err) != 0) {
+            h5_train_ckpt_save(pc->path.s, pc->net, &ck, NULL, pc->job->config_text, &err) != 0) {
             fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
             verdict = -err.code;
         } else if (stop) {
@@ -222,7 +222,7 @@ static int pretrain_step_end(void *ctx, long long steps_done)
     if (pc->stopped && pc->job->d->rank == 0)
         fprintf(stderr, "pretrain: stopped by a signal after step %lld (%lld per epoch); state "
                 "saved in %s; continue with: legr-mpi --resume %s %s\n", steps_done,
-                (long long)pc->per_epoch, pc->path, pc->path, pc->job->opts->config_path);
+                (long long)pc->per_epoch, pc->path.s, pc->path.s, pc->job->opts->config_path);
     return verdict;
 }
 
@@ -297,8 +297,7 @@ static int pretrain_base(Job *job, Net *base)
     p.sched.gamma = (float)c->pretrain.gamma;
     p.sched.total = c->pretrain.epochs;
     p.tag = "pretrain";
-    PretrainCkpt ck = {job, &net, "", per_epoch, 0, 0};
-    snprintf(ck.path, sizeof ck.path, "%s/pretrain.h5", job->out_dir);
+    PretrainCkpt ck = {job, &net, path_fmt("%s/pretrain.h5", job->out_dir.s), per_epoch, 0, 0};
     p.step_end = pretrain_step_end;
     p.step_ctx = &ck;
     Collective col = dist_collective();
@@ -315,12 +314,11 @@ static int pretrain_base(Job *job, Net *base)
     if (ck.failed) return ck.failed;
     if (ck.stopped) return LEGR_EXIT_STOPPED;
 
-    char path[1200];
-    snprintf(path, sizeof path, "%s/base.h5", job->out_dir);
-    if (job->d->rank == 0 && h5_model_save(path, base, job->config_text, &err) != 0)
+    Path path = path_fmt("%s/base.h5", job->out_dir.s);
+    if (job->d->rank == 0 && h5_model_save(path.s, base, job->config_text, &err) != 0)
         code = err.code;
     if ((code = agree(job, code, &err)) != 0) return code;
-    if (job->d->rank == 0) fprintf(stderr, "pretrain: saved %s\n", path);
+    if (job->d->rank == 0) fprintf(stderr, "pretrain: saved %s\n", path.s);
     return 0;
 }
 
@@ -364,9 +362,8 @@ static int stage_base(Job *job, Net *base)
     if (c->model.init[0]) {
         code = load_base(job, base, c->model.init);
     } else if (job->resume_search) {
-        char path[1200];
-        snprintf(path, sizeof path, "%s/base.h5", job->out_dir);
-        code = load_base(job, base, path);
+        Path path = path_fmt("%s/base.h5", job->out_dir.s);
+        code = load_base(job, base, path.s);
     } else {
         code = pretrain_base(job, base);
     }
@@ -386,13 +383,13 @@ static int stage_base(Job *job, Net *base)
 typedef struct {
     const Job *job;
     unsigned long long base_hash;
-    char path[1200];
+    Path path;
 } SaveCtx;
 
 static int save_checkpoint(const Evolution *e, void *ctx, Err *err)
 {
     const SaveCtx *s = ctx;
-    return h5_checkpoint_save(s->path, e, s->job->config_text, s->base_hash,
+    return h5_checkpoint_save(s->path.s, e, s->job->config_text, s->base_hash,
                               evolution_finished(e) ? "done" : "search", err);
 }
 
@@ -475,8 +472,7 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         return code;
     }
 
-    SaveCtx save = {job, net_hash(base), ""};
-    snprintf(save.path, sizeof save.path, "%s/search.h5", job->out_dir);
+    SaveCtx save = {job, net_hash(base), path_fmt("%s/search.h5", job->out_dir.s)};
     Evolution e;
     memset(&e, 0, sizeof e);
     if (job->d->rank == 0 && start_evolution(job, &e, &ep, L, std, save.base_hash, &err) != 0)
@@ -506,8 +502,8 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     code = search_run(&e, &run, job->d, &err);
     if (job->d->rank == 0 && code == LEGR_EXIT_STOPPED) {
         fprintf(stderr, "search: stopped by a signal; state saved in %s (%d/%d evaluations); "
-                "continue with: legr-mpi --resume %s %s\n", save.path, e.n_history,
-                e.p.evaluations, save.path, job->opts->config_path);
+                "continue with: legr-mpi --resume %s %s\n", save.path.s, e.n_history,
+                e.p.evaluations, save.path.s, job->opts->config_path);
         fflush(NULL);
     }
     if (job->d->rank == 0 && code != LEGR_EXIT_OK && code != LEGR_EXIT_STOPPED)
@@ -524,7 +520,7 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         memcpy(kappa, bk, (size_t)L * sizeof(double));
         fprintf(stderr, "search: done; best fitness %.5f (candidate %d, val top-1 %.2f%%, %.2f "
                 "MFLOPs); state in %s\n", best->fitness, best->id, 100 * best->accuracy,
-                best->flops / 1e6, save.path);
+                best->flops / 1e6, save.path.s);
         if (job->jsonl) {
             fprintf(job->jsonl, "{\"event\":\"search_done\",\"best_id\":%d,\"fitness\":%.6g,"
                     "\"accuracy\":%.6f,\"flops\":%.0f,\"alpha\":[", best->id, best->fitness,
@@ -605,14 +601,13 @@ int job_run(const JobOptions *opts, const Dist *d)
         code = dist_bcast_int(code, 0);
     } else if (code == 0) {
         Err err = {0, ""};
-        int c2 = d->rank == 0 ? (make_dirs(job.out_dir, &err) ? err.code : 0) : 0;
+        int c2 = d->rank == 0 ? (make_dirs(job.out_dir.s, &err) ? err.code : 0) : 0;
         if (d->rank == 0 && c2 == 0) {
             config_print(&job.cfg, stderr);
-            char path[1200];
-            snprintf(path, sizeof path, "%s/log.jsonl", job.out_dir);
-            job.jsonl = fopen(path, "a");
+            Path path = path_fmt("%s/log.jsonl", job.out_dir.s);
+            job.jsonl = fopen(path.s, "a");
             if (!job.jsonl) {
-                err_set(&err, LEGR_EXIT_OUTPUT, "run.out_dir: cannot write %s: %s", path,
+                err_set(&err, LEGR_EXIT_OUTPUT, "run.out_dir: cannot write %s: %s", path.s,
                         strerror(errno));
                 c2 = LEGR_EXIT_OUTPUT;
             }

@@ -77,10 +77,10 @@ int job_data_shape_assumed(const Config *cfg, DataShape *s, Err *err)
 }
 
 /* dir/name, preferring the gzip-compressed file when both exist. */
-static void idx_path(char *out, size_t size, const char *dir, const char *name)
+static Path idx_path(const char *dir, const char *name)
 {
-    snprintf(out, size, "%s/%s.gz", dir, name);
-    if (access(out, R_OK) != 0) snprintf(out, size, "%s/%s", dir, name);
+    Path p = path_fmt("%s/%s.gz", dir, name);
+    return access(p.s, R_OK) == 0 ? p : path_fmt("%s/%s", dir, name);
 }
 
 /* Keep only the first `limit` samples (0 = all). */
@@ -158,40 +158,40 @@ void job_data_norm(const Dataset *train, Normalize *norm, char *note, size_t not
 int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err)
 {
     const char *dir = cfg->data.dir;
-    char a[2200], b[2200];
+    Path a, b;
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
     if (cfg->data.dataset == CFG_DATASET_HDF5) return load_hdf5(cfg, train, test, err);
     switch (cfg->data.dataset) {
     case CFG_DATASET_FASHION_MNIST:
     case CFG_DATASET_MNIST:
-        idx_path(a, sizeof a, dir, "train-images-idx3-ubyte");
-        idx_path(b, sizeof b, dir, "train-labels-idx1-ubyte");
-        if (dataset_load_idx(train, a, b, 10, err) != 0) return -1;
-        idx_path(a, sizeof a, dir, "t10k-images-idx3-ubyte");
-        idx_path(b, sizeof b, dir, "t10k-labels-idx1-ubyte");
-        if (dataset_load_idx(test, a, b, 10, err) != 0) return -1;
+        a = idx_path(dir, "train-images-idx3-ubyte");
+        b = idx_path(dir, "train-labels-idx1-ubyte");
+        if (dataset_load_idx(train, a.s, b.s, 10, err) != 0) return -1;
+        a = idx_path(dir, "t10k-images-idx3-ubyte");
+        b = idx_path(dir, "t10k-labels-idx1-ubyte");
+        if (dataset_load_idx(test, a.s, b.s, 10, err) != 0) return -1;
         if (train->h != 28 || train->w != 28 || test->h != 28 || test->w != 28)
             return err_set(err, LEGR_EXIT_DATA, "%s: images are %dx%d, expected 28x28", dir,
                            train->h, train->w);
         break;
     case CFG_DATASET_CIFAR10: {
-        char p[5][2200];
+        Path p[5];
         const char *paths[5];
         for (int i = 0; i < 5; i++) {
-            snprintf(p[i], sizeof p[i], "%s/data_batch_%d.bin", dir, i + 1);
-            paths[i] = p[i];
+            p[i] = path_fmt("%s/data_batch_%d.bin", dir, i + 1);
+            paths[i] = p[i].s;
         }
         if (dataset_load_cifar(train, paths, 5, 0, err) != 0) return -1;
-        snprintf(a, sizeof a, "%s/test_batch.bin", dir);
-        const char *tp[1] = {a};
+        a = path_fmt("%s/test_batch.bin", dir);
+        const char *tp[1] = {a.s};
         if (dataset_load_cifar(test, tp, 1, 0, err) != 0) return -1;
         break;
     }
     case CFG_DATASET_CIFAR100: {
-        snprintf(a, sizeof a, "%s/train.bin", dir);
-        snprintf(b, sizeof b, "%s/test.bin", dir);
-        const char *p1[1] = {a}, *p2[1] = {b};
+        a = path_fmt("%s/train.bin", dir);
+        b = path_fmt("%s/test.bin", dir);
+        const char *p1[1] = {a.s}, *p2[1] = {b.s};
         if (dataset_load_cifar(train, p1, 1, 1, err) != 0) return -1;
         if (dataset_load_cifar(test, p2, 1, 1, err) != 0) return -1;
         break;

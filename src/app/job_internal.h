@@ -21,7 +21,7 @@ typedef struct {
     const Dist *d;
     Config cfg;
     char *config_text;      /* config_to_string(cfg): stored in every HDF5 file */
-    char out_dir[1100];     /* run.out_dir/run.name */
+    Path out_dir;           /* run.out_dir/run.name */
     FILE *jsonl;            /* rank 0: out_dir/log.jsonl */
     DataShape shape;        /* of the configured dataset (rank 0 reads an hdf5 file's header) */
     char shape_note[1200];  /* rank 0, dry run: why the shape is assumed ("" = it is known) */

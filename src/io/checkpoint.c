@@ -97,18 +97,18 @@ int h5_checkpoint_save(const char *path, const Evolution *e, const char *config_
 {
     H5Quiet q;
     h5u_quiet_begin(&q);
-    char tmp[4096];
+    Path tmp;
     int rc = -1;
-    hid_t fid = h5u_create_tmp(path, tmp, sizeof tmp, H5IO_CHECKPOINT_FORMAT,
+    hid_t fid = h5u_create_tmp(path, &tmp, H5IO_CHECKPOINT_FORMAT,
                                H5IO_CHECKPOINT_VERSION, config_text, err);
     if (fid < 0) goto out;
     if (h5u_set_attr(fid, ".", "base_hash", H5T_NATIVE_ULLONG, &base_hash, err) ||
         h5u_set_attr_string(fid, ".", "stage", stage ? stage : "", err) ||
         write_search(fid, e, err)) {
-        h5u_discard(fid, tmp);
+        h5u_discard(fid, tmp.s);
         goto out;
     }
-    rc = h5u_commit(fid, tmp, path, err);
+    rc = h5u_commit(fid, tmp.s, path, err);
 out:
     h5u_quiet_end(&q);
     return rc;

@@ -745,15 +745,19 @@ static int check_includes(const char *path, const char *dir, int depth, Err *err
         if (strncmp(p, "@include", 8) != 0) continue;
         const char *q = strchr(p + 8, '"'), *e = q ? strchr(q + 1, '"') : NULL;
         if (!q || !e) continue; /* the parser reports it */
-        char inc[2048], sub[2400];
-        snprintf(inc, sizeof inc, "%.*s", (int)(e - q - 1), q + 1);
-        if (inc[0] == '/' || !dir[0]) snprintf(sub, sizeof sub, "%s", inc);
-        else snprintf(sub, sizeof sub, "%s/%s", dir, inc);
+        int len = (int)(e - q - 1);
+        if ((size_t)len + strlen(dir) + 2 > LEGR_PATH_MAX) {
+            rc = err_set(err, LEGR_EXIT_USAGE, "%s:%d: the @include path is too long", path, l);
+            break;
+        }
+        /* Relative names are relative to the main config's directory. */
+        Path sub = q[1] == '/' || !dir[0] ? path_fmt("%.*s", len, q + 1)
+                                          : path_fmt("%s/%.*s", dir, len, q + 1);
         Err e2 = {0, ""};
-        if (check_readable(sub, "config file to @include", &e2) != 0)
+        if (check_readable(sub.s, "config file to @include", &e2) != 0)
             rc = err_set(err, LEGR_EXIT_USAGE, "%s:%d: %s", path, l, e2.msg);
         else
-            rc = check_includes(sub, dir, depth + 1, err);
+            rc = check_includes(sub.s, dir, depth + 1, err);
     }
     fclose(f);
     return rc;
@@ -763,15 +767,14 @@ int config_load_file(Config *c, const char *path, Err *err)
 {
     if (check_readable(path, "config file", err) != 0) return -1;
     /* @include names are relative to the main config's directory. */
-    char dir[2048];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
+    Path dir = path_fmt("%s", path); /* fits: check_readable opened path */
+    char *slash = strrchr(dir.s, '/');
     if (slash) *slash = '\0';
-    else dir[0] = '\0';
-    if (check_includes(path, dir, 0, err) != 0) return -1;
+    else dir.s[0] = '\0';
+    if (check_includes(path, dir.s, 0, err) != 0) return -1;
     config_t cfg;
     config_init(&cfg);
-    if (dir[0]) config_set_include_dir(&cfg, dir);
+    if (dir.s[0]) config_set_include_dir(&cfg, dir.s);
     int ok = config_read_file(&cfg, path) == CONFIG_TRUE;
     return load_parsed(c, &cfg, ok, path, err);
 }

@@ -7,8 +7,7 @@
 
 struct FamilyWriter {
     hid_t fid;
-    char tmp[4096];
-    char path[4096];
+    Path tmp, path;
     int n_levels;
     H5Quiet quiet;
 };
@@ -31,13 +30,13 @@ FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *a
                               const char *config_text, Err *err)
 {
     FamilyWriter *w = xcalloc(1, sizeof *w);
-    snprintf(w->path, sizeof w->path, "%s", path);
+    w->path = path_fmt("%s", path);
     h5u_quiet_begin(&w->quiet);
-    w->fid = h5u_create_tmp(path, w->tmp, sizeof w->tmp, H5IO_FAMILY_FORMAT, H5IO_FAMILY_VERSION,
+    w->fid = h5u_create_tmp(path, &w->tmp, H5IO_FAMILY_FORMAT, H5IO_FAMILY_VERSION,
                             config_text, err);
     if (w->fid < 0) goto fail;
     if (write_data_attrs(w->fid, data, err) != 0) {
-        h5u_discard(w->fid, w->tmp);
+        h5u_discard(w->fid, w->tmp.s);
         goto fail;
     }
     hid_t g = H5Gcreate2(w->fid, "base", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -63,7 +62,7 @@ FamilyWriter *h5_family_begin(const char *path, const Net *base, const double *a
         else H5Gclose(l);
     }
     if (rc == 0) return w;
-    h5u_discard(w->fid, w->tmp);
+    h5u_discard(w->fid, w->tmp.s);
 fail:
     h5u_quiet_end(&w->quiet);
     free(w);
@@ -118,8 +117,8 @@ int h5_family_add(FamilyWriter *w, const FamilyLevel *lv, Err *err)
 int h5_family_commit(FamilyWriter *w, Err *err)
 {
     int rc = h5u_set_attr(w->fid, ".", "n_levels", H5T_NATIVE_INT, &w->n_levels, err);
-    if (rc == 0) rc = h5u_commit(w->fid, w->tmp, w->path, err);
-    else h5u_discard(w->fid, w->tmp);
+    if (rc == 0) rc = h5u_commit(w->fid, w->tmp.s, w->path.s, err);
+    else h5u_discard(w->fid, w->tmp.s);
     h5u_quiet_end(&w->quiet);
     free(w);
     return rc;
@@ -127,7 +126,7 @@ int h5_family_commit(FamilyWriter *w, Err *err)
 
 void h5_family_discard(FamilyWriter *w)
 {
-    h5u_discard(w->fid, w->tmp);
+    h5u_discard(w->fid, w->tmp.s);
     h5u_quiet_end(&w->quiet);
     free(w);
 }

@@ -143,9 +143,9 @@ static int save_model_file(const char *path, const Net *net, const TrainCkpt *ck
 {
     H5Quiet q;
     h5u_quiet_begin(&q);
-    char tmp[4096];
+    Path tmp;
     int rc = -1;
-    hid_t fid = h5u_create_tmp(path, tmp, sizeof tmp, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION,
+    hid_t fid = h5u_create_tmp(path, &tmp, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION,
                                config_text, err);
     if (fid < 0) goto out;
     if (h5u_write_model(fid, net, err) ||
@@ -156,10 +156,10 @@ static int save_model_file(const char *path, const Net *net, const TrainCkpt *ck
         (ck && level_key &&
          (h5u_set_attr_string(fid, ".", "level_key", level_key, err) ||
           h5u_set_attr(fid, ".", "train_seconds", H5T_NATIVE_DOUBLE, &ck->train_seconds, err)))) {
-        h5u_discard(fid, tmp);
+        h5u_discard(fid, tmp.s);
         goto out;
     }
-    rc = h5u_commit(fid, tmp, path, err);
+    rc = h5u_commit(fid, tmp.s, path, err);
 out:
     h5u_quiet_end(&q);
     return rc;

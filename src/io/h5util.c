@@ -77,24 +77,24 @@ hid_t h5u_open_read(const char *path, const char *format, int max_version, Err *
     return fid;
 }
 
-hid_t h5u_create_tmp(const char *path, char *tmp, size_t tmp_size, const char *format,
-                     int version, const char *config_text, Err *err)
+hid_t h5u_create_tmp(const char *path, Path *tmp, const char *format, int version,
+                     const char *config_text, Err *err)
 {
-    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size)
-        return err_set(err, LEGR_EXIT_USAGE, "%s: path too long", path);
+    *tmp = path_fmt("%s.tmp", path);
     /* HDF5's core driver without a backing store: the file lives in memory until h5u_commit. */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     hid_t fid = -1;
     if (fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0)
-        fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        fid = H5Fcreate(tmp->s, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fapl >= 0) H5Pclose(fapl);
     if (fid < 0)
-        return err_set(err, LEGR_EXIT_INTERNAL, "%s: HDF5 cannot create the file in memory", tmp);
+        return err_set(err, LEGR_EXIT_INTERNAL, "%s: HDF5 cannot create the file in memory",
+                       tmp->s);
     if (h5u_set_attr_string(fid, ".", "format", format, err) ||
         h5u_set_attr(fid, ".", "format_version", H5T_NATIVE_INT, &version, err) ||
         h5u_set_attr_string(fid, ".", "legr_version", LEGR_VERSION, err) ||
         h5u_set_attr_string(fid, ".", "config", config_text ? config_text : "", err)) {
-        h5u_discard(fid, tmp);
+        h5u_discard(fid, tmp->s);
         return -1;
     }
     return fid;
@@ -156,11 +156,10 @@ static int write_durably(const char *tmp, const char *path, const void *buf, siz
                        strcmp(step, "rename") == 0 ? "the new file over it" : tmp, size,
                        strerror(e), path);
     }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
+    Path dir = path_fmt("%s", path);
+    char *slash = strrchr(dir.s, '/');
     if (slash) *slash = '\0';
-    int dfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY);
+    int dfd = open(slash ? (dir.s[0] ? dir.s : "/") : ".", O_RDONLY | O_DIRECTORY);
     if (dfd >= 0) {
         fsync(dfd); /* best effort: some file systems refuse fsync on directories */
         close(dfd);

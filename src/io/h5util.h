@@ -28,8 +28,8 @@ hid_t h5u_open_read(const char *path, const char *format, int max_version, Err *
  * tmp receives "<path>.tmp", the name the file is written under before its rename. The common
  * root attributes format, format_version, legr_version and config (NULL -> "") are set.
  * Returns a file id or -1. */
-hid_t h5u_create_tmp(const char *path, char *tmp, size_t tmp_size, const char *format,
-                     int version, const char *config_text, Err *err);
+hid_t h5u_create_tmp(const char *path, Path *tmp, const char *format, int version,
+                     const char *config_text, Err *err);
 /* Serialise the file, write it to tmp with plain write(2), fsync it and rename it over path.
  * Closes fid in every case. On failure tmp is removed, path is untouched and -1 is returned
  * with LEGR_EXIT_OUTPUT and the system's reason (e.g. "No space left on device"). */

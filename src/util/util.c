@@ -77,6 +77,18 @@ float *xalloc_floats_at(size_t n, const char *file, int line)
     return p;
 }
 
+Path path_fmt(const char *fmt, ...)
+{
+    Path p;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(p.s, sizeof p.s, fmt, ap);
+    va_end(ap);
+    CHECK(n >= 0 && n < LEGR_PATH_MAX, "path longer than %d bytes: %.80s...", LEGR_PATH_MAX - 1,
+          p.s);
+    return p;
+}
+
 double time_now(void)
 {
     struct timespec ts;
