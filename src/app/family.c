@@ -10,6 +10,7 @@
 #include "job_internal.h"
 #include "job_params.h"
 #include "legr/h5io.h"
+#include "legr/jsonl.h"
 #include "legr/prune.h"
 
 /* Message kind of a finished level sent to rank 0. */
@@ -365,13 +366,18 @@ static int write_family(Job *job, const LevelTeams *t, const Net *base, const Pr
                           stats[j].loss, stats[j].acc, stats[j].lat1, stats[j].lat64,
                           stats[j].seconds};
         if (w && code == 0 && h5_family_add(w, &lv, &err) != 0) code = err.code;
-        if (job->jsonl)
-            fprintf(job->jsonl, "{\"event\":\"family_level\",\"method\":\"%s\",\"target\":%g,"
-                    "\"flops\":%lld,\"params\":%lld,\"test_top1_before\":%.6f,"
-                    "\"test_top1\":%.6f,\"test_loss\":%.6f,\"latency_b1_ms\":%.4f,"
-                    "\"latency_b64_ms\":%.4f}\n", lv.method, lv.target, masks[j].flops,
-                    masks[j].params, lv.acc_before, lv.acc, lv.loss, lv.latency_b1_ms,
-                    lv.latency_b64_ms);
+        JsonLine jl;
+        jl_begin(&jl, job->jsonl, "family_level");
+        jl_str(&jl, "method", lv.method);
+        jl_num(&jl, "target", lv.target, 6);
+        jl_int(&jl, "flops", masks[j].flops);
+        jl_int(&jl, "params", masks[j].params);
+        jl_num(&jl, "test_top1_before", lv.acc_before, 7);
+        jl_num(&jl, "test_top1", lv.acc, 7);
+        jl_num(&jl, "test_loss", lv.loss, 7);
+        jl_num(&jl, "latency_b1_ms", lv.latency_b1_ms, 5);
+        jl_num(&jl, "latency_b64_ms", lv.latency_b64_ms, 5);
+        jl_end(&jl);
         net_free(&shell);
     }
     if (w && code == 0 && h5_family_commit(w, &err) != 0) code = err.code;

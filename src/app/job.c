@@ -14,6 +14,7 @@
 #include "job_internal.h"
 #include "job_params.h"
 #include "legr/h5io.h"
+#include "legr/jsonl.h"
 #include "legr/prune.h"
 #include "legr/search_eval.h"
 #include "legr/search_mpi.h"
@@ -372,10 +373,13 @@ static int stage_base(Job *job, Net *base)
         EvalResult r = train_evaluate(base, &job->test, job->test_idx, job->n_test, &job->norm);
         fprintf(stderr, "base: %.2f MFLOPs, %lld parameters, test loss %.4f top-1 %.2f%%\n",
                 arch_flops(&base->arch) / 1e6, arch_params(&base->arch), r.loss, 100.0 * r.acc);
-        if (job->jsonl)
-            fprintf(job->jsonl, "{\"event\":\"base\",\"flops\":%lld,\"params\":%lld,"
-                    "\"test_loss\":%.6f,\"test_acc\":%.6f}\n", arch_flops(&base->arch),
-                    arch_params(&base->arch), r.loss, r.acc);
+        JsonLine j;
+        jl_begin(&j, job->jsonl, "base");
+        jl_int(&j, "flops", arch_flops(&base->arch));
+        jl_int(&j, "params", arch_params(&base->arch));
+        jl_num(&j, "test_loss", r.loss, 7);
+        jl_num(&j, "test_acc", r.acc, 7);
+        jl_end(&j);
     }
     return 0;
 }
@@ -521,15 +525,15 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         fprintf(stderr, "search: done; best fitness %.5f (candidate %d, val top-1 %.2f%%, %.2f "
                 "MFLOPs); state in %s\n", best->fitness, best->id, 100 * best->accuracy,
                 best->flops / 1e6, save.path.s);
-        if (job->jsonl) {
-            fprintf(job->jsonl, "{\"event\":\"search_done\",\"best_id\":%d,\"fitness\":%.6g,"
-                    "\"accuracy\":%.6f,\"flops\":%.0f,\"alpha\":[", best->id, best->fitness,
-                    best->accuracy, best->flops);
-            for (int l = 0; l < L; l++) fprintf(job->jsonl, "%s%.9g", l ? "," : "", alpha[l]);
-            fprintf(job->jsonl, "],\"kappa\":[");
-            for (int l = 0; l < L; l++) fprintf(job->jsonl, "%s%.9g", l ? "," : "", kappa[l]);
-            fprintf(job->jsonl, "]}\n");
-        }
+        JsonLine j;
+        jl_begin(&j, job->jsonl, "search_done");
+        jl_int(&j, "best_id", best->id);
+        jl_num(&j, "fitness", best->fitness, 6);
+        jl_num(&j, "accuracy", best->accuracy, 6);
+        jl_num(&j, "flops", best->flops, 15);
+        jl_nums(&j, "alpha", alpha, L, 9);
+        jl_nums(&j, "kappa", kappa, L, 9);
+        jl_end(&j);
     }
     if (job->d->rank == 0) evolution_free(&e);
     if (code == LEGR_EXIT_OK) {

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "legr/jsonl.h"
+
 /* Message kinds. Ids travel inside the payload, never in the tag. */
 enum { TAG_WORK = 1, TAG_RESULT = 2, TAG_STOP = 3 };
 
@@ -98,13 +100,16 @@ static void log_result(Master *m, const EvoResult *r)
         m->busy[r->rank] += r->seconds;
         m->count[r->rank]++;
     }
-    if (m->s->jsonl) {
-        fprintf(m->s->jsonl,
-                "{\"event\":\"candidate\",\"id\":%d,\"fitness\":%.6g,\"accuracy\":%.6f,"
-                "\"flops\":%.0f,\"seconds\":%.3f,\"rank\":%d,\"best\":%.6g}\n",
-                r->id, isfinite(r->fitness) ? r->fitness : 1e300, r->accuracy, r->flops,
-                r->seconds, r->rank, best ? best->fitness : NAN);
-    }
+    JsonLine j;
+    jl_begin(&j, m->s->jsonl, "candidate");
+    jl_int(&j, "id", r->id);
+    jl_num(&j, "fitness", r->fitness, 6); /* null when it diverged */
+    jl_num(&j, "accuracy", r->accuracy, 6);
+    jl_num(&j, "flops", r->flops, 15);
+    jl_num(&j, "seconds", r->seconds, 6);
+    jl_int(&j, "rank", r->rank);
+    jl_num(&j, "best", best ? best->fitness : NAN, 6);
+    jl_end(&j);
     if (!isfinite(r->fitness) && !m->s->quiet)
         fprintf(stderr, "search: candidate %d diverged (loss %g); it gets the worst fitness\n",
                 r->id, r->fitness);
@@ -381,15 +386,12 @@ static void report_ranks(const Master *m)
         for (int r = 0; r < m->size; r++)
             fprintf(stderr, "search: rank %d: %d candidate(s), busy %.1f s of %.1f s (%.0f%%)\n",
                     r, m->count[r], m->busy[r], wall, wall > 0 ? 100 * m->busy[r] / wall : 0);
-    if (m->s->jsonl) {
-        fprintf(m->s->jsonl, "{\"event\":\"search_ranks\",\"wall_seconds\":%.3f,\"candidates\":[",
-                wall);
-        for (int r = 0; r < m->size; r++) fprintf(m->s->jsonl, "%s%d", r ? "," : "", m->count[r]);
-        fprintf(m->s->jsonl, "],\"busy_seconds\":[");
-        for (int r = 0; r < m->size; r++) fprintf(m->s->jsonl, "%s%.3f", r ? "," : "", m->busy[r]);
-        fprintf(m->s->jsonl, "]}\n");
-        fflush(m->s->jsonl);
-    }
+    JsonLine j;
+    jl_begin(&j, m->s->jsonl, "search_ranks");
+    jl_num(&j, "wall_seconds", wall, 6);
+    jl_ints(&j, "candidates", m->count, m->size);
+    jl_nums(&j, "busy_seconds", m->busy, m->size, 6);
+    jl_end(&j);
 }
 
 int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err)

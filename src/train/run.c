@@ -1,6 +1,7 @@
 /* The training loop: shuffled mini-batches split across replicas, schedules, progress and logs. */
 #include <stdlib.h>
 
+#include "legr/jsonl.h"
 #include "legr/train.h"
 
 /* Queue this replica's slice [lo, hi) of global batch `step`: each image's augmentation draws
@@ -68,11 +69,15 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                     p->tag, epoch + 1, step + 1, total, epoch_loss / epoch_steps, lr, ips,
                     format_duration(el / (step + 1 - first) * (total - step - 1), eta,
                                     sizeof eta));
-            if (p->jsonl)
-                fprintf(p->jsonl,
-                        "{\"event\":\"train_step\",\"stage\":\"%s\",\"epoch\":%d,\"step\":%lld,"
-                        "\"loss\":%.6f,\"lr\":%.6g,\"img_per_s\":%.1f}\n",
-                        p->tag, epoch + 1, step + 1, epoch_loss / epoch_steps, lr, ips);
+            JsonLine j;
+            jl_begin(&j, p->jsonl, "train_step");
+            jl_str(&j, "stage", p->tag);
+            jl_int(&j, "epoch", epoch + 1);
+            jl_int(&j, "step", step + 1);
+            jl_num(&j, "loss", epoch_loss / epoch_steps, 7);
+            jl_num(&j, "lr", lr, 6);
+            jl_num(&j, "img_per_s", ips, 5);
+            jl_end(&j);
         }
         if (epoch_done) {
             last_epoch_loss = epoch_loss / epoch_steps;
@@ -80,13 +85,15 @@ double train_run(Net *net, const Dataset *d, const int *idx, int n, const Datase
                 EvalResult r = train_evaluate(net, eval, eval_idx, n_eval, &p->norm);
                 fprintf(stderr, "%s: epoch %d train loss %.4f test loss %.4f top-1 %.2f%%\n",
                         p->tag, epoch + 1, last_epoch_loss, r.loss, 100.0 * r.acc);
-                if (p->jsonl) {
-                    fprintf(p->jsonl,
-                            "{\"event\":\"train_epoch\",\"stage\":\"%s\",\"epoch\":%d,\"train_loss\":%.6f,"
-                            "\"test_loss\":%.6f,\"test_acc\":%.6f,\"seconds\":%.2f}\n",
-                            p->tag, epoch + 1, last_epoch_loss, r.loss, r.acc, time_now() - t0);
-                    fflush(p->jsonl);
-                }
+                JsonLine j;
+                jl_begin(&j, p->jsonl, "train_epoch");
+                jl_str(&j, "stage", p->tag);
+                jl_int(&j, "epoch", epoch + 1);
+                jl_num(&j, "train_loss", last_epoch_loss, 7);
+                jl_num(&j, "test_loss", r.loss, 7);
+                jl_num(&j, "test_acc", r.acc, 7);
+                jl_num(&j, "seconds", time_now() - t0, 6);
+                jl_end(&j);
             }
         }
         if (p->step_end) {
