@@ -9,7 +9,7 @@ MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_
 CTEST_ARGS ?= --output-on-failure -j2
 
 .PHONY: all deps deps-demo deps-test build build-asan build-fuzz demo test test-release test-asan \
-        test-fuzz test-narrow fuzz bench clean
+        test-fuzz fuzz bench clean
 
 all: build
 
@@ -42,10 +42,10 @@ build-fuzz: deps-test
 demo: deps-demo build
 	$(MPIRUN_ENV) mpirun --oversubscribe -np $(NP) $(BUILD)/legr-mpi $(CFG)
 
-# The suite twice: an optimised build, then AddressSanitizer + UndefinedBehaviorSanitizer; then
-# 10 s of fuzzing per input reader (test-fuzz) and the kernel tests of 8- and 4-lane builds
-# (test-narrow).
-test: deps-test test-release test-asan test-fuzz test-narrow
+# The suite twice: an optimised build (whose kernel tests also run through every vector ISA
+# variant this CPU supports), then AddressSanitizer + UndefinedBehaviorSanitizer; then 10 s of
+# fuzzing per input reader (test-fuzz).
+test: deps-test test-release test-asan test-fuzz
 
 test-release: build
 	ctest --test-dir $(BUILD) $(CTEST_ARGS)
@@ -62,21 +62,8 @@ fuzz: build-fuzz
 	LEGR_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --test-dir $(FUZZ_BUILD) $(CTEST_ARGS) -V \
 	  | grep -E '^[0-9]+: fuzz_[a-z]+: |tests passed|FAILED'
 
-# The kernel tests again with 8-lane vectors (AVX2, no AVX-512) and with 4-lane ones (SSE, no
-# AVX), as on machines without AVX-512 or AVX: the vector kernels' lane masks and row tails
-# depend on the width.
-NARROW_BUILDS = build-avx2:-mno-avx512f build-sse:-mno-avx
-NARROW_TESTS = test_conv test_conv_fast test_conv_group test_net_grad test_reference test_net_eval
-test-narrow: deps
-	set -e; for nb in $(NARROW_BUILDS); do dir=$${nb%%:*} flag=$${nb#*:}; \
-	  cmake -S . -B $$dir -DCMAKE_BUILD_TYPE=None \
-	    -DCMAKE_C_FLAGS="-O3 -march=native $$flag -DNDEBUG" >/dev/null; \
-	  cmake --build $$dir -j2 --target $(NARROW_TESTS); \
-	  ctest --test-dir $$dir $(CTEST_ARGS) -R "^($(subst $(eval) ,|,$(NARROW_TESTS)))$$"; \
-	done
-
 bench: deps-test build
 	bash tools/bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(foreach nb,$(NARROW_BUILDS),$(firstword $(subst :, ,$(nb))))
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

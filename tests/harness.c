@@ -2,9 +2,24 @@
 #include "harness.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "legr/isa.h"
 
 int harness_failures = 0;
 int harness_checks = 0;
+
+/* A test run with LEGR_ISA naming a kernel variant this CPU cannot run is skipped (exit 77,
+ * which CTest reports as skipped), before any check. */
+__attribute__((constructor)) static void harness_isa_check(void)
+{
+    const char *want = getenv("LEGR_ISA");
+    if (want && *want && !legr_isa_supported(want)) {
+        printf("skipped: this CPU cannot run LEGR_ISA=%s (it runs: %s)\n", want,
+               legr_isa_available());
+        exit(77);
+    }
+}
 
 double harness_max_rel_err(const float *a, const float *b, long long n, double floor)
 {

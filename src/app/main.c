@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "legr/isa.h"
 #include "legr/job.h"
 
 static void print_usage(FILE *f)
@@ -29,7 +30,7 @@ static void print_usage(FILE *f)
             "                   'search' (search.h5 finished), e.g. to run the family as a\n"
             "                   separate job\n"
             "  --help           this text\n"
-            "  --version        the program version\n"
+            "  --version        the program version and the kernels' vector ISA\n"
             "\n"
             "exit codes: 0 success; 1 internal error; 2 usage or config error; 3 input data\n"
             "error (dataset, model or checkpoint file); 4 stopped by SIGTERM/SIGUSR1 after a\n"
@@ -46,7 +47,13 @@ int main(int argc, char **argv)
             print_usage(stdout);
             return 0;
         } else if (!strcmp(a, "--version")) {
-            printf("legr-mpi %s\n", LEGR_VERSION);
+            const char *isa = legr_isa();
+            if (strncmp(isa, "native", 6) == 0)
+                printf("legr-mpi %s\nkernels: %s (built with -march=native; LEGR_ISA is not "
+                       "used)\n", LEGR_VERSION, isa);
+            else
+                printf("legr-mpi %s\nkernels: %s (this CPU runs: %s; LEGR_ISA picks one)\n",
+                       LEGR_VERSION, isa, legr_isa_available());
             return 0;
         } else if (!strcmp(a, "--dry-run")) {
             opts.dry_run = 1;

@@ -1,4 +1,5 @@
 /* Batch normalisation over contiguous channel rows (C, M), PyTorch semantics, optionally synchronised across replicas and fused with a following ReLU. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "legr/layers.h"
 
 #include <math.h>

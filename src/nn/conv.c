@@ -1,4 +1,5 @@
 /* 2-D convolution on channel-major activations: dispatch to the pointwise path (conv_point.c), the shifted-grid paths (conv_shift.c, conv_phase.c), cache-blocked im2col + tiled GEMM for other ungrouped convs, the direct kernels of conv_group.c for grouped convs, and naive references. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "conv_internal.h"

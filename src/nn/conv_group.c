@@ -1,4 +1,5 @@
 /* Direct grouped and depthwise convolution on channel-major activations: each plane is copied into a zero-padded, column-phase-split buffer in cache, and every tap is one vector load per GT_VL output pixels from it; no im2col, no BLAS. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "legr/layers.h"
 #include "legr/util.h"
 #include "conv_internal.h"

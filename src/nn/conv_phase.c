@@ -1,4 +1,5 @@
 /* Stride-2 3x3 convolutions by phase planes on the shifted grid, forward and backward, blocked over images and threads. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "conv_internal.h"
 #include "gemm_tile.h"
 #include "parallel.h"

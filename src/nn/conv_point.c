@@ -1,4 +1,5 @@
 /* Pointwise convolutions (1x1, stride 1, no padding, ungrouped) as GEMMs run straight on the channel-major tensors, blocked over pixels, forward and backward. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "conv_internal.h"
 #include "gemm_tile.h"
 #include "parallel.h"

@@ -1,4 +1,5 @@
 /* "Same" stride-1 convolutions on the shifted grid (row-wise Winograd F(4,3) for 3x3, the direct shifted GEMM otherwise), forward and backward, blocked over images and threads. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "conv_internal.h"
 #include "gemm_tile.h"
 #include "parallel.h"

@@ -1,4 +1,5 @@
 /* Elementwise kernels over flat float arrays (ReLU, ReLU6, the residual add) and the conv bias over channel rows, split over the engine's threads. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "legr/layers.h"
 
 #include <stddef.h>

@@ -1,4 +1,5 @@
 /* The shifted grid's plan: block geometry, workspace layout, the lane and grid maps, grid fills and row transposes. */
+#include "isa.h" /* first: renames this file's functions in per-ISA builds */
 #include "shift_plan.h"
 
 #include "parallel.h"
