@@ -12,10 +12,21 @@ for code in "0 success" "2 usage" "3 input data" "4 stopped"; do
     expect_grep "$code" "$T/help.out" "--help explains exit code '$code'"
 done
 
-# --version: exit 0, one line naming the program and a version number.
+# --version: exit 0, the program and a version number, then the kernels' ISA. LEGR_ISA picks
+# another variant the CPU runs (sse always), and refuses an unknown name (exit 2).
 legr_run 20 "$T/version" --version
 expect_rc 0 "$T/version" "--version"
 grep -Eq '^legr-mpi [0-9]+\.[0-9]+' "$T/version.out" || fail "--version printed: $(cat "$T/version.out")"
+grep -Eq '^kernels: (avx512|avx2|sse|native-[0-9]+-lane) ' "$T/version.out" ||
+    fail "--version names no kernel ISA: $(cat "$T/version.out")"
+if ! grep -q '^kernels: native' "$T/version.out"; then
+    LEGR_ISA=sse legr_run 20 "$T/sse" --version
+    expect_rc 0 "$T/sse" "LEGR_ISA=sse"
+    expect_grep "kernels: sse (this CPU runs: " "$T/sse.out" "LEGR_ISA=sse is used"
+    LEGR_ISA=neon legr_run 20 "$T/neon" --version
+    expect_rc 2 "$T/neon" "LEGR_ISA=neon"
+    expect_grep "LEGR_ISA=neon: unknown (avx512, avx2 or sse" "$T/neon.err" "LEGR_ISA=neon: message"
+fi
 
 # Usage errors: exit 2, and nothing started (no run directory appears).
 legr_run 20 "$T/unknown_opt" --frobnicate x.cfg
