@@ -1,6 +1,6 @@
 # Bad inputs stop the job cleanly with the documented exit codes: a corrupt IDX dataset (exit 3,
-# on every rank under mpirun), a model.init that is not HDF5 or holds another network (exit 3,
-# naming the tensor), and an unreachable family FLOPs target (exit 2, explained).
+# on every rank under mpirun), a model.init that is not HDF5, holds another network or a NaN
+# weight (exit 3, naming the tensor), and an unreachable family FLOPs target (exit 2, explained).
 source "$(dirname "$0")/lib.sh"
 
 # A Fashion-MNIST directory of raw IDX files: good labels and test files, and a training image
@@ -91,6 +91,26 @@ expect_rc 3 "$T/width" "model.init of another width"
 expect_grep "params/conv1.weight" "$T/width.err" "other width: tensor named"
 expect_grep "(8, 3, 3, 3)" "$T/width.err" "other width: the file's shape"
 expect_grep "(16, 3, 3, 3)" "$T/width.err" "other width: the expected shape"
+
+# model.init with a NaN weight (the right network otherwise): refused before training, exit 3
+# naming the file and the tensor (it used to train on and report a NaN loss).
+"$PYTHON" - "$T/runs/r14/base.h5" "$T/nan.h5" <<'PY'
+import shutil, sys, h5py, numpy as np
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    w = f["params/layer1.0.conv1.weight"]
+    a = w[()]
+    a.flat[5] = np.nan
+    w[...] = a
+PY
+MODEL_GROUP="model: { depth = 14; width = 0.5; init = \"$T/nan.h5\"; };" \
+    write_cfg "$T/nan.cfg" nan 'pretrain: { epochs = 1; };
+search: { enabled = false; };
+family: { enabled = false; };'
+legr_run 60 "$T/nan" "$T/nan.cfg"
+expect_rc 3 "$T/nan" "model.init with a NaN weight"
+expect_grep "$T/nan.h5: tensor 'params/layer1.0.conv1.weight' holds nan at element 5" "$T/nan.err" \
+    "NaN weight: file, tensor and element named"
 
 # A family level below what the safeguard allows: a usage error (2) that says why.
 write_cfg "$T/unreach.cfg" unreach 'pretrain: { epochs = 0; };
