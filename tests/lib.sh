@@ -243,6 +243,8 @@ freeze_at_first_checkpoint() {
     RANK0=
     until [[ -n $RANK0 ]]; do
         ((SECONDS < end)) || fail "rank 0 did not start"
+        # A job that ended before it was seen cannot be frozen: say so at once.
+        kill -0 "$JOB_PID" 2>/dev/null || fail "the job ended before its rank 0 was seen"
         RANK0=$(pids_of_rank 0)
     done
     kill -STOP "$RANK0"
