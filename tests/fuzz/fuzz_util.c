@@ -147,12 +147,43 @@ static void write_back(hid_t fid, const Target *t, hid_t id, hid_t type, hid_t s
     }
 }
 
-/* Overwrite bytes (op 0) or plant a special number (op 1) in the target's data. Variable-length
- * types hold pointers in memory: they are only replaced (op 3/4), never patched. */
+/* A dataset of variable-length byte sequences (encoded images): overwrite two bytes of one
+ * element (op 0) or cut it short (op 1). */
+static void patch_vlen_bytes(hid_t id, hid_t space, int op, uint64_t v)
+{
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    hid_t mem = H5Tvlen_create(H5T_NATIVE_UINT8);
+    hvl_t *buf = n > 0 ? calloc((size_t)n, sizeof *buf) : NULL;
+    if (buf && H5Dread(id, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) {
+        hvl_t *e = &buf[(v >> 8) % (uint64_t)n];
+        if (e->len > 0 && op == 0) {
+            size_t off = (size_t)(v >> 16) % e->len;
+            for (int i = 0; i < 2 && off + (size_t)i < e->len; i++)
+                ((uint8_t *)e->p)[off + (size_t)i] = (uint8_t)(v >> (40 + 8 * i));
+        } else if (op == 1) {
+            e->len = (size_t)(v >> 16) % (e->len + 1);
+        }
+        H5Dwrite(id, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+        for (hssize_t i = 0; i < n; i++) H5free_memory(buf[i].p); /* also a cut-short one's */
+    }
+    free(buf);
+    H5Tclose(mem);
+}
+
+/* Overwrite bytes (op 0) or plant a special number (op 1) in the target's data. Other
+ * variable-length types hold pointers in memory: they are only replaced (op 3/4). */
 static void patch(hid_t fid, const Target *t, int op, uint64_t v)
 {
     hid_t type, space, id = open_target(fid, t, &type, &space);
     if (id < 0) return;
+    if (!t->attr[0] && H5Tget_class(type) == H5T_VLEN) {
+        hid_t base = H5Tget_super(type);
+        if (base >= 0 && H5Tget_class(base) == H5T_INTEGER && H5Tget_size(base) == 1)
+            patch_vlen_bytes(id, space, op, v);
+        if (base >= 0) H5Tclose(base);
+        close_target(t, id, type, space);
+        return;
+    }
     hid_t mem = H5Tget_native_type(type, H5T_DIR_DEFAULT);
     hssize_t n = H5Sget_simple_extent_npoints(space);
     size_t esize = mem >= 0 ? H5Tget_size(mem) : 0;
@@ -202,7 +233,18 @@ static void create_like(hid_t fid, const Target *t, hid_t type, int ndim, const 
                                        H5P_DEFAULT);
     hssize_t n = H5Sget_simple_extent_npoints(space);
     size_t esize = H5Tget_size(type);
-    if (id >= 0 && n > 0 && H5Tis_variable_str(type) <= 0) {
+    if (id >= 0 && n > 0 && H5Tget_class(type) == H5T_VLEN) {
+        /* Sequences of up to 8 elements (of at most 8 bytes each) holding v's bytes. */
+        hvl_t *seqs = malloc((size_t)n * sizeof *seqs);
+        uint64_t words[8];
+        for (int i = 0; i < 8; i++) words[i] = v;
+        for (hssize_t i = 0; i < n; i++) {
+            seqs[i].len = (size_t)((v >> 4) + (uint64_t)i) % 9;
+            seqs[i].p = words;
+        }
+        rw(t, id, type, seqs, 1);
+        free(seqs);
+    } else if (id >= 0 && n > 0 && H5Tis_variable_str(type) <= 0) {
         uint8_t *buf = malloc((size_t)n * esize);
         for (size_t i = 0; i < (size_t)n * esize; i++) buf[i] = (uint8_t)(v >> (8 * (i % 8)));
         rw(t, id, type, buf, 1);
