@@ -358,7 +358,11 @@ static void test_errors(void)
     expect_error("data = { dataset = \"hdf5\"; file = \"x.h5\"; channels = 300; };\n",
                  "job.cfg:1: data.channels = 300 is out of range [0, 256]");
     expect_error("run = { name = \"a/b\"; };\n",
-                 "job.cfg:1: run.name = \"a/b\" must be a non-empty name without '/'");
+                 "job.cfg:1: run.name = \"a/b\" must be a non-empty name without '/' or control "
+                 "characters");
+    expect_error("run = { name = \"a\\nb\"; };\n",
+                 "job.cfg:1: run.name = \"a\\nb\" must be a non-empty name without '/' or "
+                 "control characters");
     expect_error("run = { name = \"0123456789012345678901234567890123456789"
                  "012345678901234567890123456789\"; };\n",
                  "job.cfg:1: run.name is too long (70 characters, at most 63)");

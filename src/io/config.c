@@ -606,10 +606,14 @@ static int check_data_file(const Loader *ld, const Config *c)
 static int check_consistency(const Loader *ld, const Config *c)
 {
     char shown[256];
-    if (c->run.name[0] == '\0' || strchr(c->run.name, '/'))
+    /* run.name is a directory name: no '/', and no control characters, which would end up in
+     * every path the job prints. */
+    int control = 0;
+    for (const char *p = c->run.name; *p; p++) control |= (unsigned char)*p < 0x20 || *p == 0x7f;
+    if (c->run.name[0] == '\0' || strchr(c->run.name, '/') || control)
         return loader_fail(ld, key_line(ld, "run", "name", NULL),
-                           "run.name = \"%s\" must be a non-empty name without '/'",
-                           escaped(c->run.name, shown, sizeof shown));
+                           "run.name = \"%s\" must be a non-empty name without '/' or control "
+                           "characters", escaped(c->run.name, shown, sizeof shown));
     if (c->run.out_dir[0] == '\0')
         return loader_fail(ld, key_line(ld, "run", "out_dir", NULL),
                            "run.out_dir must not be empty");
