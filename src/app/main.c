@@ -34,7 +34,8 @@ static void print_usage(FILE *f)
             "\n"
             "exit codes: 0 success; 1 internal error; 2 usage or config error; 3 input data\n"
             "error (dataset, model or checkpoint file); 4 stopped by SIGTERM/SIGUSR1 after a\n"
-            "clean checkpoint (resume with --resume).\n"
+            "clean checkpoint (resume with --resume); 5 an output cannot be written (full disk,\n"
+            "permissions; the previous file is kept).\n"
             "Configuration keys: docs/CONFIG.md. File formats: docs/FORMAT.md.\n");
 }
 

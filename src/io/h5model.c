@@ -393,13 +393,15 @@ int h5_train_ckpt_load(const char *path, Net *net, TrainCkpt *ck, char **level_k
                 "epochs_done); pass it as model.init instead", path);
         goto out;
     }
+    /* Files written before steps were recorded have epochs_done only (steps_done stays -1). */
+    int has_steps = H5Aexists(fid, "steps_done") > 0;
     if (read_weights(fid, net, path, err) ||
         read_tensors(fid, "momentum", net->params, net->n_params, net->mom, path, err) ||
         h5u_get_attr(fid, ".", "epochs_done", H5T_NATIVE_INT, &ck->epochs_done, path, err) ||
-        (H5Aexists(fid, "steps_done") > 0 &&
+        (has_steps &&
          h5u_get_attr(fid, ".", "steps_done", H5T_NATIVE_LLONG, &ck->steps_done, path, err)))
         goto out;
-    if (ck->epochs_done < 0 || ck->steps_done < (H5Aexists(fid, "steps_done") > 0 ? 0 : -1)) {
+    if (ck->epochs_done < 0 || ck->steps_done < (has_steps ? 0 : -1)) {
         err_set(err, LEGR_EXIT_DATA, "%s: epochs_done = %d, steps_done = %lld: a training "
                 "checkpoint counts from 0", path, ck->epochs_done, ck->steps_done);
         goto out;

@@ -288,7 +288,8 @@ int h5u_write(hid_t loc, const char *name, hid_t mem_type, hid_t file_type, int 
                  : -1;
     if (dset >= 0) H5Dclose(dset);
     if (space >= 0) H5Sclose(space);
-    if (rc) err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot write dataset '%s' (disk full?)", name);
+    if (rc) err_set(err, LEGR_EXIT_INTERNAL, "HDF5: cannot write dataset '%s' (out of memory?)",
+                           name);
     return rc;
 }
 
