@@ -4,8 +4,9 @@
 
 #include <stddef.h>
 #include <string.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__BMI2__))
 #include <immintrin.h>
+#include <stdint.h>
 #endif
 
 /*
@@ -41,11 +42,23 @@ static inline gt_vf gt_shuffle2(gt_vf x, gt_vf y, gt_vi m)
 #define gt_shuffle2(x, y, m) __builtin_shuffle((x), (y), (m))
 #endif
 
+/*
+ * Register blocking. A tile's accumulators and the operand vectors of one reduction step must fit
+ * in the vector registers, or GCC spills accumulators inside the inner loop: AVX-512 has 32
+ * registers (an 8 x 3 tile: 24 accumulators, 3 B vectors, 1 broadcast), AVX2 and SSE have 16
+ * (4 x 3: 12 + 3 + 1).
+ */
+#if GT_VL == 16
 enum {
-    GT_MR = 8,          /* rows of C per tile (rows of a packed A panel) */
-    GT_NV = 3,          /* vectors of C per tile row */
-    GT_NR = GT_NV * GT_VL /* columns of C per tile; B row strides are multiples of this */
+    GT_MR = 8,     /* rows of C per tile (rows of a packed A panel) */
+    GT_NV = 3,     /* vectors of C per tile row */
+    GT_DW_ACC = 18, /* accumulators of gt_dw_one */
+    GT_DR = 4      /* rows (and columns) of gt_gemm_abt_acc's dot-product tiles */
 };
+#else
+enum { GT_MR = 4, GT_NV = 3, GT_DW_ACC = 12, GT_DR = 3 };
+#endif
+enum { GT_NR = GT_NV * GT_VL }; /* columns of C per tile; B row strides are multiples of this */
 
 static inline gt_vf gt_load(const float *p) { return *(const gt_vfu *)p; }
 /* All lanes = *p. (Written as x - 0, which folds to a plain broadcast load; x + 0 would not
@@ -145,12 +158,24 @@ static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, 
 }
 
 /* The lanes of v selected by bit e of mask, in lane order, to p[0], p[1], ... (AVX-512: one
- * compress and one masked store). */
+ * compress and one masked store; AVX2: a permute and a masked store). */
 static inline void gt_store_lanes(float *p, gt_vf v, unsigned mask)
 {
 #if GT_VL == 16
     __m512 c = _mm512_maskz_compress_ps((__mmask16)mask, (__m512)v);
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(mask)) - 1), c);
+#elif GT_VL == 8 && defined(__AVX2__) && defined(__BMI2__)
+    if (mask == 0xffu) {
+        gt_store(p, v);
+        return;
+    }
+    /* pext gathers the byte indices of the selected lanes to the bottom; a permute moves those
+     * lanes down and a masked store writes the first popcount(mask). */
+    uint64_t sel = _pdep_u64(mask, 0x0101010101010101u) * 0xffu;
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)_pext_u64(0x0706050403020100u, sel)));
+    __m256i first = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(mask)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(p, first, _mm256_permutevar8x32_ps((__m256)v, idx));
 #else
     for (int e = 0; e < GT_VL; e++)
         if (mask >> e & 1) *p++ = v[e];
@@ -163,6 +188,18 @@ static inline gt_vf gt_load_lanes(const float *p, unsigned mask)
 {
 #if GT_VL == 16
     return (gt_vf)_mm512_maskz_expandloadu_ps((__mmask16)mask, p);
+#elif GT_VL == 8 && defined(__AVX2__) && defined(__BMI2__)
+    if (mask == 0xffu) return gt_load(p);
+    /* A masked load of the first popcount(mask) floats (the others are not touched), then pdep
+     * spreads the lane indices 0, 1, ... over the selected lanes and a permute moves them
+     * there; the other lanes are cleared. */
+    uint64_t sel = _pdep_u64(mask, 0x0101010101010101u) * 0xffu;
+    __m256i first = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(mask)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)_pdep_u64(0x0706050403020100u, sel)));
+    __m256i keep = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)sel));
+    __m256 x = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, first), idx);
+    return (gt_vf)_mm256_and_ps(x, _mm256_castsi256_ps(keep));
 #else
     gt_vf v = {0};
     for (int e = 0; e < GT_VL; e++)
@@ -195,29 +232,29 @@ static inline const float *gt_row(const GtRows *b, int k)
 }
 
 /* C (M x N, ldc) += A (M x L, lda) x B^T, B's N rows given by rows: dot products along rows;
- * L a multiple of GT_VL. Tiles of 4 x 4 dot products; a short edge tile repeats its last row
+ * L a multiple of GT_VL. Tiles of GT_DR x GT_DR dot products; a short edge tile repeats its last row
  * (computed and not stored) so every tile runs the same code. */
 static inline void gt_gemm_abt_acc(int M, int N, int L, const float *a, size_t lda,
                                    const GtRows *b, float *c, size_t ldc)
 {
-    for (int i0 = 0; i0 < M; i0 += 4) {
-        const float *ar[4];
-        for (int r = 0; r < 4; r++) ar[r] = a + (size_t)(i0 + r < M ? i0 + r : M - 1) * lda;
-        for (int j0 = 0; j0 < N; j0 += 4) {
-            const float *br[4];
-            for (int s = 0; s < 4; s++) br[s] = gt_row(b, j0 + s < N ? j0 + s : N - 1);
-            gt_vf acc[4][4];
-            for (int r = 0; r < 4; r++)
-                for (int s = 0; s < 4; s++) acc[r][s] = (gt_vf){0};
+    for (int i0 = 0; i0 < M; i0 += GT_DR) {
+        const float *ar[GT_DR];
+        for (int r = 0; r < GT_DR; r++) ar[r] = a + (size_t)(i0 + r < M ? i0 + r : M - 1) * lda;
+        for (int j0 = 0; j0 < N; j0 += GT_DR) {
+            const float *br[GT_DR];
+            for (int s = 0; s < GT_DR; s++) br[s] = gt_row(b, j0 + s < N ? j0 + s : N - 1);
+            gt_vf acc[GT_DR][GT_DR];
+            for (int r = 0; r < GT_DR; r++)
+                for (int s = 0; s < GT_DR; s++) acc[r][s] = (gt_vf){0};
             for (int l = 0; l < L; l += GT_VL) {
-                gt_vf av[4], bv[4];
-                for (int r = 0; r < 4; r++) av[r] = gt_load(ar[r] + l);
-                for (int s = 0; s < 4; s++) bv[s] = gt_load(br[s] + l);
-                for (int r = 0; r < 4; r++)
-                    for (int s = 0; s < 4; s++) acc[r][s] += av[r] * bv[s];
+                gt_vf av[GT_DR], bv[GT_DR];
+                for (int r = 0; r < GT_DR; r++) av[r] = gt_load(ar[r] + l);
+                for (int s = 0; s < GT_DR; s++) bv[s] = gt_load(br[s] + l);
+                for (int r = 0; r < GT_DR; r++)
+                    for (int s = 0; s < GT_DR; s++) acc[r][s] += av[r] * bv[s];
             }
-            for (int r = 0; r < 4 && i0 + r < M; r++) {
-                for (int s = 0; s < 4 && j0 + s < N; s++) {
+            for (int r = 0; r < GT_DR && i0 + r < M; r++) {
+                for (int s = 0; s < GT_DR && j0 + s < N; s++) {
                     float t = 0.0f;
                     for (int e = 0; e < GT_VL; e++) t += acc[r][s][e];
                     c[(size_t)(i0 + r) * ldc + j0 + s] += t;
@@ -255,7 +292,7 @@ static inline void gt_transpose(gt_vf *b)
  * direct 3x3 conv a padded grid read at shifted offsets, toff[kh*3 + kw] = kh*pitch + kw (nine
  * taps); for Winograd a V plane read at its three row shifts (wino_tile.h). Every (oc, tap) sum
  * runs over l in order in one register lane, so the whole reduction stays in registers (up to
- * 18 accumulators) and its operands come from L1: per pixel one or two vector loads of dyT and
+ * GT_DW_ACC accumulators) and its operands come from L1: per pixel one or two vector loads of dyT and
  * ntap broadcasts per channel. (The dot-product form gt_gemm_abt_acc streams both operands from
  * L2 at two loads per four FMAs.)
  */
@@ -266,11 +303,11 @@ static inline __attribute__((always_inline)) void gt_dw_one(float *dw, size_t kc
                                                             const ptrdiff_t *toff, int ntap)
 {
     /* nv (1 or 2) vectors of oc x nc <= ncm channels (a short last group repeats channel c and
-     * drops it), nv*ncm*ntap <= 18 accumulators: acc[(k*nv + a)*ntap + t] lane e is filter
+     * drops it), nv*ncm*ntap <= GT_DW_ACC accumulators: acc[(k*nv + a)*ntap + t] lane e is filter
      * oc0 + a*GT_VL + e, channel c + k, tap t. */
-    gt_vf acc[18];
-    for (int i = 0; i < 18; i++) acc[i] = (gt_vf){0};
-    const float *xk[6];
+    gt_vf acc[GT_DW_ACC];
+    for (int i = 0; i < GT_DW_ACC; i++) acc[i] = (gt_vf){0};
+    const float *xk[GT_DW_ACC / 3];
     for (int k = 0; k < ncm; k++) xk[k] = x + (size_t)(c + (k < nc ? k : 0)) * cs;
     const float *d = dyT + oc0;
     for (int l = 0; l < L; l++, d += ocp) {
@@ -294,24 +331,26 @@ static inline __attribute__((always_inline)) void gt_dw_one(float *dw, size_t kc
 }
 
 /* Callers pass ntap as a constant (9 or 3): inlined, the loops unroll and the accumulators stay
- * in registers, which a variable count would not allow. Each dyT load feeds 18 / nv
- * accumulators: per pixel two vector loads and 9 broadcasts (two oc vectors), or one load and
- * 18 broadcasts (one). */
+ * in registers, which a variable count would not allow. A pass takes two oc vectors when
+ * 2*ntap accumulators fit (per pixel two dyT loads, each feeding GT_DW_ACC / 2 accumulators),
+ * else one (one load, ntap or more broadcasts per channel). */
 static inline __attribute__((always_inline)) void gt_dw_acc(float *dw, size_t kc, int OC, int C,
                                                             int L, const float *dyT, int ocp,
                                                             const float *x, size_t cs,
                                                             const ptrdiff_t *toff, int ntap)
 {
-    const int nc2 = 18 / (2 * ntap), nc1 = 18 / ntap; /* channels per pass, two or one oc vectors */
-    for (int oc0 = 0; oc0 < ocp; oc0 += 2 * GT_VL) {
-        if (ocp - oc0 >= 2 * GT_VL) {
+    const int nc2 = GT_DW_ACC / (2 * ntap), nc1 = GT_DW_ACC / ntap; /* channels per pass */
+    for (int oc0 = 0; oc0 < ocp;) {
+        if (nc2 > 0 && ocp - oc0 >= 2 * GT_VL) {
             for (int c = 0; c < C; c += nc2)
                 gt_dw_one(dw, kc, OC, oc0, 2, nc2, c, C - c < nc2 ? C - c : nc2, L, dyT, ocp, x,
                           cs, toff, ntap);
+            oc0 += 2 * GT_VL;
         } else {
             for (int c = 0; c < C; c += nc1)
                 gt_dw_one(dw, kc, OC, oc0, 1, nc1, c, C - c < nc1 ? C - c : nc1, L, dyT, ocp, x,
                           cs, toff, ntap);
+            oc0 += GT_VL;
         }
     }
 }

@@ -33,8 +33,8 @@
  */
 enum {
     WN_J = 6,                 /* transformed values per group */
-    WN_R = 8,                 /* filters per tile */
-    WN_G = 3,                 /* vectors of groups per tile */
+    WN_R = GT_MR,             /* filters per tile */
+    WN_G = GT_NV,             /* vectors of groups per tile */
     WN_NG = WN_G * GT_VL      /* groups per tile: 4*WN_NG centres */
 };
 
