@@ -170,19 +170,25 @@ void add_relu_forward(float *out, const float *a, const float *b, long long n)
     par_for(elt_chunks(n), n, add_relu_forward_range, &e);
 }
 
-/* g = dout where out > 0, else 0, into da and db (each overwritten or accumulated per set). */
+/* d = (or +=) dout where out > 0, else 0, over [i0, i1). */
+static void relu_grad_into(float *d, const float *dout, const float *out, long long i0,
+                           long long i1, int set)
+{
+    if (set)
+        for (long long i = i0; i < i1; i++) d[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    else
+        for (long long i = i0; i < i1; i++) d[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* g = dout where out > 0, else 0, into da and db (each overwritten or accumulated per set). One
+ * loop per output: each vectorises (a loop storing to both did not), and da may be db. */
 static void add_relu_backward_range(void *ctx, int lo, int hi)
 {
     const EltArgs *e = ctx;
     long long i0, i1;
     elt_range(e, lo, hi, &i0, &i1);
-    float *da = e->out, *db = e->out2;
-    const float *dout = e->a, *out = e->b;
-    for (long long i = i0; i < i1; i++) {
-        float g = out[i] > 0.0f ? dout[i] : 0.0f;
-        if (da) da[i] = (e->set & 1) ? g : da[i] + g;
-        if (db) db[i] = (e->set & 2) ? g : db[i] + g;
-    }
+    if (e->out) relu_grad_into(e->out, e->a, e->b, i0, i1, e->set & 1);
+    if (e->out2) relu_grad_into(e->out2, e->a, e->b, i0, i1, e->set & 2);
 }
 
 void add_relu_backward(float *da, float *db, const float *dout, const float *out, long long n,
