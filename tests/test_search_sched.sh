@@ -2,7 +2,8 @@
 # rank 0 included, spends the search's wall time evaluating except for at most about one
 # candidate's time (the end, when work runs out, and the start), so the per-rank candidate
 # counts differ by no more than their candidate times explain. The figures come from the job's
-# own report (the "search_ranks" log event) and its per-candidate seconds.
+# own report (the "search_ranks" log event) and its per-candidate seconds, whose split into
+# pruning, tau steps and validation must account for them.
 source "$(dirname "$0")/lib.sh"
 pretrain_base 1 32
 # The sanitizer build checks -np 3 only (rank 0 and two workers; the same dispatch).
@@ -23,6 +24,10 @@ ev = [json.loads(l) for l in open(path)]
 ranks = [e for e in ev if e["event"] == "search_ranks"][-1]
 cands = [e for e in ev if e["event"] == "candidate"]
 wall, count, busy = ranks["wall_seconds"], ranks["candidates"], ranks["busy_seconds"]
+for c in cands:
+    parts = (c["prune_s"], c["train_s"], c["val_s"])
+    assert min(parts) >= 0 and c["train_s"] > 0 and c["val_s"] > 0, c
+    assert abs(sum(parts) - c["seconds"]) <= 0.01 + 0.01 * c["seconds"], c
 assert len(count) == np_ and sum(count) == 36, (count, np_)
 for r in range(np_):
     secs = [c["seconds"] for c in cands if c["rank"] == r]

@@ -28,6 +28,9 @@ typedef struct {
     int id;
     double fitness, accuracy, flops, seconds;
     int rank; /* the MPI rank that evaluated it (informational) */
+    /* Where seconds went (informational, logged, not checkpointed): ranking and surgery, the
+     * tau fine-tuning steps, validation. */
+    double prune_seconds, train_seconds, val_seconds;
 } EvoResult;
 
 /* One reported candidate: the result plus its parent (its alpha/kappa live in parallel arrays). */

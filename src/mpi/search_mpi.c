@@ -13,7 +13,7 @@
 enum { TAG_WORK = 1, TAG_RESULT = 2, TAG_STOP = 3 };
 
 /* A result on the wire: id, fitness, accuracy, flops, seconds, rank. */
-#define RESULT_DOUBLES 6
+#define RESULT_DOUBLES 9
 
 /* Work message: id, parent, alpha[L], kappa[L]. */
 static void pack_candidate(double *msg, const Candidate *c, int L)
@@ -40,6 +40,9 @@ static void pack_result(double *msg, const EvoResult *r)
     msg[3] = r->flops;
     msg[4] = r->seconds;
     msg[5] = r->rank;
+    msg[6] = r->prune_seconds;
+    msg[7] = r->train_seconds;
+    msg[8] = r->val_seconds;
 }
 
 static void unpack_result(EvoResult *r, const double *msg)
@@ -50,6 +53,9 @@ static void unpack_result(EvoResult *r, const double *msg)
     r->flops = msg[3];
     r->seconds = msg[4];
     r->rank = (int)msg[5];
+    r->prune_seconds = msg[6];
+    r->train_seconds = msg[7];
+    r->val_seconds = msg[8];
 }
 
 /* Worker: evaluate candidates until told to stop. */
@@ -108,6 +114,9 @@ static void log_result(Master *m, const EvoResult *r)
     jl_num(&j, "flops", r->flops, 15);
     jl_num(&j, "seconds", r->seconds, 6);
     jl_int(&j, "rank", r->rank);
+    jl_num(&j, "prune_s", r->prune_seconds, 4);
+    jl_num(&j, "train_s", r->train_seconds, 4);
+    jl_num(&j, "val_s", r->val_seconds, 4);
     jl_num(&j, "best", best ? best->fitness : NAN, 6);
     jl_end(&j);
     if (!isfinite(r->fitness) && !m->s->quiet)

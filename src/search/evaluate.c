@@ -54,6 +54,7 @@ void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
     r->fitness = INFINITY;
     r->accuracy = 0.0;
     r->flops = 0.0;
+    r->prune_seconds = r->train_seconds = r->val_seconds = 0.0;
     if (se->null_eval) {
         r->fitness = null_fitness(c, L);
         r->seconds = time_now() - t0;
@@ -66,7 +67,7 @@ void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
     if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, L, se->target, se->safeguard, &mask,
                    &err) != 0) {
         fprintf(stderr, "search: candidate %d cannot be pruned: %s\n", c->id, err.msg);
-        r->seconds = time_now() - t0;
+        r->seconds = r->prune_seconds = time_now() - t0;
         return;
     }
     r->flops = (double)mask.flops;
@@ -85,10 +86,15 @@ void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
         ft.step_ctx = (void *)&se->poll;
     }
     Replicas single = {0, 1, NULL};
+    double t1 = time_now();
     if (ft.steps > 0)
         train_run(&net, se->data, se->train_idx, se->n_train, NULL, NULL, 0, &ft, &single);
+    double t2 = time_now();
     EvalResult ev = evaluate_polled(&net, se->data, se->val_idx, se->n_val, &ft.norm, &se->poll);
     net_free(&net);
+    r->prune_seconds = t1 - t0;
+    r->train_seconds = t2 - t1;
+    r->val_seconds = time_now() - t2;
 
     r->accuracy = ev.acc;
     if (isfinite(ev.loss)) r->fitness = se->fitness_acc ? 1.0 - ev.acc : ev.loss;
