@@ -229,6 +229,13 @@ int main(void)
          * (all the dW lanes). */
         {23, 96, 8, 8, 37, 1, 1, 0, 1, "pointwise, two blocks"},
         {45, 37, 16, 16, 96, 1, 1, 0, 1, "pointwise, eight blocks"},
+        /* B is packed in chunks of POINT_PACK_FLOATS floats: 13 channels make chunks of at most
+         * 1260 pixels (1248 with 8- and 16-lane tiles), so a 1600-pixel block holds two and a partial
+         * tile; past 1365 rows (4-lane tiles; fewer for wider) B is read in place instead,
+         * here by the forward (1400 -> 5) and by the backward's dX (5 -> 1400). */
+        {4, 13, 20, 20, 10, 1, 1, 0, 1, "pointwise, two packed chunks"},
+        {2, 1400, 3, 3, 5, 1, 1, 0, 1, "pointwise, 1400 channels (B in place)"},
+        {2, 5, 3, 3, 1400, 1, 1, 0, 1, "pointwise, 1400 filters (dX's B in place)"},
         {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
         {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},

@@ -93,54 +93,100 @@ static void point_copy_tail(const PointPlan *p, float *t, const float *src, int 
     }
 }
 
+/* Store tile t (rows i.. of dst, pixels j.. of the full tiles) from its registers: = through
+ * the plan's epilogue if any (forward), += when acc (the backward's dX), = otherwise. */
+static inline __attribute__((always_inline)) void point_store_tile(const PointPlan *p,
+                                                                    gt_vf t[GT_MR][GT_NV],
+                                                                    int rows, int i, float *dst,
+                                                                    size_t j, int acc)
+{
+    const ConvEpilogue *ep = acc ? NULL : p->ep;
+    for (int r = 0; r < GT_MR && i + r < rows; r++) {
+        int oc = i + r;
+        float *d = dst + (size_t)oc * p->M + j;
+        for (int v = 0; v < GT_NV; v++) {
+            gt_vf y = t[r][v];
+            float *dv = d + v * GT_VL;
+            if (acc) {
+                y += gt_load(dv);
+            } else if (ep) { /* the same arithmetic as conv_epilogue_row */
+                y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
+                if (ep->res) y += gt_load(ep->res + (dv - p->out));
+                if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
+            }
+            gt_store(dv, y);
+        }
+    }
+}
+
+/* The partial last tile: staged, so that its garbage columns are never stored. */
+static void point_store_tail(const PointPlan *p, gt_vf t[GT_MR][GT_NV], int rows, int i,
+                             float *dst, int acc)
+{
+    const ConvEpilogue *ep = acc ? NULL : p->ep;
+    for (int r = 0; r < GT_MR && i + r < rows; r++) {
+        int oc = i + r;
+        float *d = dst + (size_t)oc * p->M + p->tail0;
+        float row[GT_NR];
+        for (int v = 0; v < GT_NV; v++) gt_store(row + v * GT_VL, t[r][v]);
+        if (acc) {
+            for (int e = 0; e < p->tail; e++) d[e] += row[e];
+        } else {
+            memcpy(d, row, (size_t)p->tail * sizeof(float));
+            if (ep)
+                conv_epilogue_row(d, ep->res ? ep->res + (d - p->out) : NULL, (size_t)p->tail,
+                                  ep, oc);
+        }
+    }
+}
+
+/* Floats of a thread's packed B chunk (on its stack). */
+enum { POINT_PACK_FLOATS = 1 << 14 };
+
 /*
  * dst (rows x M) = A x the B rows over pixels [j0, j1), A packed by gt_pack_a (rows x nc),
  * B = src's rows (nc of them, M floats each) or, for the partial last tile, the same rows' tail
- * copy bt. Every tile goes from its registers straight to dst: = through the plan's epilogue if
- * any (forward), += when acc (the backward's dX), = otherwise. Only the tail tile is staged, so
- * that its garbage columns are never stored. A panel of GT_MR rows runs over the whole block
- * before the next one, so the stores go to GT_MR sequential streams: tiles in pixel order under
- * every panel (all rows of dst at once) measured 1.3-1.9x slower at 16-24 input channels, where
- * the rows, M floats apart (often a power of two), evict each other from the caches.
+ * copy bt. The block goes in chunks of whole tiles whose B columns are first copied tile by tile
+ * into one contiguous buffer (each tile's nc rows of GT_NR floats in a row): the tensor's rows
+ * lie M floats apart, M often a power of two, so read in place every row of a tile falls in the
+ * same cache set and a panel's pass missed L1 and L2 on nearly every load; packed, the tiles
+ * stream. (When one tile's rows exceed the buffer, B is read in place.) A panel of GT_MR rows
+ * runs over the whole chunk before the next one, so the stores go to GT_MR sequential streams:
+ * tiles in pixel order under every panel (all rows of dst at once) measured 1.3-1.9x slower at
+ * 16-24 input channels, where the rows evict each other from the caches.
  */
 static void point_gemm_out(const PointPlan *p, int rows, int nc, const float *ap, const float *src,
                            const float *bt, float *dst, size_t j0, size_t j1, int acc)
 {
-    const ConvEpilogue *ep = acc ? NULL : p->ep;
+    float pk[POINT_PACK_FLOATS] __attribute__((aligned(64)));
+    const size_t tile_floats = (size_t)nc * GT_NR;
+    const size_t per_chunk = tile_floats <= POINT_PACK_FLOATS ? POINT_PACK_FLOATS / tile_floats : 0;
+    const size_t chunk = per_chunk ? per_chunk * GT_NR : j1 - j0;
     GtRows full = {src, p->M, 0, 0, 1}, tailrows = {bt, GT_NR, 0, 0, 1};
-    for (int i = 0; i < rows; i += GT_MR) {
-        for (size_t j = j0; j < j1; j += GT_NR) {
-            int part = j == p->tail0; /* j1 - j < GT_NR */
+    for (size_t c0 = j0; c0 < j1; c0 += chunk) {
+        size_t c1 = c0 + chunk < j1 ? c0 + chunk : j1;
+        size_t cf = c1 < p->tail0 ? c1 : p->tail0; /* end of the chunk's whole tiles */
+        if (per_chunk)
+            for (size_t j = c0; j < cf; j += GT_NR) {
+                float *d = pk + (j - c0) / GT_NR * tile_floats;
+                const float *s = src + j;
+                for (int c = 0; c < nc; c++, d += GT_NR, s += p->M)
+                    for (int v = 0; v < GT_NV; v++) gt_store(d + v * GT_VL, gt_load(s + v * GT_VL));
+            }
+        for (int i = 0; i < rows; i += GT_MR) {
             gt_vf t[GT_MR][GT_NV];
-            gt_tile_acc(t, nc, ap + (size_t)i * nc, part ? &tailrows : &full, part ? 0 : j);
-            for (int r = 0; r < GT_MR && i + r < rows; r++) {
-                int oc = i + r;
-                float *d = dst + (size_t)oc * p->M + j;
-                if (part) {
-                    float row[GT_NR];
-                    for (int v = 0; v < GT_NV; v++) gt_store(row + v * GT_VL, t[r][v]);
-                    if (acc) {
-                        for (int e = 0; e < p->tail; e++) d[e] += row[e];
-                    } else {
-                        memcpy(d, row, (size_t)p->tail * sizeof(float));
-                        if (ep)
-                            conv_epilogue_row(d, ep->res ? ep->res + (d - p->out) : NULL,
-                                              (size_t)p->tail, ep, oc);
-                    }
-                    continue;
+            for (size_t j = c0; j < cf; j += GT_NR) {
+                if (per_chunk) {
+                    GtRows packed = {pk + (j - c0) / GT_NR * tile_floats, GT_NR, 0, 0, 1};
+                    gt_tile_acc(t, nc, ap + (size_t)i * nc, &packed, 0);
+                } else {
+                    gt_tile_acc(t, nc, ap + (size_t)i * nc, &full, j);
                 }
-                for (int v = 0; v < GT_NV; v++) {
-                    gt_vf y = t[r][v];
-                    float *dv = d + v * GT_VL;
-                    if (acc) {
-                        y += gt_load(dv);
-                    } else if (ep) { /* the same arithmetic as conv_epilogue_row */
-                        y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
-                        if (ep->res) y += gt_load(ep->res + (dv - p->out));
-                        if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
-                    }
-                    gt_store(dv, y);
-                }
+                point_store_tile(p, t, rows, i, dst, j, acc);
+            }
+            if (cf < c1) { /* the partial last tile */
+                gt_tile_acc(t, nc, ap + (size_t)i * nc, &tailrows, 0);
+                point_store_tail(p, t, rows, i, dst, acc);
             }
         }
     }
