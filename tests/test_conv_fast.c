@@ -16,6 +16,9 @@ typedef struct {
     const char *what;
 } Shape;
 
+/* Outputs of the ReLU6 epilogue cases that reached the cap (the clamp must be exercised). */
+static long long relu6_capped;
+
 static double worst[3]; /* max error / bound for out, dinp, dweight */
 
 /* NaN floats after x and dy: a fast path that read past a tensor's last pixel (its masked loads
@@ -106,9 +109,13 @@ static void check_shape(Rng *r, const Shape *s, int threads)
         tu_fill_uniform(r, var, s->OC, 0.5, 2);
         tu_fill_uniform(r, res, ny, -1, 1);
         for (int c = 0; c < s->OC; c++) scale[c] = (float)(g[c] / sqrt((double)var[c] + 1e-5f));
-        static const char *const modes[4] = {"", "+ReLU", "+residual+ReLU", "+residual"};
-        for (int mode = 0; mode < 4; mode++) {
-            int relu = mode == 1 || mode == 2, add = mode >= 2;
+        static const char *const modes[5] = {"", "+ReLU", "+residual+ReLU", "+residual",
+                                             "+ReLU6"};
+        for (int mode = 0; mode < 5; mode++) {
+            int relu = mode == 1 || mode == 2, add = mode == 2 || mode == 3, six = mode == 4;
+            /* ReLU6 with the BN's gain x8 (exact in both scales), so that outputs reach 6. */
+            float gain = six ? 8.0f : 1.0f;
+            for (int c = 0; c < s->OC; c++) g[c] *= gain, scale[c] *= gain;
             bn_forward_eval(yb, y, g, beta, mean, var, s->OC, (int)(ny / s->OC), 1e-5f);
             if (add && relu)
                 add_relu_forward(yb, yb, res, ny);
@@ -116,11 +123,16 @@ static void check_shape(Rng *r, const Shape *s, int threads)
                 add_forward(yb, yb, res, ny);
             else if (relu)
                 relu_forward(yb, yb, ny);
+            else if (six)
+                relu6_forward(yb, yb, ny);
             conv_forward_affine(yr, ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
-                                s->G, mean, scale, beta, add ? res : NULL, relu);
+                                s->G, mean, scale, beta, add ? res : NULL,
+                                relu ? INFINITY : six ? 6.0f : 0.0f);
             EXPECT(memcmp(yr, yb, (size_t)ny * sizeof(float)) == 0,
                    "%s: conv with BN%s epilogue differs from the separate passes", what,
                    modes[mode]);
+            for (long long i = 0; six && i < ny; i++) relu6_capped += yb[i] == 6.0f;
+            for (int c = 0; c < s->OC; c++) g[c] /= gain, scale[c] /= gain;
         }
         free(g);
         free(scale);
@@ -260,5 +272,6 @@ int main(void)
     for (int i = 0; i < n; i++) check_threads_identical(&r, &shapes[i]);
     printf("fast conv vs reference, %d shapes x {1, 2, 3} threads: worst error / bound: out %.3g, "
            "dinp %.3g, dweight %.3g\n", n, worst[0], worst[1], worst[2]);
+    EXPECT(relu6_capped > 0, "no ReLU6 epilogue output reached the cap: its clamp went untested");
     return harness_finish("test_conv_fast");
 }

@@ -311,9 +311,9 @@ void conv_forward(float *out, float *col, const float *inp, const float *weight,
 void conv_forward_affine(float *out, float *col, const float *inp, const float *weight, int N,
                          int C, int H, int W, int OC, int K, int S, int P, int G,
                          const float *mean, const float *scale, const float *shift,
-                         const float *res, int relu)
+                         const float *res, float cap)
 {
-    ConvEpilogue ep = {mean, scale, shift, res, relu};
+    ConvEpilogue ep = {mean, scale, shift, res, cap};
     conv_forward_ep(out, col, inp, weight, N, C, H, W, OC, K, S, P, G, &ep);
 }
 

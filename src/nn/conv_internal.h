@@ -2,14 +2,18 @@
 #ifndef LEGR_NN_CONV_INTERNAL_H
 #define LEGR_NN_CONV_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 
-/* An eval-mode BN (and a residual add, and ReLU) applied to a conv's output while it is still in
- * cache: y = (y - mean[oc]) * scale[oc] + shift[oc], then y += res at the same index when res is
- * not NULL (res is laid out as the output), then max(y, 0) when relu. */
+#include "gemm_tile.h"
+
+/* An eval-mode BN (and a residual add, and ReLU or ReLU6) applied to a conv's output while it is
+ * still in cache: y = (y - mean[oc]) * scale[oc] + shift[oc], then y += res at the same index
+ * when res is not NULL (res is laid out as the output), then, when cap > 0, y clamped to
+ * [0, cap] (cap INFINITY: ReLU; 6: ReLU6). */
 typedef struct {
     const float *mean, *scale, *shift, *res;
-    int relu;
+    float cap;
 } ConvEpilogue;
 
 /* Apply channel oc's epilogue to the n floats at o, whose residual (if any) is at r (the same
@@ -21,8 +25,21 @@ static inline void conv_epilogue_row(float *o, const float *r, size_t n, const C
     for (size_t i = 0; i < n; i++) {
         float v = (o[i] - mu) * sc + sh;
         if (r) v += r[i];
-        o[i] = ep->relu && !(v > 0.0f) ? 0.0f : v;
+        if (ep->cap > 0.0f) v = v > 0.0f ? (v < ep->cap ? v : ep->cap) : 0.0f;
+        o[i] = v;
     }
+}
+
+/* conv_epilogue_row's clamp of a vector to [0, cap], cap > 0: v > 0 ? min(v, cap) : 0 lane by
+ * lane (NaN gives 0, as in relu_forward and relu6_forward). */
+static inline gt_vf conv_epilogue_clamp(gt_vf y, float cap)
+{
+    y = (gt_vf)((gt_vi)y & (y > 0));
+    if (cap < INFINITY) {
+        gt_vi lo = y < cap;
+        y = (gt_vf)(((gt_vi)y & lo) | ((gt_vi)(cap - (gt_vf){0}) & ~lo));
+    }
+    return y;
 }
 
 /*

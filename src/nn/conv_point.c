@@ -112,7 +112,7 @@ static inline __attribute__((always_inline)) void point_store_tile(const PointPl
             } else if (ep) { /* the same arithmetic as conv_epilogue_row */
                 y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
                 if (ep->res) y += gt_load(ep->res + (dv - p->out));
-                if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
+                if (ep->cap > 0.0f) y = conv_epilogue_clamp(y, ep->cap);
             }
             gt_store(dv, y);
         }

@@ -32,8 +32,8 @@
         (out, col, inp, weight, N, C, H, W, OC, K, S, P, G)) \
     XV(void, conv_forward_affine, (float *out, float *col, const float *inp, \
         const float *weight, int N, int C, int H, int W, int OC, int K, int S, int P, int G, \
-        const float *mean, const float *scale, const float *shift, const float *res, int relu), \
-        (out, col, inp, weight, N, C, H, W, OC, K, S, P, G, mean, scale, shift, res, relu)) \
+        const float *mean, const float *scale, const float *shift, const float *res, float cap), \
+        (out, col, inp, weight, N, C, H, W, OC, K, S, P, G, mean, scale, shift, res, cap)) \
     XV(void, conv_backward, (float *dinp, float *dweight, float *col, const float *dout, \
         const float *inp, const float *weight, int N, int C, int H, int W, int OC, int K, \
         int S, int P, int G), \

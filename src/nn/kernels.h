@@ -27,13 +27,13 @@ void add_relu_backward(float *da, float *db, const float *dout, const float *out
                        int set_a, int set_b);
 
 /* conv_forward, then y = (y - mean[oc]) * scale[oc] + shift[oc], then y += res (laid out as
- * out) when res is not NULL, then with relu != 0 max(y, 0), applied while each output block is
- * still in cache: an eval-mode BN (scale = gamma / sqrt(running_var + eps)), residual add and ReLU
- * folded into the conv, with the same arithmetic as bn_forward_eval, add_relu_forward and
- * relu_forward. */
+ * out) when res is not NULL, then, when cap > 0, y clamped to [0, cap] (INFINITY: ReLU, 6: ReLU6),
+ * applied while each output block is still in cache: an eval-mode BN (scale = gamma /
+ * sqrt(running_var + eps)), residual add and ReLU or ReLU6 folded into the conv, with the same
+ * arithmetic as bn_forward_eval, add_relu_forward, relu_forward and relu6_forward. */
 void conv_forward_affine(float *out, float *col, const float *inp, const float *weight, int N,
                          int C, int H, int W, int OC, int K, int S, int P, int G,
                          const float *mean, const float *scale, const float *shift,
-                         const float *res, int relu);
+                         const float *res, float cap);
 
 #endif

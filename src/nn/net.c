@@ -496,13 +496,11 @@ static void conv_bn_eval(Net *net, int i, const float *res, float *out, int n)
         for (int c = 0; c < bn->c; c++) mean[c] = rm[c] - b[c];
         rm = mean;
     }
-    /* The conv epilogue clamps at 0 only: a fused ReLU6 gets its own pass on the result. */
-    int act = (net->fuse[i + 1] & NET_FUSE_BN_RELU) != 0;
-    int six = act && fused_cap(a, i + 1) == 6.0f;
+    /* The clamp: the add fold's ReLU, else the ReLU or ReLU6 fused into the BN, else none. */
+    float cap = res ? INFINITY : (net->fuse[i + 1] & NET_FUSE_BN_RELU) ? fused_cap(a, i + 1) : 0.0f;
     conv_forward_affine(out, net->work, net->act + net->act_off[nd->in[0]], w, n, p->c, p->h,
                         p->w, nd->c, nd->k, nd->stride, nd->pad, nd->groups, rm, scale, beta, res,
-                        res || (act && !six));
-    if (six) relu6_forward(out, out, (long long)bn->c * n * nd->h * nd->w);
+                        cap);
 }
 
 /* Dropout key of node i in the current step: masks differ between nodes and steps. */

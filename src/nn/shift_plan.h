@@ -109,7 +109,7 @@ static inline void shift_store(const ShiftPlan *p, float *drow, gt_vf y, int s, 
     } else if (ep) { /* the same arithmetic as conv_epilogue_row */
         y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
         if (ep->res) y += gt_load_lanes(ep->res + (d - p->out), m);
-        if (ep->relu) y = (gt_vf)((gt_vi)y & (y > 0));
+        if (ep->cap > 0.0f) y = conv_epilogue_clamp(y, ep->cap);
     }
     gt_store_lanes(d, y, m);
 }
