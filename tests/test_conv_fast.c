@@ -252,6 +252,11 @@ int main(void)
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
         {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},
         {2, 3, 9, 9, 5, 2, 2, 0, 1, "even kernel"},
+        /* im2col blocks: an image whose columns (147 taps x 40 x 40) exceed the block goes in
+         * runs of output rows (here 33 and 7); GEMM tiles are packed in chunks unless a tile's
+         * taps exceed the buffer (1440 > 1365, the most a 4-lane tile packs). */
+        {2, 3, 80, 80, 8, 7, 2, 3, 1, "7x7 stride-2 stem, output in row runs"},
+        {2, 160, 7, 7, 5, 3, 3, 1, 1, "3x3 stride 3, 1440 taps (B in place)"},
         /* 144 taps x 14*14 pixels per image: 6 images per block, so 8 make two blocks. */
         {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, phase planes, one block of 8 images"},
         {20, 16, 28, 28, 20, 3, 2, 1, 1, "strided, phase planes over three blocks"},

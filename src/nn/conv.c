@@ -25,26 +25,26 @@ static void conv_valid_range(int *lo, int *hi, int out, int in, int S, int off)
     *hi = h;
 }
 
-/* col row (c, kh, kw) (row stride ldc) holds, for every (n, oh, ow), inp[c, n, oh*S - P + kh,
- * ow*S - P + kw], where channel c of image n starts at inp + c*chan_stride + n*H*W: with
- * chan_stride = N_total*H*W this reads images [0, N) of a larger batch. */
+/* col row (c, kh, kw) (row stride ldc) holds, for every (n, oh, ow) with oh in [oh0, oh1),
+ * inp[c, n, oh*S - P + kh, ow*S - P + kw] at column (n*(oh1 - oh0) + oh - oh0)*OW + ow, where
+ * channel c of image n starts at inp + c*chan_stride + n*H*W: with chan_stride = N_total*H*W
+ * this reads images [0, N) of a larger batch. */
 static void im2col_strided(float *col, size_t ldc, const float *inp, size_t chan_stride, int N,
-                           int C, int H, int W, int K, int S, int P)
+                           int C, int H, int W, int K, int S, int P, int oh0, int oh1)
 {
-    int OH = conv_out_size(H, K, S, P);
-    int OW = conv_out_size(W, K, S, P);
+    int OW = conv_out_size(W, K, S, P), nrow = oh1 - oh0;
     for (int c = 0; c < C; c++) {
         for (int kh = 0; kh < K; kh++) {
             int oh_lo, oh_hi;
-            conv_valid_range(&oh_lo, &oh_hi, OH, H, S, kh - P);
+            conv_valid_range(&oh_lo, &oh_hi, conv_out_size(H, K, S, P), H, S, kh - P);
             for (int kw = 0; kw < K; kw++) {
                 int ow_lo, ow_hi;
                 conv_valid_range(&ow_lo, &ow_hi, OW, W, S, kw - P);
                 float *row = col + ((size_t)(c * K + kh) * K + kw) * ldc;
                 for (int n = 0; n < N; n++) {
                     const float *plane = inp + (size_t)c * chan_stride + (size_t)n * H * W;
-                    for (int oh = 0; oh < OH; oh++) {
-                        float *dst = row + ((size_t)n * OH + oh) * OW;
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        float *dst = row + ((size_t)n * nrow + oh - oh0) * OW;
                         if (oh < oh_lo || oh >= oh_hi) {
                             for (int ow = 0; ow < OW; ow++) dst[ow] = 0.0f;
                             continue;
@@ -70,7 +70,8 @@ static void im2col_strided(float *col, size_t ldc, const float *inp, size_t chan
 void im2col(float *col, const float *inp, int N, int C, int H, int W, int K, int S, int P)
 {
     size_t ncols = (size_t)N * conv_out_size(H, K, S, P) * conv_out_size(W, K, S, P);
-    im2col_strided(col, ncols, inp, (size_t)N * H * W, N, C, H, W, K, S, P);
+    im2col_strided(col, ncols, inp, (size_t)N * H * W, N, C, H, W, K, S, P, 0,
+                   conv_out_size(H, K, S, P));
 }
 
 /* Scatter-add of every col entry back to the input pixel im2col read it from; padding entries
@@ -186,6 +187,10 @@ static void conv_zero_pad(float *m, size_t ld, int rows, int cols)
     for (int r = 0; r < rows; r++) memset(m + (size_t)r * ld + cols, 0, (size_t)(end - cols) * sizeof(float));
 }
 
+/* The forward of a block goes in runs of output rows: all of them when the block's im2col
+ * fits CONV_BLOCK_FLOATS, else (a single image, e.g. ResNet-50's 7x7 stem: 7.4 MB) as many rows
+ * as do, so that the GEMM reads the columns from L2 right after im2col wrote them (whole, the
+ * stem's image went out to memory and its GEMM ran at a third of the tile's speed). */
 static void conv_forward_worker(void *ctx, int t, int T)
 {
     (void)T;
@@ -193,22 +198,30 @@ static void conv_forward_worker(void *ctx, int t, int T)
     float *colb = p->work + (size_t)t * p->per_thread;
     size_t plane = (size_t)p->H * p->W, oplane = (size_t)p->OH * p->OW;
     size_t np = (size_t)p->N * oplane;
+    size_t row_floats = (size_t)p->KC * p->OW;
+    int run = p->nimg > 1 || row_floats * p->OH <= CONV_BLOCK_FLOATS
+                  ? p->OH
+                  : (int)(CONV_BLOCK_FLOATS / row_floats > 0 ? CONV_BLOCK_FLOATS / row_floats : 1);
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
-        int cols = nn * (int)oplane;
-        im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W,
-                       p->K, p->S, p->P);
-        conv_zero_pad(colb, p->ldb, p->KC, cols);
-        /* M = OC filters, N = cols pixels of this block, K = KC taps. */
-        GtRows rows = {colb, p->ldb, 0, 0, 1};
-        gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + n0 * oplane, np);
-        if (p->ep)
-            for (int oc = 0; oc < p->OC; oc++) {
-                size_t at = oc * np + n0 * oplane;
-                conv_epilogue_row(p->out + at, p->ep->res ? p->ep->res + at : NULL,
-                                  (size_t)cols, p->ep, oc);
-            }
+        for (int oh0 = 0; oh0 < p->OH; oh0 += run) {
+            int oh1 = oh0 + run < p->OH ? oh0 + run : p->OH;
+            int cols = nn * (oh1 - oh0) * p->OW;
+            size_t at0 = n0 * oplane + (size_t)oh0 * p->OW; /* first output column */
+            im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W,
+                           p->K, p->S, p->P, oh0, oh1);
+            conv_zero_pad(colb, p->ldb, p->KC, cols);
+            /* M = OC filters, N = cols pixels of this run, K = KC taps. */
+            GtRows rows = {colb, p->ldb, 0, 0, 1};
+            gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + at0, np);
+            if (p->ep)
+                for (int oc = 0; oc < p->OC; oc++) {
+                    size_t at = oc * np + at0;
+                    conv_epilogue_row(p->out + at, p->ep->res ? p->ep->res + at : NULL,
+                                      (size_t)cols, p->ep, oc);
+                }
+        }
     }
 }
 
@@ -222,7 +235,7 @@ static void conv_backward_block(const ConvPlan *p, float *colb, float *doutb, fl
     int cols = nn * (int)oplane;
     int lpad = (cols + GT_NR - 1) / GT_NR * GT_NR;
     im2col_strided(colb, p->ldb, p->inp + n0 * plane, p->N * plane, nn, p->C, p->H, p->W, p->K,
-                   p->S, p->P);
+                   p->S, p->P, 0, p->OH);
     conv_zero_pad(colb, p->ldb, p->KC, cols);
     for (int oc = 0; oc < p->OC; oc++)
         memcpy(doutb + (size_t)oc * p->ldb, p->dout + oc * np + n0 * oplane,
