@@ -51,7 +51,7 @@ static void test_defaults(void)
                c.search.batch == 128 && c.search.fitness == CFG_FITNESS_VAL_LOSS &&
                c.search.batches == CFG_BATCHES_SHARED && c.search.mode == CFG_MODE_ASYNC &&
                c.search.sync_batch == 8 && c.search.checkpoint_every == 10 &&
-               c.search.val_limit == 0 && c.search.safeguard == 0.1,
+               c.search.val_limit == 0 && c.search.safeguard == 0.1 && c.search.round_to == 1,
            "search defaults 2");
     EXPECT(c.family.enabled && c.family.n_flops == 3 && c.family.flops[0] == 0.7 &&
                c.family.flops[1] == 0.5 && c.family.flops[2] == 0.3 && c.family.epochs == 10 &&
@@ -98,7 +98,7 @@ static const char *full_text =
     "  sigma = 0.5; tau = 0; lr = 0.02; momentum = 0.5; weight_decay = 0;\n"
     "  batch = 32; fitness = \"val_acc\"; batches = \"per_candidate\";\n"
     "  mode = \"deterministic\"; sync_batch = 4; checkpoint_every = 7; val_limit = 256;\n"
-    "  safeguard = 0.0;\n"
+    "  safeguard = 0.0; round_to = 8;\n"
     "};\n"
     "family = {\n"
     "  enabled = false; flops = [0.9, 0.25, 0.1, 0.05]; epochs = 0; lr = 0.001;\n"
@@ -138,7 +138,7 @@ static void check_full(const Config *c)
                c->search.batches == CFG_BATCHES_PER_CANDIDATE &&
                c->search.mode == CFG_MODE_DETERMINISTIC && c->search.sync_batch == 4 &&
                c->search.checkpoint_every == 7 && c->search.val_limit == 256 &&
-               c->search.safeguard == 0.0,
+               c->search.safeguard == 0.0 && c->search.round_to == 8,
            "search 2");
     EXPECT(!c->family.enabled && c->family.n_flops == 4 && c->family.flops[0] == 0.9 &&
                c->family.flops[1] == 0.25 && c->family.flops[2] == 0.1 &&
@@ -295,6 +295,8 @@ static void test_errors(void)
                  "job.cfg:3: family.flops[1] = 1.0 is out of range (0, 1)");
     expect_error("search = { safeguard = 1.0; };\n",
                  "job.cfg:1: search.safeguard = 1.0 is out of range [0, 1)");
+    expect_error("search = { round_to = 0; };\n",
+                 "job.cfg:1: search.round_to = 0 is out of range [1, 64]");
 
     /* Bad enumerated values. */
     expect_error("search = { metric = \"l3\"; };\n",

@@ -83,11 +83,13 @@ static int bench_arch(Arch *a, const char *name, int *batch, Err *err)
     return err_set(err, LEGR_EXIT_USAGE, "unknown network '%s' (r20, r56, mbv2c, r50)", name);
 }
 
-/* Replace `*net` by its identity-ranked (alpha 1, kappa 0) pruning to `target` of its FLOPs. */
-static int bench_prune(Net *net, double target, Err *err)
+/* Replace `*net` by its identity-ranked (alpha 1, kappa 0) pruning to `target` of its FLOPs,
+ * channels leaving round_to at a time (search.round_to). */
+static int bench_prune(Net *net, double target, int round_to, Err *err)
 {
     PruneGraph g;
     if (prune_graph_build(&g, &net->arch, err) != 0) return -1;
+    g.round_to = round_to;
     double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
     KeepMask m;
     Net small;
@@ -160,8 +162,8 @@ static void bench_usage(void)
 {
     fprintf(stderr,
             "usage: bench_engine peak THREADS   (prints GFLOP/s and OpenBLAS's kernel name)\n"
-            "       bench_engine run NET THREADS REPS [PRUNE_TARGET]\n"
-            "       bench_engine arch NET [PRUNE_TARGET]\n"
+            "       bench_engine run NET THREADS REPS [PRUNE_TARGET [ROUND_TO]]\n"
+            "       bench_engine arch NET [PRUNE_TARGET [ROUND_TO]]\n"
             "NET is r20 (ResNet-20, 1x28x28), r56 (ResNet-56, 3x32x32), mbv2c (CIFAR\n"
             "MobileNetV2, 3x32x32, 100 classes), all batch 128, or r50 (ResNet-50, 3x224x224,\n"
             "1000 classes, batch 32).\n"
@@ -190,7 +192,9 @@ int main(int argc, char **argv)
         return 2;
     }
     double target = 0.0;
+    int round_to = 1;
     if (argc > (is_run ? 5 : 3)) target = atof(argv[is_run ? 5 : 3]);
+    if (argc > (is_run ? 6 : 4)) round_to = atoi(argv[is_run ? 6 : 4]);
     long rss_before = bench_peak_rss_kib();
     Arch a;
     Net net;
@@ -201,7 +205,7 @@ int main(int argc, char **argv)
     }
     arch_free(&a);
     net_init_params(&net, 42);
-    if (target > 0.0 && bench_prune(&net, target, &err) != 0) {
+    if (target > 0.0 && bench_prune(&net, target, round_to, &err) != 0) {
         fprintf(stderr, "bench_engine: %s\n", err.msg);
         return 1;
     }

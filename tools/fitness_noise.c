@@ -66,6 +66,7 @@ int main(int argc, char **argv)
     }
     PruneGraph g;
     if (prune_graph_build(&g, &base.arch, &err) != 0) die(&err);
+    g.round_to = cfg.search.round_to;
     double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
     double *kstd = xmalloc((size_t)g.n_convs * sizeof(double));
     if (prune_norms(&g, &base, (PruneMetric)cfg.search.metric, norm, &err) != 0) die(&err);

@@ -144,6 +144,7 @@ typedef struct {
         int val_limit;        /* 0 = whole validation split */
         int train_subset;     /* 0 = every training image; else a seeded subset for the tau steps */
         double safeguard;     /* [0, 1) minimum kept fraction per layer */
+        int round_to;         /* [1, 64] channels leave groups this many at a time (PruneGraph) */
         int null_eval;        /* bool: benchmark the master; candidates are not evaluated */
     } search;
     struct {

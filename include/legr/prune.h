@@ -66,6 +66,11 @@ typedef struct {
                            Applied in order, each update
                            uses the current counts, so the result is exact. */
     long long flops0, params0; /* of the unpruned Arch */
+
+    /* Pruning granularity (1 after prune_graph_build; set it before pruning): a group's entries
+     * leave round_to at a time, the first time C mod round_to of them, so every conv keeps a
+     * multiple of round_to channels (or C minus one), or all of them. */
+    int round_to;
 } PruneGraph;
 
 /* Build the graph of `a` (any DAG of the kinds in arch.h). Returns 0, or -1 with err. */

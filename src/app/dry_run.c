@@ -68,6 +68,7 @@ int job_dry_run(Job *job)
         fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
         return err.code;
     }
+    g.round_to = c->search.round_to;
     printf("\n# prune groups\n");
     prune_print_groups(stdout, &g, &job->arch);
 

@@ -550,6 +550,7 @@ static int stage_prune(Job *job, const Net *base)
     PruneGraph g;
     /* The graph and the norms are the same on every rank: the base network is. */
     if (prune_graph_build(&g, &base->arch, &err) != 0) return agree(job, err.code, &err);
+    g.round_to = job->cfg.search.round_to;
     double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
     double *alpha = xmalloc((size_t)g.n_convs * sizeof(double));
     double *kappa = xmalloc((size_t)g.n_convs * sizeof(double));

@@ -103,6 +103,7 @@ void config_defaults(Config *c)
     c->search.val_limit = 0;
     c->search.null_eval = 0;
     c->search.safeguard = 0.1;
+    c->search.round_to = 1;
 
     c->family.enabled = 1;
     c->family.n_flops = 3;
@@ -226,6 +227,7 @@ static const KeySpec key_specs[] = {
     KEY_I(search, val_limit, INCL, 0, NONE, 0),
     KEY_I(search, train_subset, INCL, 0, NONE, 0),
     KEY_F(search, safeguard, INCL, 0, EXCL, 1),
+    KEY_I(search, round_to, INCL, 1, INCL, 64),
     KEY_B(search, null_eval),
 
     KEY_B(family, enabled),

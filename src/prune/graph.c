@@ -281,6 +281,7 @@ static void make_events(PruneGraph *g, const Arch *a, const int *node_term)
 int prune_graph_build(PruneGraph *g, const Arch *a, Err *err)
 {
     memset(g, 0, sizeof *g);
+    g->round_to = 1;
     if (a->n_nodes == 0 || a->nodes[0].kind != OP_INPUT)
         return err_set(err, LEGR_EXIT_USAGE, "prune: the network has no input node");
     g->n_nodes = a->n_nodes;

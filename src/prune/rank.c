@@ -180,19 +180,70 @@ static int take_entry(const PruneGraph *g, int e, int *quota)
     return ok;
 }
 
+/* Bands for round_to: maximal runs of a group's entries (in channel order) with the same member
+ * convs, i.e. the same number of members (entry j of a group holds every member with C_l > j,
+ * so the count only falls along the group). band[e] numbers them; size[b] entries each. Returns
+ * the number of bands. */
+static int make_bands(const PruneGraph *g, int *band, int *size)
+{
+    int nb = 0;
+    for (int e = 0; e < g->n_entries; e++) {
+        int mem = g->entry_mem_off[e + 1] - g->entry_mem_off[e];
+        if (e == 0 || g->entry_group[e] != g->entry_group[e - 1] ||
+            mem != g->entry_mem_off[e] - g->entry_mem_off[e - 1])
+            size[nb++] = 0;
+        band[e] = nb - 1;
+        size[nb - 1]++;
+    }
+    return nb;
+}
+
 /* Walk `order`, removing entries under the quotas; stop once FLOPs < target_abs (never when
- * target_abs is negative). removed[] and cs are updated. Returns 1 iff the target was met. */
+ * target_abs is negative). removed[] and cs are updated. Returns 1 iff the target was met.
+ * With g->round_to = k > 1, an entry taken from a band waits until the band's taken count
+ * leaves it a multiple of k entries, and then all its waiting entries go at once (the first
+ * time size mod k of them): every conv then keeps a multiple of k channels when its bands' sizes
+ * are multiples of k, and the FLOPs compared with the target are always those of such a network.
+ * Entries still waiting at the end stay. */
 static int greedy_walk(const PruneGraph *g, const int *order, int *quota, double target_abs,
                        unsigned char *removed, CostState *cs)
 {
-    for (int i = 0; i < g->n_entries; i++) {
+    const int k = g->round_to > 1 ? g->round_to : 1;
+    size_t ne = (size_t)g->n_entries + 1;
+    int *band = NULL, *size = NULL, *taken = NULL, *nwait = NULL, *wait = NULL;
+    if (k > 1) {
+        band = xmalloc(ne * sizeof(int));
+        size = xmalloc(ne * sizeof(int));
+        int nb = make_bands(g, band, size);
+        taken = xcalloc((size_t)nb + 1, sizeof(int));
+        nwait = xcalloc((size_t)nb + 1, sizeof(int));
+        wait = xmalloc(((size_t)nb * k + 1) * sizeof(int));
+    }
+    int met = 0;
+    for (int i = 0; i < g->n_entries && !met; i++) {
         int e = order[i];
         if (!take_entry(g, e, quota)) continue;
-        removed[e] = 1;
-        cost_remove_entry(cs, g, e);
-        if ((double)cs->flops < target_abs) return 1;
+        if (k > 1) {
+            int b = band[e];
+            wait[(size_t)b * k + nwait[b]++] = e; /* at most k wait: a batch leaves every k */
+            if ((size[b] - ++taken[b]) % k != 0) continue;
+            for (int j = 0; j < nwait[b]; j++) {
+                removed[wait[(size_t)b * k + j]] = 1;
+                cost_remove_entry(cs, g, wait[(size_t)b * k + j]);
+            }
+            nwait[b] = 0;
+        } else {
+            removed[e] = 1;
+            cost_remove_entry(cs, g, e);
+        }
+        if ((double)cs->flops < target_abs) met = 1;
     }
-    return 0;
+    free(band);
+    free(size);
+    free(taken);
+    free(nwait);
+    free(wait);
+    return met;
 }
 
 static int check_target(double target, double safeguard, Err *err)
