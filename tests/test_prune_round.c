@@ -96,6 +96,19 @@ int main(void)
     Err err;
     CHECK(arch_resnet_cifar(&a, 20, 1, 28, 28, 10, 1.0, &err) == 0, "%s", err.msg);
     check_arch("ResNet-20", &a);
+    /* Channels leaving 16 at a time, no ResNet-20 conv goes below 16 channels (46.5% of its
+     * FLOPs at best): a 30% target is refused, and the message names the rounding. */
+    PruneGraph g;
+    KeepMask m;
+    CHECK(prune_graph_build(&g, &a, &err) == 0, "graph: %s", err.msg);
+    double *norm = xcalloc((size_t)g.n_filters, sizeof(double));
+    g.round_to = 16;
+    EXPECT(prune_identity(&g, norm, 0.3, 0.1, &m, &err) != 0 && err.code == LEGR_EXIT_USAGE &&
+               strstr(err.msg, "unreachable") && strstr(err.msg, "round_to 16"),
+           "round_to 16, target 0.3: %s", err.msg);
+    printf("round_to 16, target 0.3: %s\n", err.msg);
+    free(norm);
+    prune_graph_free(&g);
     arch_free(&a);
     CHECK(arch_mobilenetv2(&a, 1, 3, 32, 32, 100, 1.0, &err) == 0, "%s", err.msg);
     check_arch("MobileNetV2-CIFAR", &a);

@@ -3,6 +3,7 @@
 #include "legr/prune.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,11 +276,15 @@ static int *make_quota(const PruneGraph *g, double keep_frac, double safeguard)
 static int unreachable(const PruneGraph *g, double target, double safeguard, long long best,
                        Err *err)
 {
+    char round[64] = "";
+    if (g->round_to > 1)
+        snprintf(round, sizeof round, " and round_to %d (channels leave %d at a time)",
+                 g->round_to, g->round_to);
     return err_set(err, LEGR_EXIT_USAGE,
                    "prune target %g (%.0f MACs) is unreachable: with safeguard %g (each conv keeps "
-                   "at least max(ceil(%g*C), 2) filters) the network goes no lower than %lld MACs "
-                   "(%.4f of %lld)", target, target * (double)g->flops0, safeguard, safeguard,
-                   best, (double)best / (double)g->flops0, g->flops0);
+                   "at least max(ceil(%g*C), 2) filters)%s the network goes no lower than %lld "
+                   "MACs (%.4f of %lld)", target, target * (double)g->flops0, safeguard, safeguard,
+                   round, best, (double)best / (double)g->flops0, g->flops0);
 }
 
 int prune_greedy(const PruneGraph *g, const int *order, double target, double safeguard,
