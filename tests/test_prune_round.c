@@ -107,6 +107,15 @@ int main(void)
                strstr(err.msg, "unreachable") && strstr(err.msg, "round_to 16"),
            "round_to 16, target 0.3: %s", err.msg);
     printf("round_to 16, target 0.3: %s\n", err.msg);
+    /* ...and a 48% target is met: a batch that can never complete (the 16-channel convs'
+     * floors stop it) must not hold quota that the other bands need (it did, and the walk
+     * stopped at 58%). */
+    EXPECT(prune_identity(&g, norm, 0.48, 0.1, &m, &err) == 0, "round_to 16, target 0.48: %s",
+           err.msg);
+    for (int l = 0; l < g.n_convs && m.entry_removed; l++)
+        EXPECT(prune_mask_conv_c(&m, &g, l) % 16 == 0, "round_to 16: conv %d keeps %d", l,
+               prune_mask_conv_c(&m, &g, l));
+    prune_mask_free(&m);
     free(norm);
     prune_graph_free(&g);
     arch_free(&a);

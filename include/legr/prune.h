@@ -67,9 +67,10 @@ typedef struct {
                            uses the current counts, so the result is exact. */
     long long flops0, params0; /* of the unpruned Arch */
 
-    /* Pruning granularity (1 after prune_graph_build; set it before pruning): a group's entries
-     * leave round_to at a time, the first time C mod round_to of them, so every conv keeps a
-     * multiple of round_to channels (or C minus one), or all of them. */
+    /* Pruning granularity (1 after prune_graph_build; set it before pruning): the entries of a
+     * band (a run of a group's entries with the same member convs) leave in batches, the first
+     * of band size mod round_to, then round_to at a time, so a conv whose bands have multiples
+     * of round_to entries keeps a multiple of round_to channels (docs/ALGORITHM.md section 3). */
     int round_to;
 } PruneGraph;
 

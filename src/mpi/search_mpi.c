@@ -12,7 +12,8 @@
 /* Message kinds. Ids travel inside the payload, never in the tag. */
 enum { TAG_WORK = 1, TAG_RESULT = 2, TAG_STOP = 3 };
 
-/* A result on the wire: id, fitness, accuracy, flops, seconds, rank. */
+/* A result on the wire: id, fitness, accuracy, flops, seconds, rank, and the seconds of pruning,
+ * tau steps and validation. */
 #define RESULT_DOUBLES 9
 
 /* Work message: id, parent, alpha[L], kappa[L]. */

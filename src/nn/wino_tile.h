@@ -232,8 +232,8 @@ static inline __attribute__((always_inline)) void wn_tile_acc(gt_vf acc[WN_R][WN
     for (int r = 0; r < WN_R; r++)
         for (int g = 0; g < WN_G; g++) acc[r][g] = (gt_vf){0};
     const float *ak = ap + (size_t)j * nc * 3 * WN_R;
-    /* Not unrolled: the 24 accumulators leave no registers for a second step's operands, and
-     * GCC's unrolled schedule spills accumulators. */
+    /* Not unrolled: the accumulators (24 with AVX-512, 12 with 16 registers) leave no registers
+     * for a second step's operands, and GCC's unrolled schedule spills accumulators. */
 #pragma GCC unroll 1
     for (int ch = 0; ch < nc; ch++) {
 #pragma GCC unroll 1

@@ -169,15 +169,16 @@ int prune_rank(const PruneGraph *g, const double *norm, const double *alpha,
 
 /* ---- the greedy target ---- */
 
-/* Take entry e if every member conv has quota left (counting a conv once per member filter). */
-static int take_entry(const PruneGraph *g, int e, int *quota)
+/* Take n filters from every member conv of entry e if each has that much quota left (counting
+ * a conv once per member filter): entry e alone (n = 1), or a round_to batch of its band. */
+static int take_entry(const PruneGraph *g, int e, int *quota, int n)
 {
     int ok = 1, i;
     for (i = g->entry_mem_off[e]; i < g->entry_mem_off[e + 1]; i++)
-        if (--quota[g->filter_conv[g->entry_mem[i]]] < 0) ok = 0;
+        if ((quota[g->filter_conv[g->entry_mem[i]]] -= n) < 0) ok = 0;
     if (!ok)
         for (i = g->entry_mem_off[e]; i < g->entry_mem_off[e + 1]; i++)
-            quota[g->filter_conv[g->entry_mem[i]]]++;
+            quota[g->filter_conv[g->entry_mem[i]]] += n;
     return ok;
 }
 
@@ -201,39 +202,47 @@ static int make_bands(const PruneGraph *g, int *band, int *size)
 
 /* Walk `order`, removing entries under the quotas; stop once FLOPs < target_abs (never when
  * target_abs is negative). removed[] and cs are updated. Returns 1 iff the target was met.
- * With g->round_to = k > 1, an entry taken from a band waits until the band's taken count
- * leaves it a multiple of k entries, and then all its waiting entries go at once (the first
- * time size mod k of them): every conv then keeps a multiple of k channels when its bands' sizes
- * are multiples of k, and the FLOPs compared with the target are always those of such a network.
- * Entries still waiting at the end stay. */
+ * With g->round_to = k > 1 a band's entries go in batches, the first of size mod k entries
+ * (k when k divides the size), then k at a time: the first entry of a batch takes the quota of
+ * the whole batch (or is skipped, like an entry without quota), the batch's entries wait, and
+ * they go together when the last one comes. So every conv keeps a multiple of k channels when
+ * its bands' sizes are multiples of k, and the FLOPs compared with the target are always those of
+ * such a network. A batch still waiting at the end stays. */
 static int greedy_walk(const PruneGraph *g, const int *order, int *quota, double target_abs,
                        unsigned char *removed, CostState *cs)
 {
     const int k = g->round_to > 1 ? g->round_to : 1;
     size_t ne = (size_t)g->n_entries + 1;
-    int *band = NULL, *size = NULL, *taken = NULL, *nwait = NULL, *wait = NULL;
+    int *band = NULL, *size = NULL, *taken = NULL, *nwait = NULL, *batch = NULL, *wait = NULL;
     if (k > 1) {
         band = xmalloc(ne * sizeof(int));
         size = xmalloc(ne * sizeof(int));
         int nb = make_bands(g, band, size);
         taken = xcalloc((size_t)nb + 1, sizeof(int));
         nwait = xcalloc((size_t)nb + 1, sizeof(int));
+        batch = xcalloc((size_t)nb + 1, sizeof(int));
         wait = xmalloc(((size_t)nb * k + 1) * sizeof(int));
     }
     int met = 0;
     for (int i = 0; i < g->n_entries && !met; i++) {
         int e = order[i];
-        if (!take_entry(g, e, quota)) continue;
         if (k > 1) {
             int b = band[e];
-            wait[(size_t)b * k + nwait[b]++] = e; /* at most k wait: a batch leaves every k */
-            if ((size[b] - ++taken[b]) % k != 0) continue;
+            if (nwait[b] == 0) { /* a new batch: n <= the band's entries still there */
+                int n = (size[b] - taken[b]) % k ? (size[b] - taken[b]) % k : k;
+                if (!take_entry(g, e, quota, n)) continue;
+                batch[b] = n;
+            }
+            wait[(size_t)b * k + nwait[b]++] = e;
+            taken[b]++;
+            if (nwait[b] < batch[b]) continue;
             for (int j = 0; j < nwait[b]; j++) {
                 removed[wait[(size_t)b * k + j]] = 1;
                 cost_remove_entry(cs, g, wait[(size_t)b * k + j]);
             }
             nwait[b] = 0;
         } else {
+            if (!take_entry(g, e, quota, 1)) continue;
             removed[e] = 1;
             cost_remove_entry(cs, g, e);
         }
@@ -243,6 +252,7 @@ static int greedy_walk(const PruneGraph *g, const int *order, int *quota, double
     free(size);
     free(taken);
     free(nwait);
+    free(batch);
     free(wait);
     return met;
 }
