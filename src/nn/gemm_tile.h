@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <string.h>
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__BMI2__))
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #include <stdint.h>
 #endif
@@ -157,6 +157,41 @@ static inline void gt_tile(int nc, const float *ap, const GtRows *b, size_t j0, 
     }
 }
 
+#if GT_VL == 8 && defined(__AVX2__)
+/*
+ * Lane permutations of the 8-lane lane-map loads and stores, as tables of byte indices built at
+ * compile time (pdep/pext would compute them, but run in slow microcode on AMD before Zen 3).
+ * GT_PACK(m): byte i = the lane of the i-th set bit of m (the lanes a store gathers down);
+ * GT_SPREAD(m): byte e = the number of set bits of m below bit e (where a load's lane e comes
+ * from); bytes of unused positions are 0.
+ */
+#define GT_BIT(m, e) (((m) >> (e)) & 1)
+#define GT_BELOW(m, e)                                                                            \
+    (((e) > 0 ? GT_BIT(m, 0) : 0) + ((e) > 1 ? GT_BIT(m, 1) : 0) + ((e) > 2 ? GT_BIT(m, 2) : 0) + \
+     ((e) > 3 ? GT_BIT(m, 3) : 0) + ((e) > 4 ? GT_BIT(m, 4) : 0) + ((e) > 5 ? GT_BIT(m, 5) : 0) + \
+     ((e) > 6 ? GT_BIT(m, 6) : 0))
+#define GT_PACK1(m, e) (GT_BIT(m, e) ? (uint64_t)(e) << (8 * GT_BELOW(m, e)) : 0)
+#define GT_SPREAD1(m, e) (GT_BIT(m, e) ? (uint64_t)GT_BELOW(m, e) << (8 * (e)) : 0)
+#define GT_PACK(m)                                                                                \
+    (GT_PACK1(m, 0) | GT_PACK1(m, 1) | GT_PACK1(m, 2) | GT_PACK1(m, 3) | GT_PACK1(m, 4) |         \
+     GT_PACK1(m, 5) | GT_PACK1(m, 6) | GT_PACK1(m, 7))
+#define GT_SPREAD(m)                                                                              \
+    (GT_SPREAD1(m, 0) | GT_SPREAD1(m, 1) | GT_SPREAD1(m, 2) | GT_SPREAD1(m, 3) |                  \
+     GT_SPREAD1(m, 4) | GT_SPREAD1(m, 5) | GT_SPREAD1(m, 6) | GT_SPREAD1(m, 7))
+#define GT_T4(f, m) f(m), f((m) + 1), f((m) + 2), f((m) + 3)
+#define GT_T16(f, m) GT_T4(f, m), GT_T4(f, (m) + 4), GT_T4(f, (m) + 8), GT_T4(f, (m) + 12)
+#define GT_T64(f, m) GT_T16(f, m), GT_T16(f, (m) + 16), GT_T16(f, (m) + 32), GT_T16(f, (m) + 48)
+#define GT_T256(f) GT_T64(f, 0), GT_T64(f, 64), GT_T64(f, 128), GT_T64(f, 192)
+static const uint64_t gt_lane_pack[256] = {GT_T256(GT_PACK)};
+static const uint64_t gt_lane_spread[256] = {GT_T256(GT_SPREAD)};
+
+/* Lanes e < n: all ones; the others 0. */
+static inline __m256i gt_first_lanes(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 /* The lanes of v selected by bit e of mask, in lane order, to p[0], p[1], ... (AVX-512: one
  * compress and one masked store; AVX2: a permute and a masked store). */
 static inline void gt_store_lanes(float *p, gt_vf v, unsigned mask)
@@ -164,18 +199,15 @@ static inline void gt_store_lanes(float *p, gt_vf v, unsigned mask)
 #if GT_VL == 16
     __m512 c = _mm512_maskz_compress_ps((__mmask16)mask, (__m512)v);
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(mask)) - 1), c);
-#elif GT_VL == 8 && defined(__AVX2__) && defined(__BMI2__)
+#elif GT_VL == 8 && defined(__AVX2__)
     if (mask == 0xffu) {
         gt_store(p, v);
         return;
     }
-    /* pext gathers the byte indices of the selected lanes to the bottom; a permute moves those
-     * lanes down and a masked store writes the first popcount(mask). */
-    uint64_t sel = _pdep_u64(mask, 0x0101010101010101u) * 0xffu;
-    __m256i idx = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)_pext_u64(0x0706050403020100u, sel)));
-    __m256i first = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(mask)),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(p, first, _mm256_permutevar8x32_ps((__m256)v, idx));
+    /* A permute moves the selected lanes down, a masked store writes the first popcount(mask). */
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)gt_lane_pack[mask & 0xffu]));
+    _mm256_maskstore_ps(p, gt_first_lanes(__builtin_popcount(mask)),
+                        _mm256_permutevar8x32_ps((__m256)v, idx));
 #else
     for (int e = 0; e < GT_VL; e++)
         if (mask >> e & 1) *p++ = v[e];
@@ -188,17 +220,15 @@ static inline gt_vf gt_load_lanes(const float *p, unsigned mask)
 {
 #if GT_VL == 16
     return (gt_vf)_mm512_maskz_expandloadu_ps((__mmask16)mask, p);
-#elif GT_VL == 8 && defined(__AVX2__) && defined(__BMI2__)
+#elif GT_VL == 8 && defined(__AVX2__)
     if (mask == 0xffu) return gt_load(p);
-    /* A masked load of the first popcount(mask) floats (the others are not touched), then pdep
-     * spreads the lane indices 0, 1, ... over the selected lanes and a permute moves them
-     * there; the other lanes are cleared. */
-    uint64_t sel = _pdep_u64(mask, 0x0101010101010101u) * 0xffu;
-    __m256i first = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(mask)),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i idx = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)_pdep_u64(0x0706050403020100u, sel)));
-    __m256i keep = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)sel));
-    __m256 x = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, first), idx);
+    /* A masked load of the first popcount(mask) floats (the others are not touched), a permute
+     * that sends the i-th of them to the i-th selected lane, and the other lanes cleared. */
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)gt_lane_spread[mask & 0xffu]));
+    __m256i keep = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)mask), bits), bits);
+    __m256 x = _mm256_permutevar8x32_ps(
+        _mm256_maskload_ps(p, gt_first_lanes(__builtin_popcount(mask))), idx);
     return (gt_vf)_mm256_and_ps(x, _mm256_castsi256_ps(keep));
 #else
     gt_vf v = {0};
