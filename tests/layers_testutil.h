@@ -1,10 +1,16 @@
-/* Small helpers shared by the layer-kernel tests: seeded random fills and double-precision dots. */
+/* Small helpers shared by the layer-kernel tests: seeded random fills, double-precision dots and the conv eval-epilogue check. */
 #ifndef LEGR_TEST_LAYERS_TESTUTIL_H
 #define LEGR_TEST_LAYERS_TESTUTIL_H
 
+#include "legr/layers.h"
 #include "legr/rng.h"
+#include "legr/util.h"
+#include "harness.h"
+#include "../src/nn/kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* x[i] ~ U(lo, hi). */
 static inline void tu_fill_uniform(Rng *r, float *x, long long n, double lo, double hi)
@@ -26,6 +32,54 @@ static inline double tu_dot_abs(const float *a, const float *b, long long n)
     double s = 0.0;
     for (long long i = 0; i < n; i++) s += fabs((double)a[i] * b[i]);
     return s;
+}
+
+/* The eval epilogue of conv_forward_affine (BN, + residual add, + ReLU or ReLU6) against the
+ * separate passes (bn_forward_eval, then add_relu_forward, add_forward, relu_forward or
+ * relu6_forward), bit for bit, for the conv of x by w whose plain output y (ny floats) is given;
+ * yr and yb are ny-float scratch, ws the conv workspace (or NULL). The ReLU6 case runs with the
+ * BN's gain x8 (exact in both scales) so that outputs reach 6. Returns how many outputs of the
+ * ReLU6 case reached the cap, so that a caller can insist that the clamp was exercised. */
+static inline long long tu_check_epilogues(Rng *r, const char *what, const float *x,
+                                           const float *w, const float *y, float *ws, float *yr,
+                                           float *yb, long long ny, int N, int C, int H, int W,
+                                           int OC, int K, int S, int P, int G)
+{
+    float *g = xalloc_floats(4 * (size_t)OC);
+    float *beta = g + OC, *mean = g + 2 * OC, *var = g + 3 * OC;
+    float *scale = xalloc_floats((size_t)OC), *res = xalloc_floats((size_t)ny);
+    tu_fill_uniform(r, g, OC, 0.5, 1.5);
+    tu_fill_uniform(r, beta, OC, -0.5, 0.5);
+    tu_fill_uniform(r, mean, OC, -0.3, 0.3);
+    tu_fill_uniform(r, var, OC, 0.5, 2);
+    tu_fill_uniform(r, res, ny, -1, 1);
+    for (int c = 0; c < OC; c++) scale[c] = (float)(g[c] / sqrt((double)var[c] + 1e-5f));
+    static const char *const modes[5] = {"", "+ReLU", "+residual+ReLU", "+residual", "+ReLU6"};
+    long long capped = 0;
+    for (int mode = 0; mode < 5; mode++) {
+        int relu = mode == 1 || mode == 2, add = mode == 2 || mode == 3, six = mode == 4;
+        float gain = six ? 8.0f : 1.0f;
+        for (int c = 0; c < OC; c++) g[c] *= gain, scale[c] *= gain;
+        bn_forward_eval(yb, y, g, beta, mean, var, OC, (int)(ny / OC), 1e-5f);
+        if (add && relu)
+            add_relu_forward(yb, yb, res, ny);
+        else if (add)
+            add_forward(yb, yb, res, ny);
+        else if (relu)
+            relu_forward(yb, yb, ny);
+        else if (six)
+            relu6_forward(yb, yb, ny);
+        conv_forward_affine(yr, ws, x, w, N, C, H, W, OC, K, S, P, G, mean, scale, beta,
+                            add ? res : NULL, relu ? INFINITY : six ? 6.0f : 0.0f);
+        EXPECT(memcmp(yr, yb, (size_t)ny * sizeof(float)) == 0,
+               "%s: conv with BN%s epilogue differs from the separate passes", what, modes[mode]);
+        for (long long i = 0; six && i < ny; i++) capped += yb[i] == 6.0f;
+        for (int c = 0; c < OC; c++) g[c] /= gain, scale[c] /= gain;
+    }
+    free(g);
+    free(scale);
+    free(res);
+    return capped;
 }
 
 #endif

@@ -96,48 +96,10 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     expect_close(what, "dinp", 1, dx, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
     expect_close(what, "dweight", 2, dw, dwr, dwb, nw, (double)s->N * OH * OW);
 
-    /* Eval BN (+ residual add) (+ ReLU) as the conv's epilogue == conv, then bn_forward_eval,
-     * then add_relu_forward or relu_forward: bit for bit. */
-    {
-        float *g = xalloc_floats(4 * (size_t)s->OC);
-        float *beta = g + s->OC, *mean = g + 2 * s->OC, *var = g + 3 * s->OC;
-        float *scale = xalloc_floats((size_t)s->OC);
-        float *res = xalloc_floats((size_t)ny);
-        tu_fill_uniform(r, g, s->OC, 0.5, 1.5);
-        tu_fill_uniform(r, beta, s->OC, -0.5, 0.5);
-        tu_fill_uniform(r, mean, s->OC, -0.3, 0.3);
-        tu_fill_uniform(r, var, s->OC, 0.5, 2);
-        tu_fill_uniform(r, res, ny, -1, 1);
-        for (int c = 0; c < s->OC; c++) scale[c] = (float)(g[c] / sqrt((double)var[c] + 1e-5f));
-        static const char *const modes[5] = {"", "+ReLU", "+residual+ReLU", "+residual",
-                                             "+ReLU6"};
-        for (int mode = 0; mode < 5; mode++) {
-            int relu = mode == 1 || mode == 2, add = mode == 2 || mode == 3, six = mode == 4;
-            /* ReLU6 with the BN's gain x8 (exact in both scales), so that outputs reach 6. */
-            float gain = six ? 8.0f : 1.0f;
-            for (int c = 0; c < s->OC; c++) g[c] *= gain, scale[c] *= gain;
-            bn_forward_eval(yb, y, g, beta, mean, var, s->OC, (int)(ny / s->OC), 1e-5f);
-            if (add && relu)
-                add_relu_forward(yb, yb, res, ny);
-            else if (add)
-                add_forward(yb, yb, res, ny);
-            else if (relu)
-                relu_forward(yb, yb, ny);
-            else if (six)
-                relu6_forward(yb, yb, ny);
-            conv_forward_affine(yr, ws, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
-                                s->G, mean, scale, beta, add ? res : NULL,
-                                relu ? INFINITY : six ? 6.0f : 0.0f);
-            EXPECT(memcmp(yr, yb, (size_t)ny * sizeof(float)) == 0,
-                   "%s: conv with BN%s epilogue differs from the separate passes", what,
-                   modes[mode]);
-            for (long long i = 0; six && i < ny; i++) relu6_capped += yb[i] == 6.0f;
-            for (int c = 0; c < s->OC; c++) g[c] /= gain, scale[c] /= gain;
-        }
-        free(g);
-        free(scale);
-        free(res);
-    }
+    /* Eval BN (+ residual add) (+ ReLU or ReLU6) as the conv's epilogue == the separate
+     * passes, bit for bit. */
+    relu6_capped += tu_check_epilogues(r, what, x, w, y, ws, yr, yb, ny, s->N, s->C, s->H, s->W,
+                                       s->OC, s->K, s->S, s->P, s->G);
 
     /* dinp == NULL is allowed and must leave dweight identical. */
     float *dw2 = xalloc_floats(nw);
