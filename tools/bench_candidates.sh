@@ -8,7 +8,7 @@
 # one thread each). The base network is BASE (a legr-model file of a trained ResNet-20 on
 # Fashion-MNIST, e.g. a run's base.h5) or, without one, the network after PRETRAIN_EPOCHS
 # (default 1) epochs of pretraining: a candidate costs the same whatever the weights, only its
-# fitness differs. The rate counts the search stage alone: from rank 0's first "search:" line to
+# fitness differs. The rate counts the search stage alone: from rank 0's "search: N evaluations" line to
 # "search: done" (stderr lines timestamped as they arrive), so pretraining and start-up are out.
 # It prints candidates/h, each rank's candidates and busy share (the job's search_ranks event),
 # and the mean per-candidate split into pruning (ranking + surgery), tau steps and validation
@@ -47,21 +47,10 @@ search: { target_flops = 0.5; population = 16; sample = 4; evaluations = $EVALS;
 family: { enabled = false; };
 EOF
 
-rc=0
-mpirun --oversubscribe --bind-to none -np "$NP" "$BIN" "$dir/job.cfg" 2>&1 |
-    while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$dir/err.txt" ||
-    rc=$?
-if [ "$rc" != 0 ]; then
-    tail -n 20 "$dir/err.txt" >&2
-    echo "bench_candidates: the job failed (exit $rc)" >&2
-    exit 1
-fi
-t0=$(grep -m1 ' search: ' "$dir/err.txt" | cut -d' ' -f1)
-t1=$(grep -m1 ' search: done' "$dir/err.txt" | cut -d' ' -f1)
+source "$SRC/tools/bench_search_lib.sh"
+bench_search_job bench_candidates "$dir" "$EVALS" --oversubscribe --bind-to none -np "$NP" "$BIN" "$dir/job.cfg"
 log=$dir/runs/bench/log.jsonl
-n=$(grep -c '"event":"candidate"' "$log")
-[ "$n" = "$EVALS" ] || { echo "bench_candidates: $n candidate events, expected $EVALS" >&2; exit 1; }
-/usr/bin/python3 - "$log" "$t0" "$t1" "$NP" "${BASE:-pretrained $PRETRAIN_EPOCHS epoch(s)}" <<'EOF'
+/usr/bin/python3 - "$log" "$T0" "$T1" "$NP" "${BASE:-pretrained $PRETRAIN_EPOCHS epoch(s)}" <<'EOF'
 import json, statistics, sys
 log, t0, t1, np_, base = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 ev = [json.loads(l) for l in open(log)]

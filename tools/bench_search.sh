@@ -34,20 +34,9 @@ search: { null_eval = true; evaluations = $EVALS; population = 64; sample = 16;
 family: { enabled = false; };
 EOF
 
-rc=0
-timeout -k 5 600 mpirun --oversubscribe --timeout 590 -np "$NP" "$BIN" "$dir/job.cfg" 2>&1 |
-    while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$dir/err.txt" ||
-    rc=$?
-if [ "$rc" != 0 ]; then
-    tail -n 20 "$dir/err.txt" >&2
-    echo "bench_search: the job failed (exit $rc)" >&2
-    exit 1
-fi
-t0=$(grep -m1 ' search: [0-9]* evaluations at' "$dir/err.txt" | cut -d' ' -f1)
-t1=$(grep -m1 ' search: done' "$dir/err.txt" | cut -d' ' -f1)
-n=$(grep -c '"event":"candidate"' "$dir/runs/bench/log.jsonl")
-[ "$n" = "$EVALS" ] || { echo "bench_search: $n candidate events, expected $EVALS" >&2; exit 1; }
-awk -v t0="$t0" -v t1="$t1" -v n="$EVALS" -v np="$NP" -v mode="$MODE" 'BEGIN {
+source "$SRC/tools/bench_search_lib.sh"
+BENCH_TIMEOUT=600 bench_search_job bench_search "$dir" "$EVALS" --oversubscribe --timeout 590 -np "$NP" "$BIN" "$dir/job.cfg"
+awk -v t0="$T0" -v t1="$T1" -v n="$EVALS" -v np="$NP" -v mode="$MODE" 'BEGIN {
     s = t1 - t0
     printf "search master throughput: %d null candidates, %d ranks (%d workers), %s mode\n", n, np, np - 1, mode
     printf "search stage wall time %.3f s: %.0f candidates/s (requirement: >= 10000)\n", s, n / s
