@@ -1,5 +1,6 @@
 /* Engine benchmark (built and driven by tools/bench): sgemm peak, or images/s of a training step and of evaluation for one network. */
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "legr/prune.h"
 #include "legr/rng.h"
 #include "legr/train.h"
+#include "../src/nn/kernels.h" /* conv_forward_affine: the eval path of a conv + BN (+ ReLU) */
 
 /* Wall-clock time, or with BENCH_CPUTIME set the process's CPU time: on a busy machine that
  * compares single-threaded builds fairly (it is not the wall time of a multi-threaded run). */
@@ -158,16 +160,73 @@ static void bench_run(Net *net, int reps, double *t_train, double *t_eval)
     free(y);
 }
 
+/* Each conv of the network alone, as the eval pass runs it (conv_forward_affine with an identity
+ * BN and the clamp of the activation after its BN): median ms of `reps` calls on random input,
+ * GFLOP/s and share of the convs' total, one line per conv, to see where evaluation spends. */
+static void bench_convs(const Net *net, int reps)
+{
+    const Arch *a = &net->arch;
+    int n = net->batch;
+    double *t = xmalloc((size_t)(reps + 1) * sizeof(double));
+    double total = 0.0;
+    double *ms = xmalloc((size_t)a->n_nodes * sizeof(double));
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *nd = &a->nodes[i];
+        ms[i] = 0.0;
+        if (nd->kind != OP_CONV) continue;
+        const Node *p = &a->nodes[nd->in[0]];
+        size_t ni = (size_t)n * p->c * p->h * p->w, no = (size_t)n * nd->c * nd->h * nd->w;
+        size_t nw = (size_t)nd->c * (p->c / nd->groups) * nd->k * nd->k;
+        long long nws = conv_workspace_floats(n, p->c, p->h, p->w, nd->c, nd->k, nd->stride,
+                                              nd->pad, nd->groups);
+        float *x = xalloc_floats(ni), *y = xalloc_floats(no), *w = xalloc_floats(nw);
+        float *ws = xalloc_floats(nws > 0 ? (size_t)nws : 1);
+        float *zero = xalloc_floats((size_t)nd->c), *one = xalloc_floats((size_t)nd->c);
+        Rng r;
+        rng_init(&r, 1, (uint64_t)i);
+        for (size_t e = 0; e < ni; e++) x[e] = (float)(2 * rng_uniform(&r) - 1);
+        for (size_t e = 0; e < nw; e++) w[e] = (float)(0.1 * (2 * rng_uniform(&r) - 1));
+        for (int c = 0; c < nd->c; c++) zero[c] = 0.0f, one[c] = 1.0f;
+        int k = i + 2 < a->n_nodes ? a->nodes[i + 2].kind : OP_INPUT;
+        float cap = k == OP_RELU6 ? 6.0f : k == OP_RELU ? INFINITY : 0.0f;
+        for (int rep = 0; rep <= reps; rep++) {
+            double t0 = bench_now();
+            conv_forward_affine(y, ws, x, w, n, p->c, p->h, p->w, nd->c, nd->k, nd->stride, nd->pad,
+                                nd->groups, zero, one, zero, NULL, cap);
+            t[rep] = bench_now() - t0;
+        }
+        ms[i] = 1e3 * bench_median(t + 1, reps);
+        total += ms[i];
+        free(x), free(y), free(w), free(ws), free(zero), free(one);
+    }
+    printf("%-28s %5s %5s %7s %2s %2s %4s %9s %8s %6s\n", "conv", "C", "OC", "HxW", "K", "S", "G",
+           "ms", "GFLOP/s", "share");
+    for (int i = 0; i < a->n_nodes; i++) {
+        const Node *nd = &a->nodes[i];
+        if (nd->kind != OP_CONV) continue;
+        const Node *p = &a->nodes[nd->in[0]];
+        double flops = 2.0 * n * nd->h * nd->w * (double)nd->c * (p->c / nd->groups) * nd->k * nd->k;
+        printf("%-28s %5d %5d %3dx%-3d %2d %2d %4d %9.3f %8.1f %5.1f%%\n", nd->name, p->c, nd->c,
+               p->h, p->w, nd->k, nd->stride, nd->groups, ms[i], flops / ms[i] * 1e-6,
+               100.0 * ms[i] / total);
+    }
+    printf("total %.3f ms\n", total);
+    free(ms);
+    free(t);
+}
+
 static void bench_usage(void)
 {
     fprintf(stderr,
             "usage: bench_engine peak THREADS   (prints GFLOP/s and OpenBLAS's kernel name)\n"
             "       bench_engine run NET THREADS REPS [PRUNE_TARGET [ROUND_TO]]\n"
             "       bench_engine arch NET [PRUNE_TARGET [ROUND_TO]]\n"
+            "       bench_engine convs NET THREADS REPS [PRUNE_TARGET [ROUND_TO]]\n"
             "NET is r20 (ResNet-20, 1x28x28), r56 (ResNet-56, 3x32x32), mbv2c (CIFAR\n"
             "MobileNetV2, 3x32x32, 100 classes), all batch 128, or r50 (ResNet-50, 3x224x224,\n"
             "1000 classes, batch 32).\n"
-            "run prints: train_img_s eval_img_s macs_per_image rss_before_net_kib peak_rss_kib\n");
+            "run prints: train_img_s eval_img_s macs_per_image rss_before_net_kib peak_rss_kib\n"
+            "convs times every conv alone as evaluation runs it (ms, GFLOP/s, share).\n");
 }
 
 int main(int argc, char **argv)
@@ -182,7 +241,8 @@ int main(int argc, char **argv)
         printf("%.2f %s\n", bench_sgemm_peak(2048, 3), openblas_get_corename());
         return 0;
     }
-    int is_run = strcmp(argv[1], "run") == 0;
+    int is_convs = strcmp(argv[1], "convs") == 0;
+    int is_run = is_convs || strcmp(argv[1], "run") == 0;
     if (!is_run && strcmp(argv[1], "arch") != 0) {
         bench_usage();
         return 2;
@@ -214,6 +274,11 @@ int main(int argc, char **argv)
     } else {
         openblas_set_num_threads(atoi(argv[3]));
         double tt, te;
+        if (is_convs) {
+            bench_convs(&net, atoi(argv[4]));
+            net_free(&net);
+            return 0;
+        }
         bench_run(&net, atoi(argv[4]), &tt, &te);
         printf("%.2f %.2f %lld %ld %ld\n", net.batch / tt, net.batch / te, arch_flops(&net.arch),
                rss_before, bench_peak_rss_kib());
