@@ -203,25 +203,35 @@ int main(void)
          * (all the dW lanes). */
         {23, 96, 8, 8, 37, 1, 1, 0, 1, "pointwise, two blocks"},
         {45, 37, 16, 16, 96, 1, 1, 0, 1, "pointwise, eight blocks"},
-        /* B is packed in chunks of POINT_PACK_FLOATS floats: 13 channels make chunks of at most
-         * 1260 pixels (1248 with 8- and 16-lane tiles), so a 1600-pixel block holds two and a partial
-         * tile; past 1365 rows (4-lane tiles; fewer for wider) B is read in place instead,
-         * here by the forward (1400 -> 5) and by the backward's dX (5 -> 1400). */
-        {4, 13, 20, 20, 10, 1, 1, 0, 1, "pointwise, two packed chunks"},
-        {2, 1400, 3, 3, 5, 1, 1, 0, 1, "pointwise, 1400 channels (B in place)"},
-        {2, 5, 3, 3, 1400, 1, 1, 0, 1, "pointwise, 1400 filters (dX's B in place)"},
+        /* B is packed in chunks of POINT_PACK_FLOATS (65536) floats: 13 channels make chunks of
+         * 5040 pixels (420 tiles of 12, 210 of 24, 105 of 48), so a 6400-pixel block holds two
+         * and a partial tile; past 65536 / GT_NR rows a tile (5461 with 4-lane tiles, fewer for
+         * wider) the reduction goes in slices, here in the forward (5500 -> 5) and in the
+         * backward's dX (5 -> 5500). */
+        {4, 13, 40, 40, 10, 1, 1, 0, 1, "pointwise, two packed chunks"},
+        {2, 5500, 3, 3, 5, 1, 1, 0, 1, "pointwise, 5500 channels (reduction in slices)"},
+        {2, 5, 3, 3, 5500, 1, 1, 0, 1, "pointwise, 5500 filters (dX's reduction in slices)"},
+        /* Strided 1x1 convs: the forward gathers x while packing (odd sizes, a partial tile,
+         * two blocks, slices), the backward runs on im2col blocks. */
+        {5, 16, 7, 7, 24, 1, 2, 0, 1, "pointwise stride 2, 7x7, partial tile"},
+        {3, 9, 8, 10, 13, 1, 3, 0, 1, "pointwise stride 3, 8x10"},
+        {40, 37, 14, 14, 96, 1, 2, 0, 1, "pointwise stride 2, two blocks"},
+        {2, 5500, 6, 6, 5, 1, 2, 0, 1, "pointwise stride 2, 5500 channels (slices)"},
         {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
         {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},
         {2, 3, 9, 9, 5, 2, 2, 0, 1, "even kernel"},
         /* im2col blocks: an image whose columns (147 taps x 40 x 40) exceed the block goes in
          * runs of output rows (here 33 and 7); GEMM tiles are packed in chunks unless a tile's
-         * taps exceed the buffer (1440 > 1365, the most a 4-lane tile packs). */
+         * taps exceed the buffer (5472 > 5461, the most a 4-lane tile packs). */
         {2, 3, 80, 80, 8, 7, 2, 3, 1, "7x7 stride-2 stem, output in row runs"},
-        {2, 160, 7, 7, 5, 3, 3, 1, 1, "3x3 stride 3, 1440 taps (B in place)"},
+        {2, 608, 7, 7, 5, 3, 3, 1, 1, "3x3 stride 3, 5472 taps (B in place)"},
         /* 144 taps x 14*14 pixels per image: 6 images per block, so 8 make two blocks. */
         {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, phase planes, one block of 8 images"},
         {20, 16, 28, 28, 20, 3, 2, 1, 1, "strided, phase planes over three blocks"},
+        /* Past 65536 / (2 * GT_NR) rows of (phase, channel, tap) (C > 303 with 4-lane tiles)
+         * the phase-plane GEMM's reduction goes in slices. */
+        {2, 320, 6, 6, 5, 3, 2, 1, 1, "strided, 320 channels (reduction in slices)"},
         {2, 3, 1, 1, 5, 3, 1, 1, 1, "same 3x3, 1x1 images"},
         {4, 7, 1, 9, 9, 3, 1, 1, 1, "same 3x3, one-row images"},
         {3, 5, 2, 6, 7, 3, 2, 1, 1, "strided, 2x6 images"},

@@ -129,7 +129,7 @@ typedef struct {
     int nimg, nblk;      /* images per block, blocks */
     size_t ldb;          /* row stride of colb and doutb: nimg*OH*OW rounded up to GT_NR */
     size_t packed;       /* floats of the packed weight panels (shared by all threads) */
-    size_t per_thread;   /* floats of one thread's colb + doutb */
+    size_t per_thread;   /* floats of one thread's colb + doutb + gt_gemm's B buffer */
     size_t lane_floats;  /* floats of one dW lane */
     int nlanes;
     atomic_int next;     /* the next block (forward) or lane (backward) to take */
@@ -159,7 +159,8 @@ static void conv_plan_init(ConvPlan *p, int N, int C, int H, int W, int OC, int 
     size_t pa = (size_t)(OC + GT_MR - 1) / GT_MR * GT_MR * p->KC;
     size_t pb = (size_t)(p->KC + GT_MR - 1) / GT_MR * GT_MR * OC;
     p->packed = conv_round16(pa > pb ? pa : pb);
-    p->per_thread = conv_round16((size_t)p->KC * p->ldb) + conv_round16((size_t)OC * p->ldb);
+    p->per_thread = conv_round16((size_t)p->KC * p->ldb) + conv_round16((size_t)OC * p->ldb) +
+                    GT_GEMM_PACK;
     p->lane_floats = conv_round16((size_t)OC * p->KC);
     p->nlanes = conv_lanes(p->nblk);
     atomic_init(&p->next, 0);
@@ -171,6 +172,12 @@ static void conv_plan_bind(ConvPlan *p, float *ws)
     p->ap = ws;
     p->lanes = ws + p->packed;
     p->work = p->lanes + CONV_LANES * p->lane_floats;
+}
+
+/* The gt_gemm buffer of the thread region that starts at colb (after its colb and doutb). */
+static float *conv_plan_pack(const ConvPlan *p, float *colb)
+{
+    return colb + conv_round16((size_t)p->KC * p->ldb) + conv_round16((size_t)p->OC * p->ldb);
 }
 
 static size_t conv_plan_floats(const ConvPlan *p)
@@ -214,7 +221,7 @@ static void conv_forward_worker(void *ctx, int t, int T)
             conv_zero_pad(colb, p->ldb, p->KC, cols);
             /* M = OC filters, N = cols pixels of this run, K = KC taps. */
             GtRows rows = {colb, p->ldb, 0, 0, 1};
-            gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + at0, np);
+            gt_gemm(p->OC, cols, p->KC, p->ap, &rows, p->out + at0, np, conv_plan_pack(p, colb));
             if (p->ep)
                 for (int oc = 0; oc < p->OC; oc++) {
                     size_t at = oc * np + at0;
@@ -248,7 +255,7 @@ static void conv_backward_block(const ConvPlan *p, float *colb, float *doutb, fl
     /* dcol (KC x cols) = W^T (KC x OC) x doutb: M = KC taps, N = cols, K = OC; it reuses colb,
      * which dW no longer needs. */
     GtRows drows = {doutb, p->ldb, 0, 0, 1};
-    gt_gemm(p->KC, cols, p->OC, p->ap, &drows, colb, p->ldb);
+    gt_gemm(p->KC, cols, p->OC, p->ap, &drows, colb, p->ldb, conv_plan_pack(p, colb));
     col2im_strided_acc(p->dinp + n0 * plane, p->N * plane, colb, p->ldb, nn, p->C, p->H, p->W,
                        p->K, p->S, p->P);
 }
@@ -276,12 +283,15 @@ static int conv_plan_threads(const ConvPlan *p)
 long long conv_workspace_floats(int N, int C, int H, int W, int OC, int K, int S, int P, int G)
 {
     if (G > 1) return 0; /* conv_group.c needs none */
-    if (conv_is_point(K, S, P)) return conv_point_workspace(N, C, H, W, OC);
+    if (conv_is_point(K, S, P)) return conv_point_workspace(N, C, H, W, OC, 1);
     if (conv_is_same_s1(K, S, P)) return conv_shift_workspace(N, C, H, W, OC, K, P);
     if (conv_is_phase_s2(K, S, P, H, W)) return conv_phase_workspace(N, C, H, W, OC);
     ConvPlan p;
     conv_plan_init(&p, N, C, H, W, OC, K, S, P);
-    return (long long)conv_plan_floats(&p);
+    long long im2col = (long long)conv_plan_floats(&p); /* the backward, and other shapes */
+    if (!conv_is_point_strided(K, S, P)) return im2col;
+    long long point = conv_point_workspace(N, C, H, W, OC, S); /* the forward */
+    return point > im2col ? point : im2col;
 }
 
 static void conv_forward_ep(float *out, float *col, const float *inp, const float *weight, int N,
@@ -293,8 +303,8 @@ static void conv_forward_ep(float *out, float *col, const float *inp, const floa
         conv_group_forward_ep(out, inp, weight, N, C, H, W, OC, K, S, P, G, ep);
         return;
     }
-    if (conv_is_point(K, S, P)) {
-        conv_point_forward(out, col, inp, weight, N, C, H, W, OC, ep);
+    if (conv_is_point(K, S, P) || conv_is_point_strided(K, S, P)) {
+        conv_point_forward(out, col, inp, weight, N, C, H, W, OC, S, ep);
         return;
     }
     if (conv_is_same_s1(K, S, P)) {

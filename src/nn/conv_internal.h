@@ -80,6 +80,10 @@ static inline size_t conv_round16(size_t n) { return (n + 15) & ~(size_t)15; }
  * they are "same" convs too, so this test comes first. */
 static inline int conv_is_point(int K, int S, int P) { return K == 1 && S == 1 && P == 0; }
 
+/* Strided ones (ResNet's projection shortcuts) run their forward there too (the GEMM gathers
+ * its x columns) and their backward on im2col blocks (conv.c). */
+static inline int conv_is_point_strided(int K, int S, int P) { return K == 1 && S > 1 && P == 0; }
+
 /* Other "same" stride-1 convs (odd K, P = K/2) run on the shifted grid (conv_shift.c). */
 static inline int conv_is_same_s1(int K, int S, int P)
 {
@@ -100,14 +104,14 @@ void conv_group_backward_any(float *dinp, float *dweight, const float *dout, con
                              const float *weight, int N, int C, int H, int W, int OC, int K,
                              int S, int P, int G, int set);
 
-/* Workspace floats of the pointwise path for a shape. */
-long long conv_point_workspace(int N, int C, int H, int W, int OC);
-/* out = conv(inp) of a pointwise conv, through ep when not NULL; ws: conv_point_workspace
- * floats. */
+/* Workspace floats of the pointwise path for a shape (stride S). */
+long long conv_point_workspace(int N, int C, int H, int W, int OC, int S);
+/* out = conv(inp) of a 1x1 unpadded conv of stride S, through ep when not NULL; ws:
+ * conv_point_workspace floats. */
 void conv_point_forward(float *out, float *ws, const float *inp, const float *weight, int N, int C,
-                        int H, int W, int OC, const ConvEpilogue *ep);
+                        int H, int W, int OC, int S, const ConvEpilogue *ep);
 /* dweight += dW and, when dinp is not NULL, dinp += dX (with set, dinp = dX) of a pointwise
- * conv. */
+ * conv of stride 1. */
 void conv_point_backward(float *dinp, float *dweight, float *ws, const float *dout,
                          const float *inp, const float *weight, int N, int C, int H, int W, int OC,
                          int set);

@@ -32,7 +32,8 @@ static void phase_plan_init(ShiftPlan *p, int N, int C, int H, int W, int OC)
     size_t need = conv_round16(fwd > bwd ? fwd : bwd);
     if (p->packed < need) p->packed = need;
     p->voff = p->per_thread + conv_round16((size_t)p->ocp * p->ldt); /* the dX phase planes */
-    p->per_thread = p->voff + conv_round16((size_t)p->C * p->nimg * p->HW);
+    p->pkoff = p->voff + conv_round16((size_t)p->C * p->nimg * p->HW);
+    p->per_thread = p->pkoff + GT_GEMM_PACK;
 }
 
 long long conv_phase_workspace(int N, int C, int H, int W, int OC)
@@ -180,37 +181,85 @@ static void phase_fill_grid(const ShiftPlan *p, float *g, const float *x, int n0
     }
 }
 
+/* Rows [k0, k1) of the forward's B (k = (phase, channel, tap) in phase_pack's order) at the
+ * tile of centres j, packed: row k - k0 to d + (k - k0)*GT_NR. g points at the block grid's first
+ * centre. */
+static void phase_pack_tile(const ShiftPlan *p, float *d, const float *g, int j, size_t k0,
+                            size_t k1, const int *nt, ptrdiff_t off[4][4])
+{
+    int C = p->C / 4;
+    size_t k = 0;
+    for (int ph = 0; ph < 4 && k < k1; ph++) {
+        size_t kend = k + (size_t)C * nt[ph];
+        if (kend <= k0) {
+            k = kend;
+            continue;
+        }
+        int c = k0 > k ? (int)((k0 - k) / nt[ph]) : 0;
+        for (k += (size_t)c * nt[ph]; c < C && k < k1; c++) {
+            const float *src = g + (size_t)(ph * C + c) * p->cs + j;
+            for (int t = 0; t < nt[ph]; t++, k++) {
+                if (k < k0 || k >= k1) continue;
+                float *dk = d + (k - k0) * GT_NR;
+                for (int v = 0; v < GT_NV; v++)
+                    gt_store(dk + v * GT_VL, gt_load(src + off[ph][t] + v * GT_VL));
+            }
+        }
+        k = kend;
+    }
+}
+
+/*
+ * Per block: the phase grids, then the GEMM over the 9*C rows of (phase, channel, tap) as
+ * gemm_tile.h's gt_gemm does it: chunks of tiles whose B rows are packed (read in place the
+ * rows lie a grid channel apart) and every panel of filters over the whole chunk, so a panel's
+ * weights are read once a chunk, not once a tile. A chunk holds at least two tiles: when the
+ * rows of two exceed the buffer the reduction goes in slices, each but the first added to the
+ * outputs and the last through the epilogue. At 14x14 with 512 channels (ResNet-50's
+ * layer4.0.conv2: 9.4 MB of weights) this ran 2.5x faster than one tile at a time.
+ */
 static void conv_phase_forward_worker(void *ctx, int t, int T)
 {
     (void)T;
     ShiftPlan *p = ctx;
     float *gx = p->work + (size_t)t * p->per_thread;
+    float *pk = gx + p->pkoff;
     int C = p->C / 4;
     size_t chan = (size_t)p->N * p->HW, kdim = (size_t)C * 9;
     ptrdiff_t off[4][4];
     int nt[4], kh[4], kw[4];
     for (int ph = 0; ph < 4; ph++) nt[ph] = phase_taps(ph, p->pitch, kh, kw, off[ph]);
+    const size_t nks = (kdim * 2 * GT_NR + GT_GEMM_PACK - 1) / GT_GEMM_PACK;
+    const size_t kc = (kdim + nks - 1) / nks, tile_floats = kc * GT_NR;
+    const int chunk = (int)(GT_GEMM_PACK / tile_floats) * GT_NR;
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;
         int nn = p->N - n0 < p->nimg ? p->N - n0 : p->nimg;
         int ncols = shift_ncols(p, nn);
         phase_fill_grid(p, gx, p->inp, n0, nn);
+        const float *g = gx + p->qs;
         float *d0 = p->out + (size_t)n0 * p->HW;
-        for (int j = 0; j < ncols; j += GT_NR) {
-            for (int i = 0; i < p->OC; i += GT_MR) {
-                gt_vf acc[GT_MR][GT_NV];
-                for (int r = 0; r < GT_MR; r++)
-                    for (int v = 0; v < GT_NV; v++) acc[r][v] = (gt_vf){0};
-                const float *ak = p->ap + (size_t)i * kdim;
-                for (int ph = 0; ph < 4; ph++) {
-                    gt_tile_add_taps(acc, C, ak, gx + (size_t)ph * C * p->cs + p->qs, p->cs,
-                                     off[ph], nt[ph], (size_t)j);
-                    ak += (size_t)C * nt[ph] * GT_MR;
+        for (int c0 = 0; c0 < ncols; c0 += chunk) {
+            int c1 = c0 + chunk < ncols ? c0 + chunk : ncols;
+            for (size_t k0 = 0; k0 < kdim; k0 += kc) {
+                size_t k1 = k0 + kc < kdim ? k0 + kc : kdim;
+                const int add = k0 > 0;
+                const ConvEpilogue *ep = k1 == kdim ? p->ep : NULL;
+                for (int j = c0; j < c1; j += GT_NR)
+                    phase_pack_tile(p, pk + (size_t)(j - c0) / GT_NR * tile_floats, g, j, k0, k1,
+                                    nt, off);
+                for (int i = 0; i < p->OC; i += GT_MR) {
+                    const float *ak = p->ap + (size_t)i * kdim + k0 * GT_MR;
+                    for (int j = c0; j < c1; j += GT_NR) {
+                        GtRows rows = {pk + (size_t)(j - c0) / GT_NR * tile_floats, GT_NR, 0, 0, 1};
+                        gt_vf acc[GT_MR][GT_NV];
+                        gt_tile_acc(acc, (int)(k1 - k0), ak, &rows, 0);
+                        for (int v = 0; v < GT_NV; v++)
+                            for (int r = 0; r < GT_MR && i + r < p->OC; r++)
+                                shift_store(p, d0 + (size_t)(i + r) * chan, acc[r][v],
+                                            j / GT_VL + v, ncols, i + r, add, ep);
+                    }
                 }
-                for (int v = 0; v < GT_NV; v++)
-                    for (int r = 0; r < GT_MR && i + r < p->OC; r++)
-                        shift_store(p, d0 + (size_t)(i + r) * chan, acc[r][v], j / GT_VL + v,
-                                    ncols, i + r, 0);
             }
         }
     }
@@ -294,7 +343,7 @@ static void conv_phase_backward_block(const ShiftPlan *p, float *gx, float *gdy,
                 for (int v = 0; v < GT_NV; v++)
                     for (int r = 0; r < GT_MR && i + r < C; r++)
                         shift_store(p, stage + (size_t)(ph * C + i + r) * bpix, acc[r][v],
-                                    j / GT_VL + v, ncols, i + r, 0);
+                                    j / GT_VL + v, ncols, i + r, 0, NULL);
             }
         }
         ap += cp * p->OC * nt[ph];

@@ -35,7 +35,7 @@ static void shift_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, c
             for (int v = 0; v < GT_NV; v++)
                 for (int r = 0; r < GT_MR && i + r < M; r++)
                     shift_store(p, d0 + (size_t)(i + r) * chan, t[r][v], j / GT_VL + v, ncols,
-                                i + r, acc);
+                                i + r, acc, acc ? NULL : p->ep);
         }
     }
 }
@@ -64,7 +64,8 @@ static void wino_gemm_out(const ShiftPlan *p, int M, int nc, const float *ap, co
                     gt_vf out[4];
                     wn_output(m[r][g], out);
                     for (int k = 0; k < 4; k++) /* centre vectors of groups [g*GT_VL, +GT_VL) */
-                        shift_store(p, drow, out[k], j / GT_VL + 4 * g + k, ncols, i + r, acc);
+                        shift_store(p, drow, out[k], j / GT_VL + 4 * g + k, ncols, i + r, acc,
+                                    acc ? NULL : p->ep);
                 }
             }
         }

@@ -247,7 +247,7 @@ static inline const float *gt_row(const GtRows *b, int k)
 }
 
 /* Floats of gt_gemm's packed B chunk (on the caller's stack). */
-enum { GT_GEMM_PACK = 1 << 14 };
+enum { GT_GEMM_PACK = 1 << 16 };
 
 /*
  * C (M x N, ldc) = A x B with A packed by gt_pack_a (M x nc*kk*kk) and B given by rows; every
@@ -259,12 +259,11 @@ enum { GT_GEMM_PACK = 1 << 14 };
  *   tile at a third of its speed); packed, a tile's rows stream;
  * - C is written in GT_MR streams of whole chunk rows; one tile at a time under every panel
  *   touched all M rows of C at once, ldc apart.
- * When one tile's rows exceed the buffer, B is read in place.
+ * When one tile's rows exceed the buffer, B is read in place. pk: GT_GEMM_PACK floats.
  */
 static inline void gt_gemm(int M, int N, int nc, const float *ap, const GtRows *b, float *c,
-                           size_t ldc)
+                           size_t ldc, float *pk)
 {
-    float pk[GT_GEMM_PACK] __attribute__((aligned(64)));
     const size_t K = (size_t)nc * b->kk * b->kk, tile_floats = K * GT_NR;
     const int per_chunk = tile_floats <= GT_GEMM_PACK ? (int)(GT_GEMM_PACK / tile_floats) : 8;
     const int packed = tile_floats <= GT_GEMM_PACK;

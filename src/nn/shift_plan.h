@@ -48,6 +48,7 @@ typedef struct {
     size_t hcs, vcs;   /* Winograd: floats per V plane, per channel's WN_J planes */
     size_t voff;       /* offset in a thread region of the V planes (Winograd: 0, they come
                         * first) or of the dX phase planes (stride-2 plans) */
+    size_t pkoff;      /* stride-2 plans: offset in a thread region of the packed B chunk */
     size_t dyt_off, dya_off, dya_plane; /* Winograd dW: dy transposed, its a_j planes */
     int nlanes;
     atomic_int next;   /* the next block (forward) or dW lane (backward) to take */
@@ -94,19 +95,17 @@ static inline unsigned shift_block_mask(const ShiftPlan *p, int s, int ncols)
 }
 
 /* Store vector s (of ncols centres) of a register tile's row oc to its real pixels only (lane
- * map): through the plan's epilogue if any (forward), or added (acc: the backward's dX). drow is
- * a row of p->out (where the epilogue's residual sits at the same offset from ep->res) or of
- * p->dinp. */
+ * map): added to what the row holds when add (the backward's dX, a reduction's later slices),
+ * then through ep (the forward's epilogue) when not NULL. drow is a row of p->out (where the
+ * epilogue's residual sits at the same offset from ep->res) or of p->dinp. */
 static inline void shift_store(const ShiftPlan *p, float *drow, gt_vf y, int s, int ncols, int oc,
-                               int acc)
+                               int add, const ConvEpilogue *ep)
 {
     unsigned m = shift_block_mask(p, s, ncols);
     if (!m) return;
     float *d = drow + p->loff[s];
-    const ConvEpilogue *ep = p->ep;
-    if (acc) {
-        y += gt_load_lanes(d, m);
-    } else if (ep) { /* the same arithmetic as conv_epilogue_row */
+    if (add) y += gt_load_lanes(d, m);
+    if (ep) { /* the same arithmetic as conv_epilogue_row */
         y = (y - ep->mean[oc]) * ep->scale[oc] + ep->shift[oc];
         if (ep->res) y += gt_load_lanes(ep->res + (d - p->out), m);
         if (ep->cap > 0.0f) y = conv_epilogue_clamp(y, ep->cap);
