@@ -215,6 +215,13 @@ int main(void)
         {2, 3, 25, 33, 3, 3, 1, 1, 3, "depthwise 3x3, 25x33"},
         {4, 6, 7, 7, 6, 3, 1, 1, 6, "depthwise 3x3, 7x7 (MobileNetV2's last stage)"},
         {1, 2, 112, 112, 2, 3, 1, 1, 2, "depthwise 3x3, 112x112"},
+        /* Output rows in tiles of CG_TR (6, or 12 with 16 lanes), then of 4, 2 and 1. */
+        {2, 4, 8, 8, 4, 3, 1, 1, 4, "depthwise 3x3, 8x8"},
+        {2, 3, 11, 9, 3, 3, 1, 1, 3, "depthwise 3x3, 11 rows"},
+        {2, 3, 9, 10, 3, 3, 1, 1, 3, "depthwise 3x3, 9 rows"},
+        {2, 4, 16, 16, 4, 3, 2, 1, 4, "depthwise 3x3 stride 2, 16x16"},
+        {2, 3, 22, 21, 3, 3, 2, 1, 3, "depthwise 3x3 stride 2, 11 rows out"},
+        {2, 3, 10, 10, 3, 3, 2, 1, 3, "depthwise 3x3 stride 2, 5 rows out"},
         {2, 4, 8, 8, 4, 3, 2, 1, 4, "depthwise 3x3 stride 2"},
         {3, 5, 7, 9, 5, 3, 2, 1, 5, "depthwise 3x3 stride 2, odd sizes"},
         {2, 3, 1, 1, 3, 3, 2, 1, 3, "depthwise 3x3 stride 2, 1x1 images"},

@@ -187,17 +187,17 @@ cg_block(float *restrict o, const float *restrict xb, size_t rs, int xlp, const 
     for (int i = 0; i < CG_R; i++) cg_put(o + at[i], acc[i], cnt[i], add);
 }
 
-/* Rows [oh0, OH) of output plane o (OH x OW) = (or += with add) the conv of phase rows xb (row
- * pitch rs = S*xlp) with filter w (K x K). Output vectors go in blocks of CG_R in row order; a
+/* Output plane o (OH x OW) = (or += with add) the conv of phase rows xb (row pitch
+ * rs = S*xlp) with filter w (K x K). Output vectors go in blocks of CG_R in row order; a
  * short last block repeats its last vector and stores nothing for the repeats. */
 static inline __attribute__((always_inline)) void
-cg_conv_rows(float *restrict o, int oh0, int OH, int OW, const float *restrict xb, int xlp,
+cg_conv_rows(float *restrict o, int OH, int OW, const float *restrict xb, int xlp,
              const float *restrict w, int add, const int K, const int S)
 {
     size_t rs = (size_t)S * xlp;
     size_t in[CG_R], at[CG_R];
     int cnt[CG_R], m = 0;
-    for (int oh = oh0; oh < OH; oh++)
+    for (int oh = 0; oh < OH; oh++)
         for (int j0 = 0; j0 < OW; j0 += GT_VL) {
             in[m] = (size_t)oh * S * rs + j0;
             at[m] = (size_t)oh * OW + j0;
@@ -212,59 +212,70 @@ cg_conv_rows(float *restrict o, int oh0, int OH, int OW, const float *restrict x
     cg_block(o, xb, rs, xlp, w, in, at, cnt, add, K, S);
 }
 
-/* 3x3 filters: a column of CG_TR output rows at vectors j0 (o: the first row; x: its first
- * input row), with the nine weights in registers. Input row t feeds output rows i with
+/* 3x3 filters: a column of TR <= CG_TR output rows at vectors j0 (o: the first row; x: its
+ * first input row), with the nine weights in registers. Input row t feeds output rows i with
  * kh = t - i*S in [0, 3), so each input vector is loaded once per tile and used up to three
  * times (stride 1); each output still sums its taps in (kh, kw) order. */
 static inline __attribute__((always_inline)) void
 cg_tile3(float *restrict o, int OW, const float *restrict x, size_t rs, int xlp, const gt_vf *wv,
-         int j0, int add, const int S)
+         int j0, int add, const int S, const int TR)
 {
     gt_vf acc[CG_TR];
-    for (int i = 0; i < CG_TR; i++) acc[i] = (gt_vf){0};
+    for (int i = 0; i < TR; i++) acc[i] = (gt_vf){0};
 #pragma GCC unroll 32
-    for (int t = 0; t < (CG_TR - 1) * S + 3; t++) {
+    for (int t = 0; t < (TR - 1) * S + 3; t++) {
         const float *xr = x + (size_t)t * rs + j0;
 #pragma GCC unroll 3
         for (int kw = 0; kw < 3; kw++) {
             gt_vf xv = gt_load(xr + (size_t)(kw % S) * xlp + kw / S);
 #pragma GCC unroll 16
-            for (int i = 0; i < CG_TR; i++) {
+            for (int i = 0; i < TR; i++) {
                 int kh = t - i * S;
                 if (kh >= 0 && kh < 3) acc[i] += wv[kh * 3 + kw] * xv;
             }
         }
     }
-    for (int i = 0; i < CG_TR; i++) cg_put(o + (size_t)i * OW + j0, acc[i], OW - j0, add);
+    for (int i = 0; i < TR; i++) cg_put(o + (size_t)i * OW + j0, acc[i], OW - j0, add);
 }
 
-/* The rows of whole CG_TR-row tiles of a 3x3 conv's output plane (cg_conv_rows's contract);
- * returns the first row not done. */
-static inline __attribute__((always_inline)) int
-cg_tiles3(float *restrict o, int OH, int OW, const float *restrict xb, int xlp,
-          const float *restrict w, int add, const int S)
+/* Output rows [oh, oh + TR) of a 3x3 conv's plane (cg_conv_rows's contract), one tile of TR
+ * rows per vector of columns. */
+static inline __attribute__((always_inline)) void
+cg_rows3(float *restrict o, int oh, int OW, const float *restrict xb, int xlp, const gt_vf *wv,
+         int add, const int S, const int TR)
 {
     size_t rs = (size_t)S * xlp;
+    for (int j0 = 0; j0 < OW; j0 += GT_VL)
+        cg_tile3(o + (size_t)oh * OW, OW, xb + (size_t)oh * S * rs, rs, xlp, wv, j0, add, S, TR);
+}
+
+/* A 3x3 conv's whole output plane: tiles of CG_TR rows, then the rows left over in tiles of 4,
+ * 2 and 1 (at 8x8, 6 + 2 rows: the 2 rows in one block of CG_R vectors computed 8 and stored 2,
+ * and the plane took 1.4x as long). */
+static inline __attribute__((always_inline)) void
+cg_plane3(float *restrict o, int OH, int OW, const float *restrict xb, int xlp,
+          const float *restrict w, int add, const int S)
+{
     gt_vf wv[9];
     for (int t = 0; t < 9; t++) wv[t] = gt_splat(w + t);
     int oh = 0;
-    for (; oh + CG_TR <= OH; oh += CG_TR)
-        for (int j0 = 0; j0 < OW; j0 += GT_VL)
-            cg_tile3(o + (size_t)oh * OW, OW, xb + (size_t)oh * S * rs, rs, xlp, wv, j0, add, S);
-    return oh;
+    for (; oh + CG_TR <= OH; oh += CG_TR) cg_rows3(o, oh, OW, xb, xlp, wv, add, S, CG_TR);
+    for (; oh + 4 <= OH; oh += 4) cg_rows3(o, oh, OW, xb, xlp, wv, add, S, 4);
+    for (; oh + 2 <= OH; oh += 2) cg_rows3(o, oh, OW, xb, xlp, wv, add, S, 2);
+    if (oh < OH) cg_rows3(o, oh, OW, xb, xlp, wv, add, S, 1);
 }
 
-/* A whole output plane: tiles for 3x3 filters at stride 1 and 2 (the rows left over by blocks),
- * blocks for any other K and S. Constant K and S unroll the tap loops. */
+/* A whole output plane: cg_plane3 for 3x3 filters at stride 1 and 2, blocks for any other K and
+ * S. Constant K and S unroll the tap loops. */
 static void cg_conv_plane(float *o, int OH, int OW, const float *xb, int xlp, const float *w,
                           int add, int K, int S)
 {
     if (K == 3 && S == 1)
-        cg_conv_rows(o, cg_tiles3(o, OH, OW, xb, xlp, w, add, 1), OH, OW, xb, xlp, w, add, 3, 1);
+        cg_plane3(o, OH, OW, xb, xlp, w, add, 1);
     else if (K == 3 && S == 2)
-        cg_conv_rows(o, cg_tiles3(o, OH, OW, xb, xlp, w, add, 2), OH, OW, xb, xlp, w, add, 3, 2);
+        cg_plane3(o, OH, OW, xb, xlp, w, add, 2);
     else
-        cg_conv_rows(o, 0, OH, OW, xb, xlp, w, add, K, S);
+        cg_conv_rows(o, OH, OW, xb, xlp, w, add, K, S);
 }
 
 /* The lanes of acc[t] summed in double, added to dsum[t] for t < n. */
