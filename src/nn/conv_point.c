@@ -11,8 +11,9 @@
 /*
  * With channel-major activations a 1x1 conv is a plain GEMM of the tensors over the M = N*H*W
  * pixels: out (OC x M) = W (OC x C) x X (C x M), dW (OC x C) += dY (OC x M) x X^T and
- * dX (C x M) = W^T x dY. Channel c of the batch is row c of X, so the tile kernels read their B
- * rows from the tensor itself (GtRows {x, M, 0, 0, 1}): no grid, no im2col. Pixels need not be
+ * dX (C x M) = W^T x dY. Channel c of the batch is row c of X, so the GEMM takes its B rows
+ * from the tensor itself (copied a chunk of tiles at a time, see point_gemm_out): no grid, no
+ * im2col. Pixels need not be
  * split at image boundaries, so blocks are ranges of pixels, whole tiles (GT_NR) each except the
  * last. A tile reads GT_NR floats of every row; only the batch's last partial tile would read
  * past the end of the tensor (and would sum its garbage columns into dW), so that tail of
@@ -108,7 +109,11 @@ static void point_x_offsets(const PointPlan *p, size_t j, int n, size_t *off)
     size_t oh = q / (size_t)p->OW, ow = q % (size_t)p->OW;
     for (int e = 0; e < n; e++) {
         off[e] = (img * p->H + oh * p->S) * p->W + ow * p->S;
-        if (++ow == (size_t)p->OW && (ow = 0, ++oh == (size_t)p->OH)) oh = 0, img++;
+        if (++ow < (size_t)p->OW) continue;
+        ow = 0;
+        if (++oh < (size_t)p->OH) continue;
+        oh = 0;
+        img++;
     }
 }
 
