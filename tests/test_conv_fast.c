@@ -209,14 +209,19 @@ int main(void)
          * wider) the reduction goes in slices, here in the forward (5500 -> 5) and in the
          * backward's dX (5 -> 5500). */
         {4, 13, 40, 40, 10, 1, 1, 0, 1, "pointwise, two packed chunks"},
-        {2, 5500, 3, 3, 5, 1, 1, 0, 1, "pointwise, 5500 channels (reduction in slices)"},
-        {2, 5, 3, 3, 5500, 1, 1, 0, 1, "pointwise, 5500 filters (dX's reduction in slices)"},
+        {2, 5500, 8, 8, 5, 1, 1, 0, 1, "pointwise, 5500 channels (reduction in slices)"},
+        {2, 5, 8, 8, 5500, 1, 1, 0, 1, "pointwise, 5500 filters (dX's reduction in slices)"},
+        /* Slices of at most 65536 / GT_NR rows: these counts once rounded to longer slices,
+         * whose chunks then held no tile (AVX-512: 4096, 5461; AVX2: 5461, 8192; SSE: 16384). */
+        {1, 5461, 4, 4, 3, 1, 1, 0, 1, "pointwise, 5461 channels"},
+        {1, 16384, 2, 2, 3, 1, 1, 0, 1, "pointwise, 16384 channels"},
+        {1, 3, 2, 2, 8192, 1, 1, 0, 1, "pointwise, 8192 filters"},
         /* Strided 1x1 convs: the forward gathers x while packing (odd sizes, a partial tile,
          * two blocks, slices), the backward runs on im2col blocks. */
         {5, 16, 7, 7, 24, 1, 2, 0, 1, "pointwise stride 2, 7x7, partial tile"},
         {3, 9, 8, 10, 13, 1, 3, 0, 1, "pointwise stride 3, 8x10"},
         {40, 37, 14, 14, 96, 1, 2, 0, 1, "pointwise stride 2, two blocks"},
-        {2, 5500, 6, 6, 5, 1, 2, 0, 1, "pointwise stride 2, 5500 channels (slices)"},
+        {2, 5500, 16, 16, 5, 1, 2, 0, 1, "pointwise stride 2, 5500 channels (slices)"},
         {3, 16, 12, 12, 32, 3, 2, 1, 1, "strided 3x3 (phase planes)"},
         {5, 9, 7, 7, 3, 3, 2, 1, 1, "strided, odd size"},
         {2, 4, 6, 6, 6, 3, 1, 0, 1, "unpadded 3x3 (im2col blocks)"},
@@ -230,8 +235,9 @@ int main(void)
         {8, 16, 28, 28, 24, 3, 2, 1, 1, "strided, phase planes, one block of 8 images"},
         {20, 16, 28, 28, 20, 3, 2, 1, 1, "strided, phase planes over three blocks"},
         /* Past 65536 / (2 * GT_NR) rows of (phase, channel, tap) (C > 303 with 4-lane tiles)
-         * the phase-plane GEMM's reduction goes in slices. */
-        {2, 320, 6, 6, 5, 3, 2, 1, 1, "strided, 320 channels (reduction in slices)"},
+         * the phase-plane GEMM's reduction goes in slices; at 306 channels a slice ends inside
+         * a channel's taps with 4-, 8- and 16-lane tiles alike. */
+        {2, 306, 6, 6, 5, 3, 2, 1, 1, "strided, 306 channels (reduction in slices)"},
         {2, 3, 1, 1, 5, 3, 1, 1, 1, "same 3x3, 1x1 images"},
         {4, 7, 1, 9, 9, 3, 1, 1, 1, "same 3x3, one-row images"},
         {3, 5, 2, 6, 7, 3, 2, 1, 1, "strided, 2x6 images"},

@@ -18,7 +18,9 @@
  * for columns: the conv is a stride-1 conv of the 4*C phase planes with taps at offsets -1 and 0,
  * one per (kh, kw), nine in all. On the shifted grid of the phase planes (ShiftPlan of 4*C
  * channels of OH x OW, whose shared padding supplies the zeros above and left) it runs like a
- * same conv, without im2col, with each phase's tap list (gt_tile_add_taps).
+ * same conv, without im2col: the forward packs each tile's rows of (phase, channel, tap) from
+ * the grids, the backward's dX reads them in place with each phase's tap list
+ * (gt_tile_add_taps).
  */
 /* The phase plan: a ShiftPlan of 4*C channels of (H/2) x (W/2) with taps up to one row and one
  * column away (sized as a 2x2 conv, whose padding and reach are the same), plus for the
@@ -229,7 +231,8 @@ static void conv_phase_forward_worker(void *ctx, int t, int T)
     ptrdiff_t off[4][4];
     int nt[4], kh[4], kw[4];
     for (int ph = 0; ph < 4; ph++) nt[ph] = phase_taps(ph, p->pitch, kh, kw, off[ph]);
-    const size_t nks = (kdim * 2 * GT_NR + GT_GEMM_PACK - 1) / GT_GEMM_PACK;
+    const size_t kmax = GT_GEMM_PACK / (2 * GT_NR); /* the most rows of two tiles in pk */
+    const size_t nks = (kdim + kmax - 1) / kmax;    /* slices */
     const size_t kc = (kdim + nks - 1) / nks, tile_floats = kc * GT_NR;
     const int chunk = (int)(GT_GEMM_PACK / tile_floats) * GT_NR;
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {

@@ -10,7 +10,7 @@
 
 /*
  * With channel-major activations a 1x1 conv is a plain GEMM of the tensors over the M = N*H*W
- * pixels: out (OC x M) = W (OC x C) x X (C x M), dW (OC x C) += dY (OC x M) x X^T and
+ * pixels (N*OH*OW output pixels when strided, below): out (OC x M) = W (OC x C) x X (C x M), dW (OC x C) += dY (OC x M) x X^T and
  * dX (C x M) = W^T x dY. Channel c of the batch is row c of X, so the GEMM takes its B rows
  * from the tensor itself (copied a chunk of tiles at a time, see point_gemm_out): no grid, no
  * im2col. Pixels need not be
@@ -195,8 +195,9 @@ static void point_gemm_out(const PointPlan *p, int rows, int nc, const float *ap
                            int x, const float *bt, float *dst, size_t j0, size_t j1, int acc,
                            float *pk)
 {
-    const int nks = (int)(((size_t)nc * GT_NR + POINT_PACK_FLOATS - 1) / POINT_PACK_FLOATS);
-    const int kc = (nc + nks - 1) / nks; /* rows of a slice */
+    const int kmax = POINT_PACK_FLOATS / GT_NR;  /* the most rows of a tile that pk holds */
+    const int nks = (nc + kmax - 1) / kmax;      /* slices */
+    const int kc = (nc + nks - 1) / nks;         /* rows of a slice, <= kmax */
     const size_t tile_floats = (size_t)kc * GT_NR;
     const size_t chunk = POINT_PACK_FLOATS / tile_floats * GT_NR;
     const size_t ld = x ? p->Min : p->M;

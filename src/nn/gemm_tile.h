@@ -246,7 +246,9 @@ static inline const float *gt_row(const GtRows *b, int k)
     return b->base + (size_t)(k / kk2) * b->cs + (q / b->kk) * b->rs + (q % b->kk) * b->ws;
 }
 
-/* Floats of gt_gemm's packed B chunk (on the caller's stack). */
+/* Floats of gt_gemm's packed B chunk (a buffer of the caller's workspace), 256 KiB: at 64 KiB a
+ * tile of a conv with about a thousand taps filled it, and the weights (past L2) were read again
+ * for every tile. */
 enum { GT_GEMM_PACK = 1 << 16 };
 
 /*
