@@ -231,9 +231,7 @@ static void conv_phase_forward_worker(void *ctx, int t, int T)
     ptrdiff_t off[4][4];
     int nt[4], kh[4], kw[4];
     for (int ph = 0; ph < 4; ph++) nt[ph] = phase_taps(ph, p->pitch, kh, kw, off[ph]);
-    const size_t kmax = GT_GEMM_PACK / (2 * GT_NR); /* the most rows of two tiles in pk */
-    const size_t nks = (kdim + kmax - 1) / kmax;    /* slices */
-    const size_t kc = (kdim + nks - 1) / nks, tile_floats = kc * GT_NR;
+    const size_t kc = gt_slice_rows(kdim, 2, GT_GEMM_PACK), tile_floats = kc * GT_NR;
     const int chunk = (int)(GT_GEMM_PACK / tile_floats) * GT_NR;
     for (int b; (b = atomic_fetch_add(&p->next, 1)) < p->nblk;) {
         int n0 = b * p->nimg;

@@ -10,12 +10,11 @@
 
 /*
  * With channel-major activations a 1x1 conv is a plain GEMM of the tensors over the M = N*H*W
- * pixels (N*OH*OW output pixels when strided, below): out (OC x M) = W (OC x C) x X (C x M), dW (OC x C) += dY (OC x M) x X^T and
- * dX (C x M) = W^T x dY. Channel c of the batch is row c of X, so the GEMM takes its B rows
- * from the tensor itself (copied a chunk of tiles at a time, see point_gemm_out): no grid, no
- * im2col. Pixels need not be
- * split at image boundaries, so blocks are ranges of pixels, whole tiles (GT_NR) each except the
- * last. A tile reads GT_NR floats of every row; only the batch's last partial tile would read
+ * pixels (N*OH*OW output pixels when strided, below): out (OC x M) = W (OC x C) x X (C x M),
+ * dW (OC x C) += dY (OC x M) x X^T and dX (C x M) = W^T x dY. Channel c of the batch is row c of
+ * X, so the GEMM takes its B rows from the tensor itself (copied a chunk of tiles at a time, see
+ * point_gemm_out): no grid, no im2col. Pixels need not be split at image boundaries, so blocks
+ * are ranges of pixels, whole tiles (GT_NR) each except the last. A tile reads GT_NR floats of every row; only the batch's last partial tile would read
  * past the end of the tensor (and would sum its garbage columns into dW), so that tail of
  * x (and of dy) is copied once per call into zero-padded GT_NR-wide rows and read from there.
  * A strided 1x1 conv (ResNet's projection shortcuts at stride 2) is the same GEMM over the
@@ -195,9 +194,7 @@ static void point_gemm_out(const PointPlan *p, int rows, int nc, const float *ap
                            int x, const float *bt, float *dst, size_t j0, size_t j1, int acc,
                            float *pk)
 {
-    const int kmax = POINT_PACK_FLOATS / GT_NR;  /* the most rows of a tile that pk holds */
-    const int nks = (nc + kmax - 1) / kmax;      /* slices */
-    const int kc = (nc + nks - 1) / nks;         /* rows of a slice, <= kmax */
+    const int kc = (int)gt_slice_rows((size_t)nc, 1, POINT_PACK_FLOATS); /* rows of a slice */
     const size_t tile_floats = (size_t)kc * GT_NR;
     const size_t chunk = POINT_PACK_FLOATS / tile_floats * GT_NR;
     const size_t ld = x ? p->Min : p->M;

@@ -251,6 +251,17 @@ static inline const float *gt_row(const GtRows *b, int k)
  * for every tile. */
 enum { GT_GEMM_PACK = 1 << 16 };
 
+/* Rows of a reduction slice when K rows of B are packed into a buffer of `pack` floats that
+ * must hold at least min_tiles tiles: K split into the fewest equal slices whose min_tiles tiles
+ * fit (K itself when they all do). A chunk of the buffer then holds pack / (slice*GT_NR) >=
+ * min_tiles tiles. */
+static inline size_t gt_slice_rows(size_t K, size_t min_tiles, size_t pack)
+{
+    size_t kmax = pack / (min_tiles * GT_NR); /* the most rows min_tiles tiles may have */
+    size_t nks = (K + kmax - 1) / kmax;       /* slices */
+    return (K + nks - 1) / nks;
+}
+
 /*
  * C (M x N, ldc) = A x B with A packed by gt_pack_a (M x nc*kk*kk) and B given by rows; every
  * B row must be readable up to N rounded up to GT_NR. Columns go in chunks of whole tiles whose
