@@ -200,9 +200,18 @@ start_job() {
     shift 3
     ASAN_OPTIONS=$LEGR_ASAN_OPTIONS setsid timeout -k 5 $((limit + 10)) \
         "$MPIEXEC" --oversubscribe --timeout "$limit" -np "$np" \
-        -x ASAN_OPTIONS -x OPENBLAS_NUM_THREADS "$LEGR_BIN" "$@" \
+        -x ASAN_OPTIONS -x OPENBLAS_NUM_THREADS "${JOB_WRAPPER[@]}" "$LEGR_BIN" "$@" \
         >"$prefix.out" 2>"$prefix.err" &
     JOB_PID=$!
+}
+JOB_WRAPPER=()
+
+# start_job_stopped PREFIX NP TIMEOUT ARGS...: start_job, but rank 0 stops itself (SIGSTOP) before
+# it executes legr-mpi (a shell that execs it, so the pid stays), so the test finds it however
+# fast the machine runs the job; freeze_at_first_checkpoint lets it run from there.
+start_job_stopped() {
+    local JOB_WRAPPER=(/bin/sh -c '[ "$OMPI_COMM_WORLD_RANK" != 0 ] || kill -STOP $$; exec "$@"' sh)
+    start_job "$@"
 }
 
 # wait_job: wait for the background job; RC is its exit code.
@@ -233,25 +242,30 @@ h5_int_attr() {
     "$PYTHON" -c "import h5py,sys; print(int(h5py.File(sys.argv[1])['/'].attrs[sys.argv[2]]))" "$1" "$2"
 }
 
-# freeze_at_first_checkpoint CHECKPOINT: stop the background job's rank 0 (RANK0) with SIGSTOP
-# at the first checkpoint, whatever the machine's speed: rank 0 is stopped as soon as it exists,
-# then let run in slices of about 20 ms until the checkpoint file exists, and left stopped. A
+# is_stopped PID: the process is in the stopped state (T), per /proc.
+is_stopped() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ ${stat##*) } == T* ]]
+}
+
+# freeze_at_first_checkpoint CHECKPOINT: for a job started by start_job_stopped, stop its rank 0
+# (RANK0) at the first checkpoint whatever the machine's speed: rank 0, found stopped before it
+# started, runs in slices of about 5 ms until the checkpoint file exists, and is left stopped. A
 # search in Release runs a few candidates per slice, so it stops early in the search, while the
 # test inspects and signals it.
 freeze_at_first_checkpoint() {
     local ck=$1 end=$((SECONDS + 120))
     RANK0=
-    until [[ -n $RANK0 ]]; do
+    until [[ -n $RANK0 ]] && is_stopped "$RANK0"; do
         ((SECONDS < end)) || fail "rank 0 did not start"
-        # A job that ended before it was seen cannot be frozen: say so at once.
         kill -0 "$JOB_PID" 2>/dev/null || fail "the job ended before its rank 0 was seen"
         RANK0=$(pids_of_rank 0)
     done
-    kill -STOP "$RANK0"
     until [[ -f $ck ]]; do
         ((SECONDS < end)) || fail "no checkpoint appeared"
         kill -CONT "$RANK0" 2>/dev/null || fail "rank 0 ended before its first checkpoint"
-        nap 0.02
+        nap 0.005
         kill -STOP "$RANK0" 2>/dev/null || fail "rank 0 ended before its first checkpoint"
     done
 }

@@ -67,7 +67,7 @@ job pref 2 8
 legr_mpirun 4 120 "$T/pref" "$T/pref.cfg"
 expect_rc 0 "$T/pref" "the uninterrupted reference of the stopped group"
 job pcut 2 8
-start_job "$T/cut" 4 120 "$T/pcut.cfg"
+start_job_stopped "$T/cut" 4 120 "$T/pcut.cfg"
 freeze_at_first_checkpoint "$T/runs/pcut/family-level-00.h5"
 for r in 1 2 3; do for p in $(pids_of_rank "$r"); do kill -TERM "$p" 2>/dev/null || true; done; done
 kill -TERM "$RANK0"

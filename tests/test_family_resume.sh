@@ -27,7 +27,7 @@ expect_rc 0 "$T/ref" "uninterrupted family"
 
 # Interrupted: rank 0 is frozen at its first level checkpoint; both ranks get SIGTERM.
 family_cfg job
-start_job "$T/cut" 2 180 "$T/job.cfg"
+start_job_stopped "$T/cut" 2 180 "$T/job.cfg"
 freeze_at_first_checkpoint "$T/runs/job/family-level-00.h5"
 for p in "$RANK0" $(pids_of_rank 1); do kill -TERM "$p" 2>/dev/null || true; done
 kill -CONT "$RANK0"

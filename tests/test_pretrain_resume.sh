@@ -16,7 +16,7 @@ expect_rc 0 "$T/ref" "uninterrupted pretraining"
 
 # Interrupted: rank 0 is frozen at its first pretraining checkpoint, then gets SIGTERM.
 write_cfg "$T/job.cfg" job "$PRE"
-start_job "$T/cut" 2 120 "$T/job.cfg"
+start_job_stopped "$T/cut" 2 120 "$T/job.cfg"
 freeze_at_first_checkpoint "$T/runs/job/pretrain.h5"
 kill -TERM "$RANK0"
 kill -CONT "$RANK0"

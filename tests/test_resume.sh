@@ -54,7 +54,7 @@ resume_and_compare() {
 
 # 1. SIGKILL of the whole job (-np 2) after the first checkpoint; resumed with -np 3.
 search_cfg killed
-start_job "$T/killed" 2 120 "$T/killed.cfg"
+start_job_stopped "$T/killed" 2 120 "$T/killed.cfg"
 freeze_at_first_checkpoint "$T/runs/killed/search.h5"
 check_interrupted "$T/runs/killed/search.h5" "killed (frozen)"
 kill_job_hard
@@ -65,7 +65,7 @@ resume_and_compare killed 3 "SIGKILL"
 # 2. SIGTERM to rank 0 (-np 2): exit code 4, a message on how to resume, a checkpoint that
 # resumes (-np 1) to the same history.
 search_cfg term
-start_job "$T/term" 2 120 "$T/term.cfg"
+start_job_stopped "$T/term" 2 120 "$T/term.cfg"
 freeze_at_first_checkpoint "$T/runs/term/search.h5"
 check_interrupted "$T/runs/term/search.h5" "term (frozen)"
 kill -TERM "$RANK0"
@@ -80,7 +80,7 @@ resume_and_compare term 1 "SIGTERM"
 # 3. SIGUSR1 to mpirun (as a batch system sends it; mpirun forwards it to the rank) with one
 # rank, which evaluates candidates itself: exit 4 and an unfinished, consistent checkpoint.
 search_cfg usr1
-start_job "$T/usr1" 1 120 "$T/usr1.cfg"
+start_job_stopped "$T/usr1" 1 120 "$T/usr1.cfg"
 freeze_at_first_checkpoint "$T/runs/usr1/search.h5"
 check_interrupted "$T/runs/usr1/search.h5" "usr1 (frozen)"
 mpirun_pid=$(pgrep -P "$JOB_PID" | head -n 1)

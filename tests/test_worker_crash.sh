@@ -10,14 +10,16 @@ search: { population = 6; sample = 3; evaluations = $EVALS; mutate_fraction = 0.
 family: { enabled = false; };"
 
 LIMIT=60
-start_job "$T/crash" 3 $LIMIT "$T/job.cfg"
-# Find the worker while the job starts, then kill it as soon as the first checkpoint exists.
-wait_until 60 grep -q "search: $EVALS evaluations" "$T/crash.err" || fail "the search did not start"
+start_job_stopped "$T/crash" 3 $LIMIT "$T/job.cfg"
+# Rank 0 is held at the first checkpoint (however fast the machine), the worker is killed, and
+# rank 0 runs on into the crash.
+freeze_at_first_checkpoint "$T/runs/crash/search.h5"
+grep -q "search: $EVALS evaluations" "$T/crash.err" || fail "the search did not start"
 worker=$(pids_of_rank 1)
 [[ -n $worker ]] || fail "rank 1 process not found"
-wait_until 60 test -f "$T/runs/crash/search.h5" || fail "no checkpoint appeared"
 t0=$SECONDS
 kill -KILL "$worker"
+kill -CONT "$RANK0"
 wait_job
 elapsed=$((SECONDS - t0))
 # mpirun passes on the dead rank's status (137 = killed by signal 9). 110 (mpirun's --timeout),
