@@ -24,14 +24,16 @@ void legr_set_fail_hook(void (*hook)(int code)) { fail_hook = hook; }
 
 _Noreturn void legr_fail(int code, const char *file, int line, const char *fmt, ...)
 {
+    /* The line goes out in one write: under mpirun a rank's stderr is a pipe that mpirun
+     * forwards, and a message written in pieces could be cut by mpirun's own abort banner. */
+    char msg[1024], tail[256] = "";
     va_list ap;
     fflush(stdout);
-    fprintf(stderr, "legr-mpi: error: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (code == LEGR_EXIT_INTERNAL) fprintf(stderr, " (at %s:%d)", file, line);
-    fputc('\n', stderr);
+    if (code == LEGR_EXIT_INTERNAL) snprintf(tail, sizeof tail, " (at %s:%d)", file, line);
+    fprintf(stderr, "legr-mpi: error: %s%s\n", msg, tail);
     fflush(stderr);
     if (fail_hook) fail_hook(code);
     exit(code);
