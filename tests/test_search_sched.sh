@@ -8,11 +8,15 @@ source "$(dirname "$0")/lib.sh"
 pretrain_base 1 32
 # The sanitizer build checks -np 3 only (rank 0 and two workers; the same dispatch).
 nps="2 3 4"
-((SANITIZED)) && nps=3
+# Candidates long enough (tau steps) that the scheduler's time slices of oversubscribed ranks,
+# tens of ms, stay small beside one candidate on a fast machine; the sanitizer build's are slow
+# enough at 30.
+tau=120
+((SANITIZED)) && nps=3 tau=30
 for np in $nps; do
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/s$np.cfg" "s$np" 'search: { population = 8; sample = 2; evaluations = 36;
-    tau = 30; batch = 32; target_flops = 0.5; val_limit = 48; };
+    tau = '$tau'; batch = 32; target_flops = 0.5; val_limit = 48; };
 family: { enabled = false; };'
     legr_mpirun "$np" 120 "$T/s$np" "$T/s$np.cfg"
     expect_rc 0 "$T/s$np" "search at -np $np"
