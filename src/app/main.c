@@ -89,10 +89,13 @@ int main(int argc, char **argv)
         print_usage(stderr);
         return 2;
     }
+    /* Before MPI_Init, which takes a while: a SLURM job can be told to stop a second after it
+     * starts (the jobs/ scripts forward SIGUSR1 to mpirun, which passes it to the ranks), and a
+     * SIGUSR1 before the handler would kill the rank instead of stopping it cleanly. Installed
+     * again after, in case the MPI library set handlers of its own. */
+    dist_install_signal_handlers();
     Dist d;
     dist_init(&argc, &argv, &d);
-    /* At once: a SLURM job can be told to stop seconds after it starts (the jobs/ scripts), and a
-     * SIGUSR1 before the handler would kill the rank instead of stopping it cleanly. */
     dist_install_signal_handlers();
     /* Under a file-size limit (ulimit -f) a write past it then fails with EFBIG and is reported
      * like a full disk, instead of SIGXFSZ killing the rank. */
