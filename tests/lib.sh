@@ -259,6 +259,7 @@ freeze_at_first_checkpoint() {
     RANK0=
     until [[ -n $RANK0 ]] && is_stopped "$RANK0"; do
         ((SECONDS < end)) || fail "rank 0 did not start"
+        # A job that ended before it was seen (not started by start_job_stopped?): say so at once.
         kill -0 "$JOB_PID" 2>/dev/null || fail "the job ended before its rank 0 was seen"
         RANK0=$(pids_of_rank 0)
     done
