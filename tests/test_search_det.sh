@@ -1,6 +1,6 @@
 # Deterministic search mode: from the same base network, -np 1, -np 2 and -np 3 produce identical
-# search histories (ids, parents, alpha, kappa, fitness) in search.h5, and the best candidate of
-# that history is the one reported as "search_done" in log.jsonl.
+# search histories (ids, parents, alpha, kappa, fitness) in search.h5, also with fitness reuse
+# off, and the best candidate of that history is the one reported as "search_done" in log.jsonl.
 source "$(dirname "$0")/lib.sh"
 
 # The base network: a short pretraining, saved as base.h5.
@@ -16,6 +16,15 @@ for np in 1 2 3; do
     expect_rc 0 "$T/np$np" "deterministic search -np $np"
     h5_history "$T/runs/np$np/search.h5" >"$T/hist$np.txt"
 done
+
+# Fitness reuse (on by default) changes no result: with it off, evaluating every duplicate again,
+# the history is the same.
+MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
+    write_cfg "$T/noreuse.cfg" noreuse "${SEARCH/mode = /reuse_fitness = false; mode = }"
+legr_mpirun 2 120 "$T/noreuse" "$T/noreuse.cfg"
+expect_rc 0 "$T/noreuse" "deterministic search without reuse"
+h5_history "$T/runs/noreuse/search.h5" >"$T/hist_noreuse.txt"
+cmp -s "$T/hist1.txt" "$T/hist_noreuse.txt" || { diff "$T/hist1.txt" "$T/hist_noreuse.txt" | head >&2 || true; fail "histories with and without fitness reuse differ"; }
 
 [[ $(wc -l <"$T/hist1.txt") == 20 ]] || fail "np 1 history has $(wc -l <"$T/hist1.txt") rows, expected 20"
 cmp -s "$T/hist1.txt" "$T/hist2.txt" || { diff "$T/hist1.txt" "$T/hist2.txt" | head >&2 || true; fail "np 1 and np 2 histories differ"; }
@@ -54,6 +63,28 @@ assert len(d["alpha"]) == 7 and len(d["kappa"]) == 7, "alpha/kappa lengths"
 assert np.allclose(d["alpha"], alpha, rtol=1e-8), "search_done alpha differs from the history"
 assert np.allclose(d["kappa"], kappa, rtol=1e-8, atol=1e-12), "search_done kappa differs"
 print("best candidate %d, fitness %.6f, identical over np 1/2/3" % (best_id, fit[best]))
+EOF
+
+# Reuse happened (this small search prunes several children to networks it has seen), each
+# reused candidate has its source's fitness, and the run without reuse evaluated every one.
+"$PYTHON" - "$T/runs/np3/log.jsonl" "$T/runs/noreuse/log.jsonl" <<'EOF'
+import json, sys
+def events(path):
+    return [json.loads(l) for l in open(path)]
+ev = events(sys.argv[1])
+cands = {e["id"]: e for e in ev if e["event"] == "candidate"}
+reused = [e for e in cands.values() if "reused_from" in e]
+assert reused, "no candidate reused a fitness"
+for e in reused:
+    src = cands[e["reused_from"]]
+    assert "reused_from" not in src, "candidate %d reused from a reused one" % e["id"]
+    assert e["fitness"] == src["fitness"] and e["flops"] == src["flops"], "candidate %d" % e["id"]
+ranks = [e for e in ev if e["event"] == "search_ranks"][0]
+assert ranks["reused"] == len(reused), "search_ranks says %d reused, the log %d" % (ranks["reused"], len(reused))
+assert sum(ranks["candidates"]) + len(reused) == len(cands), "evaluated + reused != candidates"
+off = events(sys.argv[2])
+assert not any("reused_from" in e for e in off), "reuse_fitness = false reused a fitness"
+print("%d of %d candidates reused an earlier fitness" % (len(reused), len(cands)))
 EOF
 
 note "ok"

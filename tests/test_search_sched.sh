@@ -10,13 +10,13 @@ pretrain_base 1 32
 nps="2 3 4"
 # Candidates long enough (tau steps) that the scheduler's time slices of oversubscribed ranks,
 # tens of ms, stay small beside one candidate on a fast machine; the sanitizer build's are slow
-# enough at 30.
+# enough at 30. Every candidate is evaluated (reuse_fitness off): the counts measure scheduling.
 tau=120
 ((SANITIZED)) && nps=3 tau=30
 for np in $nps; do
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/s$np.cfg" "s$np" 'search: { population = 8; sample = 2; evaluations = 36;
-    tau = '$tau'; batch = 32; target_flops = 0.5; val_limit = 48; };
+    tau = '$tau'; batch = 32; target_flops = 0.5; val_limit = 48; reuse_fitness = false; };
 family: { enabled = false; };'
     legr_mpirun "$np" 120 "$T/s$np" "$T/s$np.cfg"
     expect_rc 0 "$T/s$np" "search at -np $np"

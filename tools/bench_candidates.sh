@@ -5,7 +5,8 @@
 # The setting is the LeGR reference code's on Fashion-MNIST: ResNet-20, target 50% of the
 # FLOPs, tau 50 fine-tuning steps at batch 128 and lr 0.01, fitness on 6,000 validation images,
 # population 16, tournament 4, EVALS candidates (default 32), async mode; NP ranks (default 2,
-# one thread each). The base network is BASE (a legr-model file of a trained ResNet-20 on
+# one thread each). Every candidate is fine-tuned (search.reuse_fitness off), as in the reference
+# code, so the rate measures evaluations. The base network is BASE (a legr-model file of a trained ResNet-20 on
 # Fashion-MNIST, e.g. a run's base.h5) or, without one, the network after PRETRAIN_EPOCHS
 # (default 1) epochs of pretraining: a candidate costs the same whatever the weights, only its
 # fitness differs. The rate counts the search stage alone: from rank 0's "search: N evaluations" line to
@@ -43,7 +44,8 @@ data: { dataset = "fashion-mnist"; dir = "$DATA"; val_fraction = 0.1; augment = 
 model: { arch = "resnet"; depth = 20; ${BASE:+init = \"$BASE\";} };
 pretrain: { epochs = $PRETRAIN_EPOCHS; batch = 128; lr = 0.1; schedule = "cosine"; };
 search: { target_flops = 0.5; population = 16; sample = 4; evaluations = $EVALS; tau = 50;
-          lr = 0.01; batch = 128; val_limit = 0; mode = "async"; checkpoint_every = 1000; };
+          lr = 0.01; batch = 128; val_limit = 0; mode = "async"; checkpoint_every = 1000;
+          reuse_fitness = false; };
 family: { enabled = false; };
 EOF
 

@@ -146,6 +146,8 @@ typedef struct {
         double safeguard;     /* [0, 1) minimum kept fraction per layer */
         int round_to;         /* [1, 64] channels leave groups this many at a time (PruneGraph) */
         int null_eval;        /* bool: benchmark the master; candidates are not evaluated */
+        int reuse_fitness;    /* bool: a candidate pruned to an evaluated network takes its
+                                 fitness (shared batches only) */
     } search;
     struct {
         int enabled; /* bool */

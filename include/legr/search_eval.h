@@ -38,4 +38,10 @@ typedef struct {
  * the candidate cannot be pruned to the target or its loss diverges), accuracy, flops, seconds. */
 void search_evaluate(const Candidate *c, EvoResult *r, void *ctx);
 
+/* SearchArchKeyFn for search_run: the pruned network that search_evaluate would fine-tune, as
+ * se->graph->n_entries bytes (1 for every ranking entry it removes). Two candidates with equal
+ * keys are pruned to the same network; with shared batches (per_candidate_batches == 0) that
+ * makes their fitness the same bits. Returns 0, or -1 when the candidate cannot be pruned. */
+int search_arch_key(const Candidate *c, unsigned char *key, void *ctx);
+
 #endif

@@ -30,6 +30,14 @@ typedef struct {
     SearchPoll *poll;       /* the evaluator's poll slot (SearchEval.poll): while rank 0
                                evaluates, it serves the workers from there (receives results,
                                hands out work), so none waits for it; NULL: it cannot */
+    /* Fitness reuse (NULL: off). arch_key(c, key, eval_ctx) writes the network candidate c is
+     * pruned to as key_bytes bytes and returns 0 (-1: it cannot be pruned). Rank 0 keys every
+     * candidate before handing it out; one whose key equals that of a candidate with a result
+     * takes a copy of that result (fitness, accuracy, FLOPs) and is not evaluated. Only valid
+     * when the fitness is a function of the pruned network alone (shared batches), so that the
+     * history is the one evaluating it again would give. */
+    int (*arch_key)(const Candidate *c, unsigned char *key, void *ctx);
+    size_t key_bytes;
 } SearchRun;
 
 /* Every rank calls this. Rank 0 owns e (fresh or restored) and hands out candidates as workers

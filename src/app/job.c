@@ -498,6 +498,11 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     /* The master evaluates too, serving the workers between its own steps (se.poll). */
     run.master_evaluates = 1;
     run.poll = &se.poll;
+    /* With shared batches a candidate's fitness is a function of its pruned network alone. */
+    if (c->search.reuse_fitness && !se.per_candidate_batches && !se.null_eval) {
+        run.arch_key = search_arch_key;
+        run.key_bytes = (size_t)g->n_entries;
+    }
     if (job->d->rank == 0)
         fprintf(stderr, "search: %d evaluations at %.0f%% FLOPs, tau %d, %s mode, %d evaluating "
                 "rank(s)\n",

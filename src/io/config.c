@@ -102,6 +102,7 @@ void config_defaults(Config *c)
     c->search.checkpoint_every = 10;
     c->search.val_limit = 0;
     c->search.null_eval = 0;
+    c->search.reuse_fitness = 1;
     c->search.safeguard = 0.1;
     c->search.round_to = 1;
 
@@ -229,6 +230,7 @@ static const KeySpec key_specs[] = {
     KEY_F(search, safeguard, INCL, 0, EXCL, 1),
     KEY_I(search, round_to, INCL, 1, INCL, 64),
     KEY_B(search, null_eval),
+    KEY_B(search, reuse_fitness),
 
     KEY_B(family, enabled),
     {CFG_FIELD_T(family, flops, KEY_FLOAT_ARRAY), ARRAY_CAP(family, flops),

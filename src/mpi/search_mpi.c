@@ -84,6 +84,16 @@ static void worker_loop(const SearchRun *s, int rank)
     free(msg);
 }
 
+/* Fitness reuse (SearchRun.arch_key), every array indexed by candidate id (ids are below E). */
+enum { MEMO_NONE = 0, MEMO_KEYED = 1, MEMO_KNOWN = 2 };
+typedef struct {
+    unsigned char *key;  /* [E][key_bytes]: the pruned network of every keyed id */
+    unsigned long long *hash; /* [E] of the key, to skip most comparisons */
+    unsigned char *state; /* [E] MEMO_*: not keyed (or cannot be pruned), handed out, result in */
+    EvoResult *result;   /* [E] the results of MEMO_KNOWN ids */
+    int *from;           /* [E] the id whose result an id took, -1: evaluated */
+} Memo;
+
 /* The master's bookkeeping. */
 typedef struct {
     Evolution *e;
@@ -97,13 +107,18 @@ typedef struct {
     int n_pending;
     double *busy;          /* per rank: seconds spent evaluating this run's results */
     int *count;            /* per rank: results of this run */
+    Memo memo;             /* all NULL when reuse is off */
+    int reused;            /* results of this run taken from an earlier candidate */
 } Master;
 
 static void log_result(Master *m, const EvoResult *r)
 {
     const Evolution *e = m->e;
     const EvoRecord *best = evolution_best(e, NULL, NULL);
-    if (r->rank >= 0 && r->rank < m->size) {
+    const int from = m->memo.from ? m->memo.from[r->id] : -1;
+    if (from >= 0) {
+        m->reused++;
+    } else if (r->rank >= 0 && r->rank < m->size) {
         m->busy[r->rank] += r->seconds;
         m->count[r->rank]++;
     }
@@ -119,6 +134,7 @@ static void log_result(Master *m, const EvoResult *r)
     jl_num(&j, "train_s", r->train_seconds, 4);
     jl_num(&j, "val_s", r->val_seconds, 4);
     jl_num(&j, "best", best ? best->fitness : NAN, 6);
+    if (from >= 0) jl_int(&j, "reused_from", from);
     jl_end(&j);
     if (!isfinite(r->fitness) && !m->s->quiet)
         fprintf(stderr, "search: candidate %d diverged (loss %g); it gets the worst fitness\n",
@@ -169,12 +185,80 @@ static int cmp_result_id(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Either apply a result now (async) or hold it until its batch is complete (deterministic). */
+/* Either apply a result now (async) or hold it until its batch is complete (deterministic). Its
+ * fitness is reusable from now on: a batch's later duplicates would compute the same bits. */
 static int absorb(Master *m, const EvoResult *r, Err *err)
 {
+    if (m->memo.state && m->memo.state[r->id] == MEMO_KEYED) {
+        m->memo.state[r->id] = MEMO_KNOWN;
+        m->memo.result[r->id] = *r;
+    }
     if (!m->s->deterministic) return apply_result(m, r, err);
     m->pending[m->n_pending++] = *r;
     return 0;
+}
+
+/* Key candidate c. If its pruned network already has a result (MEMO_KNOWN), absorb a copy under
+ * c's id and return 1, or -1 with err when absorbing fails; 0: c must be evaluated. */
+static int memo_reuse(Master *m, const Candidate *c, Err *err)
+{
+    Memo *mo = &m->memo;
+    if (!mo->state) return 0;
+    const size_t n = m->s->key_bytes;
+    const int E = m->e->p.evaluations;
+    double t0 = time_now();
+    unsigned char *key = mo->key + (size_t)c->id * n;
+    if (m->s->arch_key(c, key, m->s->eval_ctx) != 0) return 0;
+    mo->hash[c->id] = hash_fnv1a(0, key, n);
+    mo->state[c->id] = MEMO_KEYED;
+    for (int j = 0; j < E; j++) {
+        if (mo->state[j] != MEMO_KNOWN || mo->hash[j] != mo->hash[c->id] ||
+            memcmp(mo->key + (size_t)j * n, key, n) != 0)
+            continue;
+        EvoResult r = mo->result[j]; /* fitness, accuracy, FLOPs and the evaluating rank */
+        r.id = c->id;
+        r.seconds = r.prune_seconds = time_now() - t0;
+        r.train_seconds = r.val_seconds = 0.0;
+        mo->from[c->id] = j;
+        return absorb(m, &r, err) != 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Reuse on: every result of the history (a resumed search's) is known under its network. */
+static void memo_init(Master *m)
+{
+    const SearchRun *s = m->s;
+    const Evolution *e = m->e;
+    if (!s->arch_key) return;
+    const int E = e->p.evaluations, L = s->n_layers;
+    Memo *mo = &m->memo;
+    mo->key = xmalloc((size_t)E * s->key_bytes + 1);
+    mo->hash = xcalloc((size_t)E, sizeof *mo->hash);
+    mo->state = xcalloc((size_t)E, 1);
+    mo->result = xcalloc((size_t)E, sizeof *mo->result);
+    mo->from = xmalloc((size_t)E * sizeof(int));
+    for (int i = 0; i < E; i++) mo->from[i] = -1;
+    for (int row = 0; row < e->n_history; row++) {
+        const EvoRecord *h = &e->history[row];
+        Candidate c = {h->id, h->parent, e->history_alpha + (size_t)row * L,
+                       e->history_kappa + (size_t)row * L};
+        unsigned char *key = mo->key + (size_t)h->id * s->key_bytes;
+        if (s->arch_key(&c, key, s->eval_ctx) != 0) continue;
+        mo->hash[h->id] = hash_fnv1a(0, key, s->key_bytes);
+        mo->state[h->id] = MEMO_KNOWN;
+        EvoResult r = {h->id, h->fitness, h->accuracy, h->flops, h->seconds, h->rank, 0, 0, 0};
+        mo->result[h->id] = r;
+    }
+}
+
+static void memo_free(Memo *mo)
+{
+    free(mo->key);
+    free(mo->hash);
+    free(mo->state);
+    free(mo->result);
+    free(mo->from);
 }
 
 static int flush_batch(Master *m, Err *err)
@@ -242,12 +326,16 @@ static int master_serial(Master *m, Candidate *c, Err *err)
             if (flush_batch(m, err) != 0) return failure_code(err);
             continue;
         }
-        EvoResult r;
-        memset(&r, 0, sizeof r);
-        s->evaluate(c, &r, s->eval_ctx);
-        r.id = c->id;
-        r.rank = 0;
-        if (absorb(m, &r, err) != 0) return failure_code(err);
+        int reused = memo_reuse(m, c, err);
+        if (reused < 0) return failure_code(err);
+        if (!reused) {
+            EvoResult r;
+            memset(&r, 0, sizeof r);
+            s->evaluate(c, &r, s->eval_ctx);
+            r.id = c->id;
+            r.rank = 0;
+            if (absorb(m, &r, err) != 0) return failure_code(err);
+        }
         if (s->deterministic && m->n_pending == s->sync_batch && flush_batch(m, err) != 0)
             return failure_code(err);
     }
@@ -274,21 +362,30 @@ typedef struct {
     Err *err;
 } Dispatch;
 
-/* Hand out work while workers are idle and the evolution has a candidate. */
+/* Hand out work while workers are idle and the evolution has a candidate; a candidate whose
+ * result is known already (memo_reuse) takes no worker. */
 static void dispatch(Dispatch *d)
 {
     const SearchRun *s = d->m->s;
     const int L = s->n_layers;
-    while (d->n_idle > 0 && !d->exhausted && !d->closed && !dist_stop_requested()) {
+    while (d->n_idle > 0 && !d->exhausted && !d->closed && !d->failed && !dist_stop_requested()) {
         int k = evolution_next(d->m->e, &d->work);
         if (k == EVO_NEXT_DONE) d->exhausted = 1;
         if (k != EVO_NEXT_CANDIDATE) {
             d->closed = s->deterministic;
             break;
         }
-        pack_candidate(d->msg, &d->work, L);
-        MPI_Send(d->msg, 2 + 2 * L, MPI_DOUBLE, d->idle[--d->n_idle], TAG_WORK, MPI_COMM_WORLD);
-        d->busy++;
+        int reused = memo_reuse(d->m, &d->work, d->err);
+        if (reused < 0) {
+            d->failed = 1;
+            break;
+        }
+        if (!reused) {
+            pack_candidate(d->msg, &d->work, L);
+            MPI_Send(d->msg, 2 + 2 * L, MPI_DOUBLE, d->idle[--d->n_idle], TAG_WORK,
+                     MPI_COMM_WORLD);
+            d->busy++;
+        }
         if (s->deterministic && ++d->issued == s->sync_batch) d->closed = 1;
     }
 }
@@ -338,6 +435,12 @@ static int master_parallel(Master *m, Candidate *c, Err *err)
                 d.closed = s->deterministic;
             } else {
                 if (s->deterministic && ++d.issued == s->sync_batch) d.closed = 1;
+                int reused = memo_reuse(m, c, err);
+                if (reused < 0) {
+                    code = failure_code(err);
+                    break;
+                }
+                if (reused) continue;
                 EvoResult r;
                 memset(&r, 0, sizeof r);
                 s->evaluate(c, &r, s->eval_ctx);
@@ -396,11 +499,15 @@ static void report_ranks(const Master *m)
         for (int r = 0; r < m->size; r++)
             fprintf(stderr, "search: rank %d: %d candidate(s), busy %.1f s of %.1f s (%.0f%%)\n",
                     r, m->count[r], m->busy[r], wall, wall > 0 ? 100 * m->busy[r] / wall : 0);
+    if (!m->s->quiet && m->reused > 0)
+        fprintf(stderr, "search: %d candidate(s) were pruned to a network evaluated before and "
+                "took its fitness without fine-tuning\n", m->reused);
     JsonLine j;
     jl_begin(&j, m->s->jsonl, "search_ranks");
     jl_num(&j, "wall_seconds", wall, 6);
     jl_ints(&j, "candidates", m->count, m->size);
     jl_nums(&j, "busy_seconds", m->busy, m->size, 6);
+    jl_int(&j, "reused", m->reused);
     jl_end(&j);
 }
 
@@ -420,6 +527,7 @@ int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err)
     m.pending = xmalloc((size_t)(s->sync_batch > 0 ? s->sync_batch : 1) * sizeof(EvoResult));
     m.busy = xcalloc((size_t)d->size, sizeof(double));
     m.count = xcalloc((size_t)d->size, sizeof(int));
+    memo_init(&m);
     Candidate c;
     evolution_candidate_alloc(&c, s->n_layers);
     int code = d->size == 1 ? master_serial(&m, &c, err) : master_parallel(&m, &c, err);
@@ -428,6 +536,7 @@ int search_run(Evolution *e, const SearchRun *s, const Dist *d, Err *err)
     free(m.pending);
     free(m.busy);
     free(m.count);
+    memo_free(&m.memo);
     if (code == LEGR_EXIT_OK || code == LEGR_EXIT_STOPPED) {
         if (s->save && s->save(e, s->save_ctx, err) != 0) return err->code;
     }

@@ -45,6 +45,20 @@ static EvalResult evaluate_polled(Net *net, const Dataset *d, const int *idx, in
     return r;
 }
 
+int search_arch_key(const Candidate *c, unsigned char *key, void *ctx)
+{
+    const SearchEval *se = ctx;
+    KeepMask mask;
+    Err err;
+    memset(&mask, 0, sizeof mask);
+    if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs, se->target,
+                   se->safeguard, &mask, &err) != 0)
+        return -1;
+    memcpy(key, mask.entry_removed, (size_t)se->graph->n_entries);
+    prune_mask_free(&mask);
+    return 0;
+}
+
 void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
 {
     const SearchEval *se = ctx;
