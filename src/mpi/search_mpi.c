@@ -212,11 +212,12 @@ static int memo_reuse(Master *m, const Candidate *c, Err *err)
     mo->hash[c->id] = hash_fnv1a(0, key, n);
     mo->state[c->id] = MEMO_KEYED;
     for (int j = 0; j < E; j++) {
-        if (mo->state[j] != MEMO_KNOWN || mo->hash[j] != mo->hash[c->id] ||
+        if (mo->state[j] != MEMO_KNOWN || mo->from[j] >= 0 || mo->hash[j] != mo->hash[c->id] ||
             memcmp(mo->key + (size_t)j * n, key, n) != 0)
             continue;
-        EvoResult r = mo->result[j]; /* fitness, accuracy, FLOPs and the evaluating rank */
+        EvoResult r = mo->result[j]; /* fitness, accuracy, FLOPs */
         r.id = c->id;
+        r.rank = 0; /* it never left the master */
         r.seconds = r.prune_seconds = time_now() - t0;
         r.train_seconds = r.val_seconds = 0.0;
         mo->from[c->id] = j;
