@@ -3,7 +3,8 @@
 # runs (bash's default for USR1 is to die, which SLURM records as FAILED), requeue the job
 # without starting legr-mpi, and say so. Run outside SLURM, with stand-ins for scontrol (records
 # the call, then ends the script as a requeue does) and mpirun (must not be called); the USR1
-# arrives while the script reads its run directory through legr-mpi --dry-run.
+# arrives while the script reads its run directory through legr-mpi --dry-run. Then the USR1 that
+# mpirun drops or dies of as it starts (stand-ins again, in front of the real legr-mpi).
 source "$(dirname "$0")/lib.sh"
 
 mkdir -p "$T/bin"
@@ -75,3 +76,67 @@ run_job search
 grep -qF "the next start begins anew: $T/runs/early holds no checkpoint yet" <<<"$out" ||
     fail "search.sbatch without a checkpoint: $out"
 note "both job scripts survive an early USR1 and requeue without starting legr-mpi"
+
+# Later in the start the USR1 reaches mpirun itself. mpirun drops one that comes before it has
+# started the ranks, and it or a rank that is still loading dies of it (exit 138). Stand-ins for
+# both: mpirun-deaf swallows the USR1 the script forwards, then runs the real legr-mpi as one
+# process, which must get the script's repeat (LEGR_USR1_RESEND) and stop cleanly; mpirun-dies
+# dies of it.
+cat >"$T/bin/mpirun-deaf" <<EOF
+#!/usr/bin/env bash
+trap 'echo dropped >>"$T/dropped.log"' USR1
+kill -USR1 "\$PPID"
+for _ in \$(seq 100); do [[ -s "$T/dropped.log" ]] && break; sleep 0.05; done
+trap - USR1
+exec "\$@"
+EOF
+cat >"$T/bin/mpirun-dies" <<EOF
+#!/usr/bin/env bash
+kill -USR1 "\$PPID"
+sleep 20
+echo "mpirun-dies survived the USR1" >>"$T/started.log"
+EOF
+chmod +x "$T/bin/mpirun-deaf" "$T/bin/mpirun-dies"
+
+# run_standin JOB MPIRUN CONFIG: jobs/JOB.sbatch CONFIG with the real legr-mpi behind the
+# stand-in MPIRUN, to its requeue; its output is left in $out.
+run_standin() {
+    local job=$1 mpirun=$2 cfg=$3 pid watchdog rc
+    rm -f "$T/scontrol.log" "$T/started.log" "$T/dropped.log"
+    set +e
+    PATH="$T/bin:$PATH" SLURM_JOB_ID=4343 SLURM_RESTART_COUNT=0 LEGR_BIN="$LEGR_BIN" \
+        LEGR_MPIRUN="$T/bin/$mpirun" LEGR_USR1_RESEND=1 \
+        bash "$LEGR_SRC/jobs/$job.sbatch" "$cfg" >"$T/$job-$mpirun.out" 2>&1 &
+    pid=$!
+    (sleep 120 && kill -KILL "$pid") >/dev/null 2>&1 &
+    watchdog=$!
+    wait "$pid"
+    rc=$?
+    kill "$watchdog" 2>/dev/null
+    set -e
+    out=$(cat "$T/$job-$mpirun.out")
+    [[ $rc == 143 ]] || fail "$job.sbatch behind $mpirun exited with $rc, not ended by the requeue: $out"
+    grep -qx "scontrol requeue 4343" "$T/scontrol.log" 2>/dev/null ||
+        fail "$job.sbatch behind $mpirun did not requeue job 4343: $out"
+    [[ ! -e $T/started.log ]] || fail "$(cat "$T/started.log")"
+}
+
+write_cfg "$T/lost.cfg" lost 'pretrain: { epochs = 100000; batch = 16; };
+search: { enabled = false; };
+family: { enabled = false; };'
+run_standin search mpirun-deaf "$T/lost.cfg"
+[[ -s $T/dropped.log ]] || fail "the mpirun stand-in never got the forwarded USR1: $out"
+grep -qF "legr-mpi ended with exit code 4" <<<"$out" || fail "legr-mpi did not stop cleanly on the repeated USR1: $out"
+grep -qF "the next start resumes pretraining from $T/runs/lost/pretrain.h5" <<<"$out" ||
+    fail "no pretraining checkpoint named: $out"
+test -s "$T/runs/lost/pretrain.h5" || fail "no pretrain.h5 after the stop"
+note "a USR1 that mpirun dropped is repeated: legr-mpi stopped with 4 and the job requeued"
+
+"$PYTHON" -c "import h5py,sys; h5py.File(sys.argv[1], 'w').attrs['stage'] = 'done'" \
+    "$T/runs/early/search.h5"
+for job in search family; do
+    run_standin $job mpirun-dies "$T/job.cfg"
+    grep -qF "legr-mpi ended with exit code 138" <<<"$out" || fail "$job.sbatch: mpirun-dies did not die of the USR1: $out"
+    grep -qF "was starting when USR1 came and died of it" <<<"$out" || fail "$job.sbatch did not say why it requeues: $out"
+done
+note "both job scripts requeue when mpirun dies of the forwarded USR1"
