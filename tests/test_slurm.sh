@@ -47,8 +47,9 @@ expect_rc 0 "$T/base" "pretraining the base"
 # A deterministic search that outlasts a start's time before USR1: 0-30 s with --time=1 and
 # --signal=B:USR1@50, since SLURM checks time limits about every 30 s and signals up to one check
 # period early (a start cut before legr-mpi runs just requeues; test_jobs_early_signal). Its length in candidates
-# is calibrated on this machine and build to about 70 s of one worker. (The sanitizer build does
-# not register this test: tests/CMakeLists.txt.)
+# is calibrated on this machine and build to about 70 s of one worker; every candidate is
+# fine-tuned (reuse_fitness off), or the many twins of this small search would end it early.
+# (The sanitizer build does not register this test: tests/CMakeLists.txt.)
 tau=80
 # The family (one level) is calibrated the same way to about 40 s of fine-tuning; the family job
 # gets USR1 0-30 s after each start (--time=1, --signal=B:USR1@58), so the first start is cut.
@@ -59,7 +60,7 @@ job_cfg() {
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$1.cfg" "$1" "search: { population = 8; sample = 3; evaluations = $2;
   mutate_fraction = 0.3; tau = $tau; batch = 32; val_limit = 96; mode = \"deterministic\";
-  sync_batch = 4; checkpoint_every = 4; };
+  sync_batch = 4; checkpoint_every = 4; reuse_fitness = false; };
 family: { flops = [0.5]; epochs = $3; batch = 16; latency_repeats = 3; ranks_per_level = 1; };"
 }
 job_cfg calib 8 20
