@@ -144,4 +144,22 @@ expect_rc 3 "$T/sample" "tournament of 2^31 - 1"
 expect_grep "$T/sample.h5: stored search parameters are invalid: search.sample = 2147483647 is more than" \
     "$T/sample.err" "tournament of 2^31 - 1: message"
 
+# 7. A checkpoint from a build that had fewer config keys: its stored config lacks
+# search.reuse_fitness, which then takes its default, so it still resumes (to the same history).
+"$PYTHON" - "$T/term-copy.h5" "$T/older.h5" <<'PY'
+import shutil, sys, h5py, numpy as np
+src, dst = sys.argv[1:]
+shutil.copy(src, dst)
+with h5py.File(dst, "r+") as f:
+    text = f.attrs["config"].decode()
+    lines = [l for l in text.split("\n") if "reuse_fitness" not in l]
+    assert len(lines) == len(text.split("\n")) - 1, "no reuse_fitness line in the stored config"
+    old = "\n".join(lines).encode()
+    del f.attrs["config"]
+    f.attrs.create("config", np.bytes_(old), dtype=h5py.string_dtype("ascii", len(old)))
+PY
+legr_run 120 "$T/older" --resume "$T/older.h5" "$T/term.cfg"
+expect_rc 0 "$T/older" "checkpoint of a build without search.reuse_fitness"
+h5_history "$T/runs/term/search.h5" | cmp -s - "$T/ref.txt" || fail "resumed from the older build's checkpoint: history differs"
+
 note "ok"

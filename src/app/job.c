@@ -77,6 +77,19 @@ static void job_set_threads(Job *job)
                 cpus, want, want);
 }
 
+int job_same_config(const Job *job, const char *stored)
+{
+    if (!stored) return 0;
+    if (strcmp(stored, job->config_text) == 0) return 1;
+    Config c;
+    Err err;
+    if (config_load_string(&c, stored, "the checkpoint's config", &err) != 0) return 0;
+    char *text = config_to_string(&c);
+    int same = strcmp(text, job->config_text) == 0;
+    free(text);
+    return same;
+}
+
 /* Rank 0 reads the config file, then every rank gets the same Config (plain data). */
 static int stage_config(Job *job)
 {
@@ -238,7 +251,7 @@ static int load_pretrain(Job *job, Net *net, int per_epoch, long long *steps_don
         TrainCkpt ck;
         if (h5_train_ckpt_load(job->resume_pretrain, net, &ck, NULL, &text, &err) != 0) {
             code = err.code;
-        } else if (strcmp(text, job->config_text) != 0) {
+        } else if (!job_same_config(job, text)) {
             err_set(&err, LEGR_EXIT_DATA, "%s: this pretraining checkpoint belongs to a "
                     "different config; resume with the config it was written with",
                     job->resume_pretrain);
@@ -409,7 +422,7 @@ static int start_evolution(Job *job, Evolution *e, const EvoParams *ep, int L, c
     char *text = NULL;
     unsigned long long hash = 0;
     if (h5_checkpoint_load(job->resume_search, e, &text, &hash, NULL, err) != 0) return -1;
-    int bad_cfg = !text || strcmp(text, job->config_text) != 0;
+    int bad_cfg = !job_same_config(job, text);
     free(text);
     if (bad_cfg || hash != base_hash || e->n_layers != L) {
         evolution_free(e);

@@ -60,6 +60,11 @@ int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
  * receives what was chosen, for the log. */
 void job_data_norm(const Dataset *train, Normalize *norm, char *note, size_t note_size);
 
+/* 1 when a checkpoint's stored config text (NULL: none) is this job's config: equal, or equal
+ * once read by this build, so that a file written before a key existed, which then takes its
+ * default, still resumes. */
+int job_same_config(const Job *job, const char *stored);
+
 /* Rank 0: print the plan of --dry-run. Returns an exit code. */
 int job_dry_run(Job *job);
 
