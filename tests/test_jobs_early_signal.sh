@@ -18,11 +18,11 @@ if [[ " \$* " == *" --dry-run "* ]]; then
     sleep 0.5
     exec "$LEGR_BIN" "\$@"
 fi
-echo "legr-mpi \$*" >>"$T/started.log"
+echo "started legr-mpi \$*" >>"$T/started.log"
 EOF
 cat >"$T/bin/mpirun" <<EOF
 #!/usr/bin/env bash
-echo "mpirun \$*" >>"$T/started.log"
+echo "started mpirun \$*" >>"$T/started.log"
 EOF
 cat >"$T/bin/scontrol" <<EOF
 #!/usr/bin/env bash
@@ -38,18 +38,20 @@ mkdir -p "$T/runs/early"
 "$PYTHON" -c "import h5py,sys; h5py.File(sys.argv[1], 'w').attrs['stage'] = 'done'" \
     "$T/runs/early/search.h5"
 
-# run_job JOB: run jobs/JOB.sbatch to its requeue, with the checks every early USR1 needs; its
-# output is left in $out.
-run_job() {
-    local job=$1 pid watchdog rc
-    rm -f "$T/script.pid" "$T/scontrol.log" "$T/started.log"
+# run_sbatch JOB CONFIG LEGR_BIN MPIRUN [VAR=VALUE...]: run jobs/JOB.sbatch CONFIG with those
+# stand-ins (and environment) until the scontrol stand-in ends it as a requeue; it must have
+# requeued job 4242 and not have started anything that writes started.log. Its output is left
+# in $out.
+run_sbatch() {
+    local job=$1 cfg=$2 bin=$3 mpirun=$4 pid watchdog rc
+    shift 4
+    rm -f "$T/script.pid" "$T/scontrol.log" "$T/started.log" "$T/dropped.log"
     set +e
-    PATH="$T/bin:$PATH" SLURM_JOB_ID=4242 SLURM_RESTART_COUNT=0 LEGR_BIN="$T/bin/legr" \
-        LEGR_MPIRUN="$T/bin/mpirun" bash "$LEGR_SRC/jobs/$job.sbatch" "$T/job.cfg" \
-        >"$T/$job.out" 2>&1 &
+    env PATH="$T/bin:$PATH" SLURM_JOB_ID=4242 SLURM_RESTART_COUNT=0 LEGR_BIN="$bin" \
+        LEGR_MPIRUN="$mpirun" "$@" bash "$LEGR_SRC/jobs/$job.sbatch" "$cfg" >"$T/$job.out" 2>&1 &
     pid=$!
     echo "$pid" >"$T/script.pid"
-    (sleep 60 && kill -KILL "$pid") >/dev/null 2>&1 &
+    (sleep 120 && kill -KILL "$pid") >/dev/null 2>&1 &
     watchdog=$!
     wait "$pid"
     rc=$?
@@ -58,11 +60,16 @@ run_job() {
     out=$(cat "$T/$job.out")
     # 143: ended by the scontrol stand-in's TERM, as SLURM ends a job it requeues.
     [[ $rc == 143 ]] || fail "$job.sbatch exited with $rc, not ended by the requeue: $out"
-    grep -qF "USR1 before legr-mpi started" <<<"$out" || fail "$job.sbatch did not say why: $out"
     grep -qx "scontrol requeue 4242" "$T/scontrol.log" 2>/dev/null ||
         fail "$job.sbatch did not requeue job 4242: $out"
-    [[ ! -e $T/started.log ]] || fail "$job.sbatch started legr-mpi anyway: $(cat "$T/started.log")"
-    note "$job.sbatch: $(grep -F 'USR1 before' <<<"$out")"
+    [[ ! -e $T/started.log ]] || fail "$job.sbatch: $(cat "$T/started.log")"
+}
+
+# run_job JOB: the USR1 comes while jobs/JOB.sbatch reads its run directory.
+run_job() {
+    run_sbatch "$1" "$T/job.cfg" "$T/bin/legr" "$T/bin/mpirun"
+    grep -qF "USR1 before legr-mpi started" <<<"$out" || fail "$1.sbatch did not say why: $out"
+    note "$1.sbatch: $(grep -F 'USR1 before' <<<"$out")"
 }
 
 for job in search family; do
@@ -98,33 +105,10 @@ echo "mpirun-dies survived the USR1" >>"$T/started.log"
 EOF
 chmod +x "$T/bin/mpirun-deaf" "$T/bin/mpirun-dies"
 
-# run_standin JOB MPIRUN CONFIG: jobs/JOB.sbatch CONFIG with the real legr-mpi behind the
-# stand-in MPIRUN, to its requeue; its output is left in $out.
-run_standin() {
-    local job=$1 mpirun=$2 cfg=$3 pid watchdog rc
-    rm -f "$T/scontrol.log" "$T/started.log" "$T/dropped.log"
-    set +e
-    PATH="$T/bin:$PATH" SLURM_JOB_ID=4343 SLURM_RESTART_COUNT=0 LEGR_BIN="$LEGR_BIN" \
-        LEGR_MPIRUN="$T/bin/$mpirun" LEGR_USR1_RESEND=1 \
-        bash "$LEGR_SRC/jobs/$job.sbatch" "$cfg" >"$T/$job-$mpirun.out" 2>&1 &
-    pid=$!
-    (sleep 120 && kill -KILL "$pid") >/dev/null 2>&1 &
-    watchdog=$!
-    wait "$pid"
-    rc=$?
-    kill "$watchdog" 2>/dev/null
-    set -e
-    out=$(cat "$T/$job-$mpirun.out")
-    [[ $rc == 143 ]] || fail "$job.sbatch behind $mpirun exited with $rc, not ended by the requeue: $out"
-    grep -qx "scontrol requeue 4343" "$T/scontrol.log" 2>/dev/null ||
-        fail "$job.sbatch behind $mpirun did not requeue job 4343: $out"
-    [[ ! -e $T/started.log ]] || fail "$(cat "$T/started.log")"
-}
-
 write_cfg "$T/lost.cfg" lost 'pretrain: { epochs = 100000; batch = 16; };
 search: { enabled = false; };
 family: { enabled = false; };'
-run_standin search mpirun-deaf "$T/lost.cfg"
+run_sbatch search "$T/lost.cfg" "$LEGR_BIN" "$T/bin/mpirun-deaf" LEGR_USR1_RESEND=1
 [[ -s $T/dropped.log ]] || fail "the mpirun stand-in never got the forwarded USR1: $out"
 grep -qF "legr-mpi ended with exit code 4" <<<"$out" || fail "legr-mpi did not stop cleanly on the repeated USR1: $out"
 grep -qF "the next start resumes pretraining from $T/runs/lost/pretrain.h5" <<<"$out" ||
@@ -135,7 +119,7 @@ note "a USR1 that mpirun dropped is repeated: legr-mpi stopped with 4 and the jo
 "$PYTHON" -c "import h5py,sys; h5py.File(sys.argv[1], 'w').attrs['stage'] = 'done'" \
     "$T/runs/early/search.h5"
 for job in search family; do
-    run_standin $job mpirun-dies "$T/job.cfg"
+    run_sbatch $job "$T/job.cfg" "$LEGR_BIN" "$T/bin/mpirun-dies"
     grep -qF "legr-mpi ended with exit code 138" <<<"$out" || fail "$job.sbatch: mpirun-dies did not die of the USR1: $out"
     grep -qF "was starting when USR1 came and died of it" <<<"$out" || fail "$job.sbatch did not say why it requeues: $out"
 done
