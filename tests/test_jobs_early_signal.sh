@@ -47,8 +47,9 @@ run_sbatch() {
     shift 4
     rm -f "$T/script.pid" "$T/scontrol.log" "$T/started.log" "$T/dropped.log"
     set +e
+    # (ASAN_OPTIONS as lib.sh gives legr-mpi: the real one runs behind mpirun-deaf.)
     env PATH="$T/bin:$PATH" SLURM_JOB_ID=4242 SLURM_RESTART_COUNT=0 LEGR_BIN="$bin" \
-        LEGR_MPIRUN="$mpirun" "$@" bash "$LEGR_SRC/jobs/$job.sbatch" "$cfg" >"$T/$job.out" 2>&1 &
+        LEGR_MPIRUN="$mpirun" ASAN_OPTIONS="$LEGR_ASAN_OPTIONS" "$@" bash "$LEGR_SRC/jobs/$job.sbatch" "$cfg" >"$T/$job.out" 2>&1 &
     pid=$!
     echo "$pid" >"$T/script.pid"
     (sleep 120 && kill -KILL "$pid") >/dev/null 2>&1 &
