@@ -37,6 +37,28 @@ expect "at 1 of 2 levels, over 3 file(s)"
 md=$($tool --markdown "$T"/f0.h5 "$T"/f1.h5) || { echo "FAIL: --markdown failed"; exit 1; }
 grep -q '^| 50% | ' <<<"$md" || { echo "FAIL: no Markdown row"; exit 1; }
 
+# A run made of two files: f0's LeGR levels alone in one (another search, say, with LeGR 50%
+# at 95), f0 itself second; the pair reads as f0 with that one value changed, so against f1
+# and f2 legr 50% is 95, 91, 92 -> 92.67 ± 2.08.
+"$PYTHON" - "$T" <<'PY'
+import sys, h5py
+out = sys.argv[1]
+with h5py.File("%s/f0.h5" % out, "r") as src, h5py.File("%s/legr0.h5" % out, "w") as f:
+    f.attrs["format"] = b"legr-family"
+    f.create_group("base").attrs["test_top1"] = src["base"].attrs["test_top1"]
+    for k in src["levels"]:
+        a = src["levels"][k].attrs
+        if a["method"] in (b"legr", "legr"):
+            b = f.create_group("levels/" + k).attrs
+            b["method"], b["target"] = a["method"], a["target"]
+            b["test_top1"] = 0.95 if a["target"] == 0.5 else a["test_top1"]
+PY
+$tool "$T/legr0.h5+$T/f0.h5" "$T"/f1.h5 "$T"/f2.h5 >"$T/out.txt" || { echo "FAIL: A+B failed"; exit 1; }
+expect "92.67 ± 2.08"; expect "87.00 ± 2.65"; expect "90.00 ± 1.00"
+rc=0; $tool "$T/legr0.h5+$T/f1.h5" 2>"$T/err.txt" || rc=$?
+[[ $rc -eq 3 ]] && grep -q "different base networks" "$T/err.txt" ||
+    { cat "$T/err.txt"; echo "FAIL: A+B of two base networks gave exit $rc"; exit 1; }
+
 # Refusals: exit 3 naming the file or the mismatch.
 "$PYTHON" -c 'import h5py, sys
 with h5py.File(sys.argv[1], "a") as f: del f["levels/00"]' "$T/f2.h5"

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Summarise several legr-mpi family files (one per seed) method against method.
 
-usage: compare_family.py FAMILY.h5 [FAMILY.h5 ...] [--markdown] [-o PLOT]
+usage: compare_family.py FAMILY.h5[+OTHER.h5] [...] [--markdown] [-o PLOT]
 
 Prints, per FLOP target, the mean and sample standard deviation over the files of every method's
 test top-1, then the paired difference "legr minus baseline" (computed within each file, so a
@@ -11,11 +11,17 @@ files LeGR won, and a last line counting the levels at which LeGR's mean paired 
 top-1 against the target with error bars (one standard deviation), the base network as a dashed
 line (OUT ending in .png, .svg or .pdf; needs python3-matplotlib).
 
+A.h5+B.h5 stands for one run made of two files: the levels of A and those of B that A lacks,
+which must share the base network's top-1. A variant of the search (say, another target) then
+needs a family of LeGR levels only (family.baselines = []): its seed's baselines come from the
+first run's file, as they do not depend on the search.
+
 Exit codes: 0 success; 2 bad usage; 3 a file that is missing or not a legr-family file, or files
 that do not share their levels. Needs python3-h5py and python3-numpy.
 """
 import argparse
 import math
+import os
 import sys
 
 import h5py
@@ -42,6 +48,22 @@ def read_family(path):
             levels[key] = 100 * float(a["test_top1"])
         base = f["base"].attrs.get("test_top1")
     return levels, None if base is None else 100 * float(base)
+
+
+def read_run(spec):
+    """read_family of one file, or of A+B (A's levels plus B's missing ones); an existing file
+    whose name holds '+' is read as one."""
+    if os.path.exists(spec) or "+" not in spec:
+        return read_family(spec)
+    first, second = spec.split("+", 1)
+    levels, base = read_family(first)
+    more, base2 = read_family(second)
+    if base != base2:
+        raise ValueError("%s and %s come from different base networks (top-1 %s and %s)"
+                         % (first, second, base, base2))
+    for key, v in more.items():
+        levels.setdefault(key, v)
+    return levels, base
 
 
 def mean_std(values):
@@ -133,7 +155,8 @@ def plot(runs, methods, targets, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("files", nargs="+", help="family.h5 files written by legr-mpi")
+    ap.add_argument("files", nargs="+",
+                    help="family.h5 files written by legr-mpi (A.h5+B.h5: one run of two files)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("-o", "--out", help="plot file (.png, .svg or .pdf)")
     args = ap.parse_args()
@@ -142,7 +165,7 @@ def main():
     runs = []
     for path in args.files:
         try:
-            runs.append(read_family(path))
+            runs.append(read_run(path))
         except (OSError, KeyError, ValueError) as e:
             print("compare_family: error: %s: %s" % (path, e), file=sys.stderr)
             return 3
