@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Summarise several legr-mpi family files (one per seed) method against method.
 
-usage: compare_family.py FAMILY.h5[+OTHER.h5] [...] [--markdown] [-o PLOT]
+usage: compare_family.py FAMILY.h5[+OTHER.h5...] [...] [--markdown] [-o PLOT]
 
 Prints, per FLOP target, the mean and sample standard deviation over the files of every method's
 test top-1, then the paired difference "legr minus baseline" (computed within each file, so a
@@ -11,10 +11,11 @@ files LeGR won, and a last line counting the levels at which LeGR's mean paired 
 top-1 against the target with error bars (one standard deviation), the base network as a dashed
 line (OUT ending in .png, .svg or .pdf; needs python3-matplotlib).
 
-A.h5+B.h5 stands for one run made of two files: the levels of A and those of B that A lacks,
-which must share the base network's top-1. A variant of the search (say, another target) then
-needs a family of LeGR levels only (family.baselines = []): its seed's baselines come from the
-first run's file, as they do not depend on the search.
+A.h5+B.h5+... stands for one run made of several files: the levels of A, then those of each
+next file that the earlier ones lack; all must share the base network's top-1. A variant of the
+search (another target, or one search per level, each its own job) then needs families of LeGR
+levels only (family.baselines = []): its seed's baselines come from the first run's file, as
+they do not depend on the search.
 
 Exit codes: 0 success; 2 bad usage; 3 a file that is missing or not a legr-family file, or files
 that do not share their levels. Needs python3-h5py and python3-numpy.
@@ -51,18 +52,19 @@ def read_family(path):
 
 
 def read_run(spec):
-    """read_family of one file, or of A+B (A's levels plus B's missing ones); an existing file
-    whose name holds '+' is read as one."""
+    """read_family of one file, or of A+B+... (A's levels, then each next file's missing ones);
+    an existing file whose name holds '+' is read as one."""
     if os.path.exists(spec) or "+" not in spec:
         return read_family(spec)
-    first, second = spec.split("+", 1)
-    levels, base = read_family(first)
-    more, base2 = read_family(second)
-    if base != base2:
-        raise ValueError("%s and %s come from different base networks (top-1 %s and %s)"
-                         % (first, second, base, base2))
-    for key, v in more.items():
-        levels.setdefault(key, v)
+    paths = spec.split("+")
+    levels, base = read_family(paths[0])
+    for path in paths[1:]:
+        more, other = read_family(path)
+        if other != base:
+            raise ValueError("%s and %s come from different base networks (top-1 %s and %s)"
+                             % (paths[0], path, base, other))
+        for key, v in more.items():
+            levels.setdefault(key, v)
     return levels, base
 
 
@@ -156,7 +158,7 @@ def plot(runs, methods, targets, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="+",
-                    help="family.h5 files written by legr-mpi (A.h5+B.h5: one run of two files)")
+                    help="family.h5 files written by legr-mpi (A.h5+B.h5: one run of several files)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("-o", "--out", help="plot file (.png, .svg or .pdf)")
     args = ap.parse_args()
