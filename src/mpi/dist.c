@@ -149,6 +149,9 @@ void dist_install_signal_handlers(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
+    /* Restart interrupted system calls: a stop request may come, and come again (job scripts
+     * repeat it), while a checkpoint is being written. */
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
