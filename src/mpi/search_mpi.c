@@ -198,6 +198,18 @@ static int absorb(Master *m, const EvoResult *r, Err *err)
     return 0;
 }
 
+/* Key candidate c (its pruned network under its id, with the key's hash): 0, or -1 when it
+ * cannot be pruned. */
+static int memo_key(Master *m, const Candidate *c)
+{
+    Memo *mo = &m->memo;
+    const size_t n = m->s->key_bytes;
+    unsigned char *key = mo->key + (size_t)c->id * n;
+    if (m->s->arch_key(c, key, m->s->eval_ctx) != 0) return -1;
+    mo->hash[c->id] = hash_fnv1a(0, key, n);
+    return 0;
+}
+
 /* Key candidate c. If its pruned network already has a result (MEMO_KNOWN), absorb a copy under
  * c's id and return 1, or -1 with err when absorbing fails; 0: c must be evaluated. */
 static int memo_reuse(Master *m, const Candidate *c, Err *err)
@@ -207,9 +219,8 @@ static int memo_reuse(Master *m, const Candidate *c, Err *err)
     const size_t n = m->s->key_bytes;
     const int E = m->e->p.evaluations;
     double t0 = time_now();
-    unsigned char *key = mo->key + (size_t)c->id * n;
-    if (m->s->arch_key(c, key, m->s->eval_ctx) != 0) return 0;
-    mo->hash[c->id] = hash_fnv1a(0, key, n);
+    if (memo_key(m, c) != 0) return 0;
+    const unsigned char *key = mo->key + (size_t)c->id * n;
     mo->state[c->id] = MEMO_KEYED;
     for (int j = 0; j < E; j++) {
         if (mo->state[j] != MEMO_KNOWN || mo->from[j] >= 0 || mo->hash[j] != mo->hash[c->id] ||
@@ -244,9 +255,7 @@ static void memo_init(Master *m)
         const EvoRecord *h = &e->history[row];
         Candidate c = {h->id, h->parent, e->history_alpha + (size_t)row * L,
                        e->history_kappa + (size_t)row * L};
-        unsigned char *key = mo->key + (size_t)h->id * s->key_bytes;
-        if (s->arch_key(&c, key, s->eval_ctx) != 0) continue;
-        mo->hash[h->id] = hash_fnv1a(0, key, s->key_bytes);
+        if (memo_key(m, &c) != 0) continue;
         mo->state[h->id] = MEMO_KNOWN;
         EvoResult r = {h->id, h->fitness, h->accuracy, h->flops, h->seconds, h->rank, 0, 0, 0};
         mo->result[h->id] = r;
