@@ -59,6 +59,37 @@ rc=0; $tool "$T/legr0.h5+$T/f1.h5" 2>"$T/err.txt" || rc=$?
 [[ $rc -eq 3 ]] && grep -q "different base networks" "$T/err.txt" ||
     { cat "$T/err.txt"; echo "FAIL: A+B of two base networks gave exit $rc"; exit 1; }
 
+# --widths: per target, the top-1 before fine-tuning, the parameters kept and the channels kept
+# per pruned conv, means over the files. Two files, one conv "c" of 8 filters (plus "d", never
+# pruned, so not shown): legr keeps 3 then 4 filters (3.5), uniform 6 in both (6); top-1 before
+# fine-tuning 40 and 50 % for legr (45.00); params 60 and 70 of 100 for legr (65.0).
+"$PYTHON" - "$T" <<'PY'
+import sys, h5py, numpy as np
+out = sys.argv[1]
+for s in range(2):
+    with h5py.File("%s/w%d.h5" % (out, s), "w") as f:
+        f.attrs["format"] = b"legr-family"
+        b = f.create_group("base")
+        b.attrs["test_top1"], b.attrs["params"] = 0.9, 100
+        b["params/c.weight"] = np.zeros((8, 1, 3, 3), np.float32)
+        b["params/d.weight"] = np.zeros((2, 8, 3, 3), np.float32)
+        for i, (m, kept, before, params) in enumerate(
+                [("legr", 3 + s, 0.4 + 0.1 * s, 60 + 10 * s), ("uniform", 6, 0.3, 50)]):
+            g = f.create_group("levels/%02d" % i)
+            g.attrs["method"], g.attrs["target"], g.attrs["test_top1"] = m.encode(), 0.5, 0.8
+            g.attrs["test_top1_before"], g.attrs["params"] = before, params
+            g["kept/c"] = np.arange(kept, dtype=np.int32)
+            g["kept/d"] = np.arange(2, dtype=np.int32)
+PY
+$tool --widths "$T"/w0.h5 "$T"/w1.h5 >"$T/out.txt" || { echo "FAIL: --widths failed"; exit 1; }
+row() { grep -E "^ *$1 " "$T/out.txt" | tr -s ' ' | sed 's/^ //'; }
+[[ $(row "top-1 pruned") == "top-1 pruned 45.00 30.00" && $(row "params %") == "params % 65.0 50.0" &&
+   $(row "c \\(8\\)") == "c (8) 3.5 6" && -z $(row "d \\(2\\)") ]] ||
+    { cat "$T/out.txt"; echo "FAIL: wrong --widths table"; exit 1; }
+rc=0; $tool --widths "$T"/f0.h5 2>"$T/err.txt" >/dev/null || rc=$?
+[[ $rc -eq 3 ]] && grep -q "needs levels with kept/" "$T/err.txt" ||
+    { cat "$T/err.txt"; echo "FAIL: --widths on files without pruning details gave exit $rc"; exit 1; }
+
 # Refusals: exit 3 naming the file or the mismatch.
 "$PYTHON" -c 'import h5py, sys
 with h5py.File(sys.argv[1], "a") as f: del f["levels/00"]' "$T/f2.h5"

@@ -36,6 +36,7 @@ for s in 3 4; do
     expect_grep "init = \"$T/runs/base/base.h5\";" "$T/runs/ev-seed$s/job.cfg" "the base of seed $s"
 done
 expect_grep "over 2 file(s)" "$T/ev.out" "the summary"
+expect_grep "channels kept per pruned conv" "$T/ev.out" "the --widths tables of the summary"
 expect_grep "| legr - random (wins) | legr - uniform (wins) |" "$T/ev.out" "the paired table"
 test -s "$T/runs/ev-evidence.md" && test -s "$T/runs/ev-evidence.png" || fail "no summary files"
 cmp -s <(h5_history "$T/runs/ev-seed3/search.h5") <(h5_history "$T/runs/ev-seed4/search.h5") &&

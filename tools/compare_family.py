@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Summarise several legr-mpi family files (one per seed) method against method.
 
-usage: compare_family.py FAMILY.h5[+OTHER.h5...] [...] [--markdown] [-o PLOT]
+usage: compare_family.py FAMILY.h5[+OTHER.h5...] [...] [--markdown] [--widths] [-o PLOT]
 
 Prints, per FLOP target, the mean and sample standard deviation over the files of every method's
 test top-1, then the paired difference "legr minus baseline" (computed within each file, so a
@@ -9,7 +9,10 @@ seed's shared base network and data order cancel out) with its standard deviatio
 files LeGR won, and a last line counting the levels at which LeGR's mean paired difference is
 >= 0 against every baseline. --markdown prints the same tables as Markdown; -o writes a plot of
 top-1 against the target with error bars (one standard deviation), the base network as a dashed
-line (OUT ending in .png, .svg or .pdf; needs python3-matplotlib).
+line (OUT ending in .png, .svg or .pdf; needs python3-matplotlib). --widths adds, per target,
+what each method's pruning did (means over the files): the top-1 right after pruning, before any
+fine-tuning; the parameters kept; and the channels kept in every conv layer the methods prune, so
+one sees where a ranking takes its FLOPs from.
 
 A.h5+B.h5+... stands for one run made of several files: the levels of A, then those of each
 next file that the earlier ones lack; all must share the base network's top-1. A variant of the
@@ -35,20 +38,46 @@ def text(v):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+class Run:
+    """One run's family: top1 {(method, target): test top-1 %}, base (top-1 % or None), and
+    shape {(method, target): Shape or None (a file without the pruning details)}."""
+
+    def __init__(self, top1, base, shape):
+        self.top1, self.base, self.shape = top1, base, shape
+
+
+class Shape:
+    """What pruning did to one level: top-1 % before fine-tuning, params as % of the base
+    network's, and {conv name: kept filters}; base_widths {conv name: filters in the base}."""
+
+    def __init__(self, before, params, kept, base_widths):
+        self.before, self.params, self.kept, self.base_widths = before, params, kept, base_widths
+
+
+def read_shape(f, g):
+    if "kept" not in g or "test_top1_before" not in g.attrs or "params" not in f["base"].attrs:
+        return None
+    kept = {n: g["kept"][n].shape[0] for n in g["kept"]}
+    base_widths = {n: f["base/params/%s.weight" % n].shape[0] for n in kept}
+    return Shape(100 * float(g.attrs["test_top1_before"]),
+                 100 * float(g.attrs["params"]) / float(f["base"].attrs["params"]), kept, base_widths)
+
+
 def read_family(path):
-    """({(method, target): top-1 %}, base top-1 % or None) of one family file."""
+    """The Run of one family file."""
     with h5py.File(path, "r") as f:
         if text(f.attrs.get("format", b"")) != "legr-family":
             raise ValueError("not a legr-family file")
-        levels = {}
+        top1, shape = {}, {}
         for k in sorted(f["levels"]):
-            a = f["levels"][k].attrs
-            key = (text(a["method"]), round(float(a["target"]), 6))
-            if key in levels:
+            g = f["levels"][k]
+            key = (text(g.attrs["method"]), round(float(g.attrs["target"]), 6))
+            if key in top1:
                 raise ValueError("two levels of %s at %g" % key)
-            levels[key] = 100 * float(a["test_top1"])
+            top1[key] = 100 * float(g.attrs["test_top1"])
+            shape[key] = read_shape(f, g)
         base = f["base"].attrs.get("test_top1")
-    return levels, None if base is None else 100 * float(base)
+    return Run(top1, None if base is None else 100 * float(base), shape)
 
 
 def read_run(spec):
@@ -57,15 +86,16 @@ def read_run(spec):
     if os.path.exists(spec) or "+" not in spec:
         return read_family(spec)
     paths = spec.split("+")
-    levels, base = read_family(paths[0])
+    run = read_family(paths[0])
     for path in paths[1:]:
-        more, other = read_family(path)
-        if other != base:
+        more = read_family(path)
+        if more.base != run.base:
             raise ValueError("%s and %s come from different base networks (top-1 %s and %s)"
-                             % (paths[0], path, base, other))
-        for key, v in more.items():
-            levels.setdefault(key, v)
-    return levels, base
+                             % (paths[0], path, run.base, more.base))
+        for key, v in more.top1.items():
+            if key not in run.top1:
+                run.top1[key], run.shape[key] = v, more.shape[key]
+    return run
 
 
 def mean_std(values):
@@ -82,17 +112,17 @@ def fmt(m, s):
 
 def summarise(runs):
     """The tables as lists of rows, and the verdict line."""
-    keys = set(runs[0][0])
-    for levels, _ in runs[1:]:
-        if set(levels) != keys:
+    keys = set(runs[0].top1)
+    for r in runs[1:]:
+        if set(r.top1) != keys:
             raise ValueError("the files do not hold the same methods and targets")
     methods = sorted({m for m, _ in keys}, key=lambda m: (m != PRIMARY, m))
     targets = sorted({t for _, t in keys}, reverse=True)
     top1 = [["target"] + methods]
     for t in targets:
         top1.append(["%g%%" % (100 * t)] +
-                    [fmt(*mean_std([r[0][(m, t)] for r in runs])[:2]) for m in methods])
-    bases = [b for _, b in runs if b is not None]
+                    [fmt(*mean_std([r.top1[(m, t)] for r in runs])[:2]) for m in methods])
+    bases = [r.base for r in runs if r.base is not None]
     if bases:
         top1.append(["base (100%)", fmt(*mean_std(bases)[:2])] + [""] * (len(methods) - 1))
     baselines = [m for m in methods if m != PRIMARY]
@@ -102,7 +132,7 @@ def summarise(runs):
         for t in targets:
             row, ok = ["%g%%" % (100 * t)], True
             for b in baselines:
-                d = [r[0][(PRIMARY, t)] - r[0][(b, t)] for r in runs]
+                d = [r.top1[(PRIMARY, t)] - r.top1[(b, t)] for r in runs]
                 m, s, n = mean_std(d)
                 wins = sum(x > 0 for x in d)
                 row.append("%s (%d/%d)" % (fmt(m, s) if math.isnan(s) else
@@ -114,6 +144,39 @@ def summarise(runs):
                "levels, over %d file(s)" % (PRIMARY, good, len(targets), len(runs))
                if PRIMARY in methods and baselines else None)
     return top1, paired if baselines and PRIMARY in methods else None, verdict, methods, targets
+
+
+def natural(name):
+    """Sort key that puts features.2 before features.10."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split(".")]
+
+
+def width_tables(runs, methods, targets):
+    """Per target, the rows of the --widths table: a column per method, a row per pruned conv."""
+    shapes = [r.shape[k] for r in runs for k in r.shape]
+    if any(s is None for s in shapes):
+        raise ValueError("--widths needs levels with kept/, test_top1_before and the base's "
+                         "params (files written by legr-mpi)")
+    layers = sorted({n for s in shapes for n in s.kept}, key=natural)
+    # Only the convs some method prunes somewhere: the others would be columns of constants.
+    layers = [n for n in layers if any(s.kept.get(n, s.base_widths.get(n)) < s.base_widths[n]
+                                       for s in shapes if n in s.base_widths)]
+    base_widths = {n: w for s in shapes for n, w in s.base_widths.items()}
+    tables = []
+    for t in targets:
+        per = {m: [r.shape[(m, t)] for r in runs] for m in methods}
+
+        def cell(values, form):
+            return form % values[0] if len(set(values)) == 1 else "%.1f" % np.mean(values)
+        rows = [["", *methods],
+                ["top-1 pruned"] + ["%.2f" % np.mean([x.before for x in per[m]]) for m in methods],
+                ["params %"] + ["%.1f" % np.mean([x.params for x in per[m]]) for m in methods]]
+        for n in layers:
+            rows.append(["%s (%d)" % (n, base_widths[n])] +
+                        [cell([x.kept.get(n, base_widths[n]) for x in per[m]], "%d")
+                         for m in methods])
+        tables.append((t, rows))
+    return tables
 
 
 def print_table(rows, markdown):
@@ -136,12 +199,12 @@ def plot(runs, methods, targets, out):
     fig, ax = plt.subplots(figsize=(7, 4.6))
     x = [100 * t for t in targets]
     for i, m in enumerate(methods):
-        stats = [mean_std([r[0][(m, t)] for r in runs]) for t in targets]
+        stats = [mean_std([r.top1[(m, t)] for r in runs]) for t in targets]
         err = [0 if math.isnan(s) else s for _, s, _ in stats]
         # Small horizontal offsets keep overlapping error bars apart.
         ax.errorbar([v + 0.4 * (i - (len(methods) - 1) / 2) for v in x], [s[0] for s in stats],
                     yerr=err, marker="o", capsize=3, label=m)
-    bases = [b for _, b in runs if b is not None]
+    bases = [r.base for r in runs if r.base is not None]
     if bases:
         ax.axhline(np.mean(bases), color="black", linestyle="--", linewidth=1,
                    label="base (unpruned)")
@@ -160,6 +223,9 @@ def main():
     ap.add_argument("files", nargs="+",
                     help="family.h5 files written by legr-mpi (A.h5+B.h5: one run of several files)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    ap.add_argument("--widths", action="store_true",
+                    help="also show, per target, the top-1 before fine-tuning, the parameters and "
+                    "the channels every method keeps")
     ap.add_argument("-o", "--out", help="plot file (.png, .svg or .pdf)")
     args = ap.parse_args()
     if args.out and not args.out.lower().endswith((".png", ".svg", ".pdf")):
@@ -173,6 +239,7 @@ def main():
             return 3
     try:
         top1, paired, verdict, methods, targets = summarise(runs)
+        widths = width_tables(runs, methods, targets) if args.widths else []
     except (KeyError, ValueError) as e:
         print("compare_family: error: %s" % e, file=sys.stderr)
         return 3
@@ -184,6 +251,12 @@ def main():
         print_table(paired, args.markdown)
     if verdict:
         print(verdict)
+    for t, rows in widths:
+        print()
+        print("%g%% FLOPs: top-1 right after pruning (%%), parameters kept (%% of the base) and "
+              "channels kept per pruned conv (of the base's), mean over %d file(s)"
+              % (100 * t, len(runs)))
+        print_table(rows, args.markdown)
     if args.out:
         plot(runs, methods, targets, args.out)
         print("compare_family: wrote %s" % args.out)

@@ -10,7 +10,8 @@
 # in run.out_dir; a seed whose family.h5 exists is not run again, and one with a search.h5 is
 # resumed, so the script can be restarted after a crash or time limit. Finally
 # tools/compare_family.py summarises the family files (mean ± sd per method and level, paired
-# differences) into <out_dir>/<name>-evidence.md and plots them to <out_dir>/<name>-evidence.png.
+# differences, and with --widths what each method pruned at each level) into
+# <out_dir>/<name>-evidence.md and plots them to <out_dir>/<name>-evidence.png.
 #
 # CONFIG must set run.name, run.seed and model.init (any value) on lines of their own, as the
 # configs in configs/ do; the family's baselines come from CONFIG's family.baselines.
@@ -83,5 +84,5 @@ for seed in "$@"; do
     ${MPIRUN:-mpirun} -np "${NP:-2}" "$bin" "${resume[@]}" "$run/job.cfg"
 done
 prefix=$out_dir/$(basename "${name%-seed*}")-evidence
-"$PYTHON" "$here/compare_family.py" --markdown -o "$prefix.png" "${families[@]}" | tee "$prefix.md"
+"$PYTHON" "$here/compare_family.py" --markdown --widths -o "$prefix.png" "${families[@]}" | tee "$prefix.md"
 echo "evidence: wrote $prefix.md and $prefix.png" >&2
