@@ -42,7 +42,7 @@ static void test_defaults(void)
                !c.pretrain.nesterov && c.pretrain.schedule == CFG_SCHEDULE_COSINE &&
                c.pretrain.n_milestones == 0 && c.pretrain.gamma == 0.1,
            "pretrain defaults");
-    EXPECT(c.search.enabled && c.search.target_flops == 0.5 &&
+    EXPECT(c.search.enabled && c.search.n_target_flops == 1 && c.search.target_flops[0] == 0.5 &&
                c.search.metric == CFG_METRIC_L2_WEIGHT && c.search.evaluations == 400 &&
                c.search.population == 64 && c.search.sample == 16 &&
                c.search.mutate_fraction == 0.1 && c.search.sigma == 1.0 && c.search.tau == 200,
@@ -127,7 +127,8 @@ static void check_full(const Config *c)
                c->pretrain.n_milestones == 2 && c->pretrain.milestones[0] == 80 &&
                c->pretrain.milestones[1] == 120 && c->pretrain.gamma == 0.2,
            "pretrain");
-    EXPECT(!c->search.enabled && c->search.target_flops == 0.3 &&
+    EXPECT(!c->search.enabled && c->search.n_target_flops == 1 &&
+               c->search.target_flops[0] == 0.3 &&
                c->search.metric == CFG_METRIC_L2_BN_PARAM && c->search.evaluations == 100 &&
                c->search.population == 10 && c->search.sample == 3 &&
                c->search.mutate_fraction == 1.0 && c->search.sigma == 0.5 && c->search.tau == 0 &&
@@ -182,11 +183,24 @@ static void test_full_and_round_trip(const char *dir)
     free(again);
     free(text);
 
+    /* Several search targets render as an array and load back. */
+    c.search.n_target_flops = 3;
+    c.search.target_flops[0] = 0.7;
+    c.search.target_flops[1] = 1.0 / 3.0;
+    c.search.target_flops[2] = 0.2;
+    text = config_to_string(&c);
+    EXPECT(strstr(text, "  target_flops = [0.7, 0.3333333333333333, 0.2];\n") != NULL,
+           "target list rendering:\n%s", text);
+    rc = config_load_string(&back, text, "resolved", &err);
+    EXPECT(rc == 0 && memcmp(&c, &back, sizeof c) == 0, "target list round trip: %s", err.msg);
+    free(text);
+
     Config d;
     config_defaults(&d);
     text = config_to_string(&d);
     EXPECT(strstr(text, "  milestones = [];\n") && strstr(text, "  baselines = [];\n") &&
-               strstr(text, "  weight_decay = 0.0005;\n") && strstr(text, "  width = 1.0;\n"),
+               strstr(text, "  weight_decay = 0.0005;\n") && strstr(text, "  width = 1.0;\n") &&
+               strstr(text, "  target_flops = 0.5;\n"),
            "default rendering:\n%s", text);
     rc = config_load_string(&back, text, "defaults", &err);
     EXPECT(rc == 0 && memcmp(&d, &back, sizeof d) == 0, "defaults round trip: %s", err.msg);
@@ -274,6 +288,12 @@ static void test_errors(void)
                  "job.cfg:7: search.target_flops = 1.5 is out of range (0, 1)");
     expect_error("search = { target_flops = 0; };\n",
                  "job.cfg:1: search.target_flops = 0.0 is out of range (0, 1)");
+    expect_error("search = { target_flops = [0.5, 1.5]; };\n",
+                 "job.cfg:1: search.target_flops[1] = 1.5 is out of range (0, 1)");
+    expect_error("search = { target_flops = []; };\n",
+                 "job.cfg:1: search.target_flops must hold at least one number");
+    expect_error("search = { target_flops = \"half\"; };\n",
+                 "job.cfg:1: search.target_flops must be a number, not a string");
     expect_error("data = { val_fraction = 0.95; };\n",
                  "job.cfg:1: data.val_fraction = 0.95 is out of range [0, 0.9]");
     expect_error("pretrain = { batch = 0; };\n",

@@ -1,6 +1,6 @@
 # Deterministic search mode: from the same base network, -np 1, -np 2 and -np 3 produce identical
 # search histories (ids, parents, alpha, kappa, fitness) in search.h5, also with fitness reuse
-# off, and the best candidate of that history is the one reported as "search_done" in log.jsonl.
+# off or the target given twice, and the best candidate of that history is the one reported as "search_done" in log.jsonl.
 source "$(dirname "$0")/lib.sh"
 
 # The base network: a short pretraining, saved as base.h5.
@@ -25,6 +25,16 @@ legr_mpirun 2 120 "$T/noreuse" "$T/noreuse.cfg"
 expect_rc 0 "$T/noreuse" "deterministic search without reuse"
 h5_history "$T/runs/noreuse/search.h5" >"$T/hist_noreuse.txt"
 cmp -s "$T/hist1.txt" "$T/hist_noreuse.txt" || { diff "$T/hist1.txt" "$T/hist_noreuse.txt" | head >&2 || true; fail "histories with and without fitness reuse differ"; }
+
+# A list of targets goes through the whole search (config, evaluation, fitness keys): with the
+# default target twice, every fitness is (f + f) / 2 = f, so the history is the same again.
+MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
+    write_cfg "$T/twice.cfg" twice "${SEARCH/mode = /target_flops = [0.5, 0.5]; mode = }"
+legr_mpirun 2 120 "$T/twice" "$T/twice.cfg"
+expect_rc 0 "$T/twice" "deterministic search at the target list [0.5, 0.5]"
+expect_grep "at 50%, 50% FLOPs (fitness: the mean over them)" "$T/twice.err" "the search's targets"
+h5_history "$T/runs/twice/search.h5" >"$T/hist_twice.txt"
+cmp -s "$T/hist1.txt" "$T/hist_twice.txt" || { diff "$T/hist1.txt" "$T/hist_twice.txt" | head >&2 || true; fail "the target list [0.5, 0.5] changed the history"; }
 
 [[ $(wc -l <"$T/hist1.txt") == 20 ]] || fail "np 1 history has $(wc -l <"$T/hist1.txt") rows, expected 20"
 cmp -s "$T/hist1.txt" "$T/hist2.txt" || { diff "$T/hist1.txt" "$T/hist2.txt" | head >&2 || true; fail "np 1 and np 2 histories differ"; }

@@ -28,7 +28,9 @@ int main(void)
     se.base = &base;
     se.graph = &g;
     se.norm = norm;
-    se.target = 0.5;
+    const double half = 0.5;
+    se.targets = &half;
+    se.n_targets = 1;
     se.safeguard = 0.1;
     se.data = &d;
     se.train_idx = tr;
@@ -96,6 +98,38 @@ int main(void)
     search_evaluate(&c, &r7, &se);
     EXPECT(isinf(r7.fitness) && r7.fitness > 0, "diverged candidate got fitness %g", r7.fitness);
     se.ft.sched.base_lr = 0.01f;
+
+    /* Several targets: fitness and accuracy are the means of the single-target results, flops
+     * those of the first target; the key is the single-target keys one after the other. */
+    const double pair[2] = {0.5, 0.3}, third = 0.3;
+    EvoResult r30, r_pair;
+    se.targets = &third;
+    search_evaluate(&c, &r30, &se);
+    unsigned char *key_half = xmalloc((size_t)g.n_entries);
+    unsigned char *key_third = xmalloc((size_t)g.n_entries);
+    unsigned char *key_pair = xmalloc(2 * (size_t)g.n_entries);
+    EXPECT(search_arch_key(&c, key_third, &se) == 0, "key at 30%%");
+    se.targets = &half;
+    EXPECT(search_arch_key(&c, key_half, &se) == 0, "key at 50%%");
+    se.targets = pair;
+    se.n_targets = 2;
+    search_evaluate(&c, &r_pair, &se);
+    EXPECT(search_arch_key(&c, key_pair, &se) == 0, "key at 50%% and 30%%");
+    EXPECT(r_pair.fitness == (r1.fitness + r30.fitness) / 2 &&
+               r_pair.accuracy == (r1.accuracy + r30.accuracy) / 2,
+           "two targets: fitness %.9g accuracy %.6f, not the means of %.9g, %.9g and %.6f, %.6f",
+           r_pair.fitness, r_pair.accuracy, r1.fitness, r30.fitness, r1.accuracy, r30.accuracy);
+    EXPECT(r30.flops < r1.flops && r_pair.flops == r1.flops, "flops %.0f (50%%) %.0f (30%%) %.0f",
+           r1.flops, r30.flops, r_pair.flops);
+    EXPECT(memcmp(key_pair, key_half, (size_t)g.n_entries) == 0 &&
+               memcmp(key_pair + g.n_entries, key_third, (size_t)g.n_entries) == 0 &&
+               memcmp(key_half, key_third, (size_t)g.n_entries) != 0,
+           "the two-target key is not the 50%% key followed by the 30%% key");
+    free(key_half);
+    free(key_third);
+    free(key_pair);
+    se.targets = &half;
+    se.n_targets = 1;
 
     /* The base network is untouched by all of this. */
     unsigned long long h = net_hash(&base);

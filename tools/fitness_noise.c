@@ -3,8 +3,8 @@
  * usage: legr-fitness-noise job.cfg base.h5 K [target]
  *
  * Architecture A is the identity ranking (alpha 1, kappa 0), B the first random member of the
- * search's initial population; both are pruned to `target` (default search.target_flops) and
- * fine-tuned search.tau steps exactly as in the search. For seeds s = 0..K-1 it measures
+ * search's initial population; both are pruned to `target` (default: the first of
+ * search.target_flops) and fine-tuned search.tau steps exactly as in the search. For seeds s = 0..K-1 it measures
  *   f_A(s), f_B(s)     with the same mini-batch sequence s for both (search.batches = "shared")
  *   f_B(K+s)           with another sequence (search.batches = "per_candidate")
  * and prints the standard deviation of f_A (re-evaluation noise of one architecture), of
@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     Config cfg;
     if (config_load_file(&cfg, argv[1], &err) != 0) die(&err);
     int K = atoi(argv[3]);
-    double target = argc > 4 ? atof(argv[4]) : cfg.search.target_flops;
+    double target = argc > 4 ? atof(argv[4]) : cfg.search.target_flops[0];
     Dataset train, test;
     if (job_data_load(&cfg, &train, &test, &err) != 0) die(&err);
     Arch arch;
@@ -80,7 +80,8 @@ int main(int argc, char **argv)
     se.base = &base;
     se.graph = &g;
     se.norm = norm;
-    se.target = target;
+    se.targets = &target;
+    se.n_targets = 1;
     se.data = &train;
     se.train_idx = tr;
     se.n_train = ntr;

@@ -124,7 +124,10 @@ typedef struct {
     } pretrain;
     struct {
         int enabled;          /* bool */
-        double target_flops;  /* (0, 1) fraction of the unpruned FLOPs */
+        int n_target_flops;   /* >= 1 */
+        double target_flops[CONFIG_MAX_LEVELS]; /* each in (0, 1), fractions of the unpruned
+                                                   FLOPs; several: the fitness is the mean of a
+                                                   candidate's fitness at each */
         CfgMetric metric;
         int evaluations;      /* >= population */
         int population;       /* >= 2 */

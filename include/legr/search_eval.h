@@ -18,7 +18,8 @@ typedef struct {
     const Net *base;          /* the pretrained network, never modified */
     const PruneGraph *graph;  /* of base's Arch */
     const double *norm;       /* filter norms of base (graph->n_filters) */
-    double target;            /* FLOP fraction to prune to */
+    const double *targets;    /* FLOP fractions to prune to; the fitness is the mean over them */
+    int n_targets;            /* >= 1 */
     double safeguard;
     const Dataset *data;      /* training set; the validation split indexes into it too */
     const int *train_idx;
@@ -34,14 +35,19 @@ typedef struct {
     SearchPoll poll;          /* set by the search master around its own evaluations */
 } SearchEval;
 
-/* SearchEvalFn for search_run: ctx is a SearchEval. Fills fitness (lower is better; +inf when
- * the candidate cannot be pruned to the target or its loss diverges), accuracy, flops, seconds. */
+/* SearchEvalFn for search_run: ctx is a SearchEval. For every target in turn the candidate is
+ * pruned from the base, fine-tuned tau steps and validated; fitness (lower is better) and
+ * accuracy are the means over the targets, each target's exactly as a search at that target
+ * alone would give (fitness +inf when the candidate cannot be pruned to a target or its loss
+ * diverges there); flops are those of the network pruned to the first target; the seconds add
+ * up over the targets. */
 void search_evaluate(const Candidate *c, EvoResult *r, void *ctx);
 
-/* SearchArchKeyFn for search_run: the pruned network that search_evaluate would fine-tune, as
- * se->graph->n_entries bytes (1 for every ranking entry it removes). Two candidates with equal
- * keys are pruned to the same network; with shared batches (per_candidate_batches == 0) that
- * makes their fitness the same bits. Returns 0, or -1 when the candidate cannot be pruned. */
+/* SearchArchKeyFn for search_run: the pruned networks that search_evaluate would fine-tune, as
+ * se->n_targets x se->graph->n_entries bytes (1 for every ranking entry removed at that target).
+ * Two candidates with equal keys are pruned to the same networks; with shared batches
+ * (per_candidate_batches == 0) that makes their fitness the same bits. Returns 0, or -1 when
+ * the candidate cannot be pruned to a target. */
 int search_arch_key(const Candidate *c, unsigned char *key, void *ctx);
 
 #endif

@@ -82,9 +82,10 @@ int job_dry_run(Job *job)
     }
     net_init_params(&net, (uint64_t)c->run.seed);
     double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
-    double targets[CONFIG_MAX_LEVELS + 1];
+    double targets[2 * CONFIG_MAX_LEVELS];
     int nt = 0;
-    if (c->search.enabled) targets[nt++] = c->search.target_flops;
+    if (c->search.enabled)
+        for (int i = 0; i < c->search.n_target_flops; i++) targets[nt++] = c->search.target_flops[i];
     if (c->family.enabled)
         for (int i = 0; i < c->family.n_flops; i++) targets[nt++] = c->family.flops[i];
     int code = 0;
@@ -117,9 +118,13 @@ int job_dry_run(Job *job)
         n_val = c->search.val_limit;
     double spi = measure_step(&job->arch);
     double pre = c->model.init[0] ? 0 : c->pretrain.epochs * n_train;
+    /* Per candidate and target: tau training steps and one validation pass (a third of a
+     * training image's cost) of the network pruned to that target. */
+    double search_flops = 0;
+    for (int i = 0; i < c->search.n_target_flops; i++) search_flops += c->search.target_flops[i];
     double search = c->search.enabled
-                        ? c->search.evaluations * (c->search.tau * (double)c->search.batch *
-                                                   c->search.target_flops + n_val / 3.0 * c->search.target_flops)
+                        ? c->search.evaluations *
+                              (c->search.tau * (double)c->search.batch + n_val / 3.0) * search_flops
                         : 0;
     double family = 0;
     if (c->family.enabled)
@@ -129,10 +134,10 @@ int job_dry_run(Job *job)
     printf("\n# work estimate (one rank: %.2f ms per training image, measured here)\n",
            1e3 * spi);
     printf("pretrain: %.0f image-steps, ~%s\n", pre, format_duration(pre * spi, b1, sizeof b1));
-    printf("search:   %d candidates x (%d steps x %d images + %.0f validation images) at %.0f%% "
-           "FLOPs, ~%s of rank time (divide by the worker count)\n",
-           c->search.enabled ? c->search.evaluations : 0, c->search.tau, c->search.batch, n_val,
-           100 * c->search.target_flops, format_duration(search * spi, b2, sizeof b2));
+    printf("search:   %d candidates x %d target(s) x (%d steps x %d images + %.0f validation "
+           "images), ~%s of rank time (divide by the worker count)\n",
+           c->search.enabled ? c->search.evaluations : 0, c->search.n_target_flops, c->search.tau,
+           c->search.batch, n_val, format_duration(search * spi, b2, sizeof b2));
     printf("family:   %d level(s) x %d ranking(s) x %d epoch(s), ~%s of rank time\n",
            c->family.enabled ? c->family.n_flops : 0, 1 + c->family.n_baselines, c->family.epochs,
            format_duration(family * spi, b3, sizeof b3));

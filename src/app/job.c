@@ -516,13 +516,20 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     /* With shared batches a candidate's fitness is a function of its pruned network alone. */
     if (c->search.reuse_fitness && !se.per_candidate_batches && !se.null_eval) {
         run.arch_key = search_arch_key;
-        run.key_bytes = (size_t)g->n_entries;
+        run.key_bytes = (size_t)se.n_targets * (size_t)g->n_entries;
     }
-    if (job->d->rank == 0)
-        fprintf(stderr, "search: %d evaluations at %.0f%% FLOPs, tau %d, %s mode, %d evaluating "
+    if (job->d->rank == 0) {
+        char at[256];
+        size_t used = 0;
+        for (int t = 0; t < se.n_targets && used < sizeof at; t++)
+            used += (size_t)snprintf(at + used, sizeof at - used, "%s%g%%", t ? ", " : "",
+                                     100 * se.targets[t]);
+        fprintf(stderr, "search: %d evaluations at %s FLOPs%s, tau %d, %s mode, %d evaluating "
                 "rank(s)\n",
-                ep.evaluations, 100 * se.target, c->search.tau, cfg_mode_names[c->search.mode],
+                ep.evaluations, at, se.n_targets > 1 ? " (fitness: the mean over them)" : "",
+                c->search.tau, cfg_mode_names[c->search.mode],
                 job->d->size - 1 + run.master_evaluates);
+    }
     code = search_run(&e, &run, job->d, &err);
     if (job->d->rank == 0 && code == LEGR_EXIT_STOPPED) {
         fprintf(stderr, "search: stopped by a signal; state saved in %s (%d/%d evaluations); "

@@ -29,7 +29,8 @@ void job_evo_params(const Config *c, EvoParams *ep)
 void job_search_eval(const Config *c, const Normalize *norm, SearchEval *se)
 {
     memset(se, 0, sizeof *se);
-    se->target = c->search.target_flops;
+    se->targets = c->search.target_flops;
+    se->n_targets = c->search.n_target_flops;
     se->safeguard = c->search.safeguard;
     job_train_params(c, norm, NULL, &se->ft);
     se->ft.steps = c->search.tau;

@@ -83,7 +83,8 @@ void config_defaults(Config *c)
     c->pretrain.gamma = 0.1;
 
     c->search.enabled = 1;
-    c->search.target_flops = 0.5;
+    c->search.n_target_flops = 1;
+    c->search.target_flops[0] = 0.5;
     c->search.metric = CFG_METRIC_L2_WEIGHT;
     c->search.evaluations = 400;
     c->search.population = 64;
@@ -133,6 +134,7 @@ typedef enum {
     KEY_ENUM,       /* a string from names[first_name..n_names) */
     KEY_INT_ARRAY,  /* [..] or (..) of integers */
     KEY_FLOAT_ARRAY,
+    KEY_FLOAT_LIST, /* a number, or an array of at least one; printed as a number when one */
     KEY_ENUM_ARRAY
 } KeyType;
 
@@ -208,7 +210,8 @@ static const KeySpec key_specs[] = {
     KEY_F(pretrain, gamma, EXCL, 0, INCL, 1),
 
     KEY_B(search, enabled),
-    KEY_F(search, target_flops, EXCL, 0, EXCL, 1),
+    {CFG_FIELD_T(search, target_flops, KEY_FLOAT_LIST), ARRAY_CAP(search, target_flops),
+     offsetof(Config, search.n_target_flops), NULL, 0, 0, BOUNDS(EXCL, 0, EXCL, 1)},
     KEY_E(search, metric, prune_metric_names, CFG_METRIC_COUNT),
     KEY_I(search, evaluations, INCL, 2, NONE, 0),
     KEY_I(search, population, INCL, 2, NONE, 0),
@@ -483,9 +486,8 @@ static int read_array(const Loader *ld, const config_setting_t *s, const KeySpec
 {
     int t = config_setting_type(s);
     int line = setting_line(s);
-    const char *what = k->type == KEY_INT_ARRAY     ? "integers"
-                       : k->type == KEY_FLOAT_ARRAY ? "numbers"
-                                                    : "strings";
+    const int floats = k->type == KEY_FLOAT_ARRAY || k->type == KEY_FLOAT_LIST;
+    const char *what = k->type == KEY_INT_ARRAY ? "integers" : floats ? "numbers" : "strings";
     if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
         return loader_fail(ld, line, "%s must be an array of %s like [a, b], not %s", label,
                            what, setting_type_name(s));
@@ -493,8 +495,10 @@ static int read_array(const Loader *ld, const config_setting_t *s, const KeySpec
     if (n > (int)k->cap)
         return loader_fail(ld, line, "%s has %d values, at most %zu are allowed", label, n,
                            k->cap);
+    if (n == 0 && k->type == KEY_FLOAT_LIST)
+        return loader_fail(ld, line, "%s must hold at least one number", label);
     char *base = (char *)c + k->off;
-    size_t elem = k->type == KEY_FLOAT_ARRAY ? sizeof(double) : sizeof(int);
+    size_t elem = floats ? sizeof(double) : sizeof(int);
     memset(base, 0, elem * k->cap);
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
@@ -503,7 +507,7 @@ static int read_array(const Loader *ld, const config_setting_t *s, const KeySpec
         int rc;
         if (k->type == KEY_INT_ARRAY)
             rc = read_int(ld, e, k, elabel, (int *)base + i);
-        else if (k->type == KEY_FLOAT_ARRAY)
+        else if (floats)
             rc = read_float(ld, e, k, elabel, (double *)base + i);
         else
             rc = read_enum(ld, e, k, elabel, (int *)base + i);
@@ -559,6 +563,14 @@ static int read_setting_in(Loader *ld, const char *group, const config_setting_t
         memcpy(field, v, strlen(v));
         break;
     }
+    case KEY_FLOAT_LIST:
+        if (config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST) {
+            rc = read_array(ld, s, k, label, c);
+        } else {
+            rc = read_float(ld, s, k, label, field);
+            if (rc == 0) *(int *)((char *)c + k->count_off) = 1;
+        }
+        break;
     case KEY_INT_ARRAY:
     case KEY_FLOAT_ARRAY:
     case KEY_ENUM_ARRAY: rc = read_array(ld, s, k, label, c); break;
@@ -848,16 +860,22 @@ static void text_value(TextBuf *t, const KeySpec *k, const Config *c)
     case KEY_BOOL: text_printf(t, "%s", *(const int *)field ? "true" : "false"); break;
     case KEY_STRING: text_string(t, field); break;
     case KEY_ENUM: text_string(t, k->names[*(const int *)field]); break;
+    case KEY_FLOAT_LIST:
     case KEY_INT_ARRAY:
     case KEY_FLOAT_ARRAY:
     case KEY_ENUM_ARRAY: {
         int n = *(const int *)((const char *)c + k->count_off);
+        if (k->type == KEY_FLOAT_LIST && n == 1) {
+            format_double(num, sizeof num, *(const double *)field);
+            text_printf(t, "%s", num);
+            break;
+        }
         text_printf(t, "[");
         for (int i = 0; i < n; i++) {
             text_printf(t, "%s", i ? ", " : "");
             if (k->type == KEY_INT_ARRAY) {
                 text_printf(t, "%d", ((const int *)field)[i]);
-            } else if (k->type == KEY_FLOAT_ARRAY) {
+            } else if (k->type != KEY_ENUM_ARRAY) {
                 format_double(num, sizeof num, ((const double *)field)[i]);
                 text_printf(t, "%s", num);
             } else {

@@ -48,43 +48,38 @@ static EvalResult evaluate_polled(Net *net, const Dataset *d, const int *idx, in
 int search_arch_key(const Candidate *c, unsigned char *key, void *ctx)
 {
     const SearchEval *se = ctx;
-    KeepMask mask;
-    Err err;
-    memset(&mask, 0, sizeof mask);
-    if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs, se->target,
-                   se->safeguard, &mask, &err) != 0)
-        return -1;
-    memcpy(key, mask.entry_removed, (size_t)se->graph->n_entries);
-    prune_mask_free(&mask);
+    for (int t = 0; t < se->n_targets; t++) {
+        KeepMask mask;
+        Err err;
+        memset(&mask, 0, sizeof mask);
+        if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs,
+                       se->targets[t], se->safeguard, &mask, &err) != 0)
+            return -1;
+        memcpy(key + (size_t)t * (size_t)se->graph->n_entries, mask.entry_removed,
+               (size_t)se->graph->n_entries);
+        prune_mask_free(&mask);
+    }
     return 0;
 }
 
-void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
+/* One target of search_evaluate: adds this target's seconds to r, sets r->flops when asked, and
+ * returns the validation result ({inf, 0} when the candidate cannot be pruned to it). */
+static EvalResult evaluate_at(const SearchEval *se, const Candidate *c, double target,
+                              int set_flops, EvoResult *r)
 {
-    const SearchEval *se = ctx;
-    const int L = se->graph->n_convs;
+    const EvalResult none = {INFINITY, 0.0, 0};
     double t0 = time_now();
-    r->id = c->id;
-    r->fitness = INFINITY;
-    r->accuracy = 0.0;
-    r->flops = 0.0;
-    r->prune_seconds = r->train_seconds = r->val_seconds = 0.0;
-    if (se->null_eval) {
-        r->fitness = null_fitness(c, L);
-        r->seconds = time_now() - t0;
-        return;
-    }
-
     KeepMask mask;
     Err err;
     memset(&mask, 0, sizeof mask);
-    if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, L, se->target, se->safeguard, &mask,
-                   &err) != 0) {
-        fprintf(stderr, "search: candidate %d cannot be pruned: %s\n", c->id, err.msg);
-        r->seconds = r->prune_seconds = time_now() - t0;
-        return;
+    if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs, target,
+                   se->safeguard, &mask, &err) != 0) {
+        fprintf(stderr, "search: candidate %d cannot be pruned to %g%% FLOPs: %s\n", c->id,
+                100 * target, err.msg);
+        r->prune_seconds += time_now() - t0;
+        return none;
     }
-    r->flops = (double)mask.flops;
+    if (set_flops) r->flops = (double)mask.flops;
     Net net;
     if (prune_apply(se->base, &mask, &net, &err) != 0)
         legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "surgery of candidate %d: %s", c->id,
@@ -106,11 +101,35 @@ void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
     double t2 = time_now();
     EvalResult ev = evaluate_polled(&net, se->data, se->val_idx, se->n_val, &ft.norm, &se->poll);
     net_free(&net);
-    r->prune_seconds = t1 - t0;
-    r->train_seconds = t2 - t1;
-    r->val_seconds = time_now() - t2;
+    r->prune_seconds += t1 - t0;
+    r->train_seconds += t2 - t1;
+    r->val_seconds += time_now() - t2;
+    return ev;
+}
 
-    r->accuracy = ev.acc;
-    if (isfinite(ev.loss)) r->fitness = se->fitness_acc ? 1.0 - ev.acc : ev.loss;
+void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
+{
+    const SearchEval *se = ctx;
+    double t0 = time_now();
+    r->id = c->id;
+    r->fitness = INFINITY;
+    r->accuracy = 0.0;
+    r->flops = 0.0;
+    r->prune_seconds = r->train_seconds = r->val_seconds = 0.0;
+    if (se->null_eval) {
+        r->fitness = null_fitness(c, se->graph->n_convs);
+        r->seconds = time_now() - t0;
+        return;
+    }
+    /* Summed in target order and divided once: with one target, the fitness is that target's
+     * bits exactly. */
+    double fitness = 0.0, accuracy = 0.0;
+    for (int t = 0; t < se->n_targets && isfinite(fitness); t++) {
+        EvalResult ev = evaluate_at(se, c, se->targets[t], t == 0, r);
+        fitness += isfinite(ev.loss) ? (se->fitness_acc ? 1.0 - ev.acc : ev.loss) : INFINITY;
+        accuracy += ev.acc;
+    }
+    if (isfinite(fitness)) r->fitness = fitness / se->n_targets;
+    r->accuracy = accuracy / se->n_targets;
     r->seconds = time_now() - t0;
 }
