@@ -34,6 +34,7 @@ legr_mpirun 2 120 "$T/twice" "$T/twice.cfg"
 expect_rc 0 "$T/twice" "deterministic search at the target list [0.5, 0.5]"
 expect_grep "at 50%, 50% FLOPs (fitness: the mean over them)" "$T/twice.err" "the search's targets"
 h5_history "$T/runs/twice/search.h5" >"$T/hist_twice.txt"
+expect_grep "search: 20/20 evaluations (" "$T/twice.err" "the progress line with its reuse count"
 cmp -s "$T/hist1.txt" "$T/hist_twice.txt" || { diff "$T/hist1.txt" "$T/hist_twice.txt" | head >&2 || true; fail "the target list [0.5, 0.5] changed the history"; }
 
 [[ $(wc -l <"$T/hist1.txt") == 20 ]] || fail "np 1 history has $(wc -l <"$T/hist1.txt") rows, expected 20"

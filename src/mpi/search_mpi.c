@@ -143,10 +143,14 @@ static void log_result(Master *m, const EvoResult *r)
     int done = e->n_history;
     if (!m->s->quiet && (now - m->last_progress > 5.0 || done == e->p.evaluations)) {
         m->last_progress = now;
+        /* Reused results count in the rate: their share grows as the population converges, so
+         * the ETA errs on the long side late in a search; the reuse count shows why. */
         double rate = (done - m->done_at_start) / (now - m->t0); /* per second */
-        char eta[32];
-        fprintf(stderr, "search: %d/%d evaluations, best fitness %.5f (id %d), %.0f evals/h, ETA %s\n",
-                done, e->p.evaluations, best ? best->fitness : NAN, best ? best->id : -1,
+        char eta[32], reused[40] = "";
+        if (m->memo.from) snprintf(reused, sizeof reused, " (%d reused)", m->reused);
+        fprintf(stderr, "search: %d/%d evaluations%s, best fitness %.5f (id %d), %.0f evals/h, "
+                "ETA %s\n",
+                done, e->p.evaluations, reused, best ? best->fitness : NAN, best ? best->id : -1,
                 rate * 3600.0,
                 format_duration(rate > 0 ? (e->p.evaluations - done) / rate : -1, eta, sizeof eta));
     }
