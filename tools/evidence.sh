@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run one job config from a fixed base network at several seeds and compare the families: the evidence that the learned ranking pays.
 #
-# usage: tools/evidence.sh CONFIG BASE.h5 SEED [SEED ...]
+# usage: tools/evidence.sh [--name NAME] [--set GROUP.KEY=VALUE]... [--baselines-from NAME]
+#                          CONFIG BASE.h5 SEED [SEED ...]
 #
 # For every SEED, a copy of CONFIG with run.seed = SEED, run.name = "<name>-seed<SEED>" and
 # model.init = BASE.h5 (so every seed prunes the same trained network; the seed drives the
@@ -13,16 +14,40 @@
 # differences, and with --widths what each method pruned at each level) into
 # <out_dir>/<name>-evidence.md and plots them to <out_dir>/<name>-evidence.png.
 #
-# CONFIG must set run.name, run.seed and model.init (any value) on lines of their own, as the
-# configs in configs/ do; the family's baselines come from CONFIG's family.baselines.
+# A variant of the search is one more call: --name gives it its own runs (<name> is CONFIG's
+# run.name otherwise), each --set replaces one key's value in the copies (e.g.
+# --set 'search.target_flops=[0.7, 0.5]' --set 'family.baselines=[]'), and --baselines-from
+# NAME reads each seed's summary as <NAME>-seed<SEED>/family.h5 behind the variant's own levels,
+# so the variant's LeGR levels meet the baselines of the earlier run with the same seed.
+#
+# CONFIG must set run.name, run.seed, model.init (any value) and every --set key on lines of
+# their own, as the configs in configs/ do.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
-if [[ $# -lt 3 || $1 == -h || $1 == --help ]]; then
-    sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
-    [[ $# -ge 1 && ( $1 == -h || $1 == --help ) ]] && exit 0
-    exit 2
-fi
+usage() { sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; }
+variant_name= baselines_from=
+sets=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    -h | --help) usage; exit 0 ;;
+    --name | --set | --baselines-from)
+        [[ $# -ge 2 ]] || { echo "evidence: error: $1 needs a value" >&2; exit 2; }
+        case $1 in
+        --name) variant_name=$2 ;;
+        --set) [[ $2 =~ ^[a-z_]+\.[a-z_]+=. ]] ||
+                   { echo "evidence: error: --set '$2' is not GROUP.KEY=VALUE" >&2; exit 2; }
+               sets+=("$2") ;;
+        --baselines-from) baselines_from=$2 ;;
+        esac
+        shift 2 ;;
+    -*) echo "evidence: error: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+    esac
+done
+[[ $# -ge 3 ]] || { usage >&2; exit 2; }
+[[ -z $variant_name || $variant_name =~ ^[A-Za-z0-9._-]+$ ]] ||
+    { echo "evidence: error: --name '$variant_name' must be letters, digits, '.', '_' or '-'" >&2; exit 2; }
 config=$1 base=$2
 shift 2
 for f in "$config" "$base"; do
@@ -32,11 +57,13 @@ base=$(cd "$(dirname "$base")" && pwd)/$(basename "$base")
 bin=${LEGR_BIN:-$here/../build/legr-mpi}
 [[ -x $bin ]] || { echo "evidence: error: $bin: no legr-mpi binary (make build, or set LEGR_BIN)" >&2; exit 2; }
 
-# The config with run.seed, run.name and model.init replaced; "name out_dir" on stdout.
+# The config with run.seed, run.name, model.init and the --set keys replaced; "name out_dir" on
+# stdout.
 derive() { # CONFIG SEED OUT
-    "$PYTHON" - "$@" "$base" <<'PY'
+    "$PYTHON" - "$@" "$base" "$variant_name" "${sets[@]}" <<'PY'
 import re, sys
-src, seed, out, base = sys.argv[1:5]
+src, seed, out, base, variant = sys.argv[1:6]
+sets = sys.argv[6:]
 text = open(src).read()
 def group(name):
     m = re.search(r"^%s\s*[:=]\s*\{(.*?)^\};" % name, text, re.S | re.M)
@@ -54,7 +81,10 @@ def replace(gname, k, value):
     m = key(gname, k)
     start = g.start(1) + m.start(2)
     text = text[:start] + value + text[g.start(1) + m.end(2):]
-name = key("run", "name").group(2).strip().strip('"') + "-seed" + seed
+for s in sets:
+    gk, value = s.split("=", 1)
+    replace(*gk.split("."), value.strip())
+name = (variant or key("run", "name").group(2).strip().strip('"')) + "-seed" + seed
 out_dir = key("run", "out_dir").group(2).strip().strip('"') if re.search(
     r"^\s*out_dir\s*=", group("run").group(1), re.M) else "runs"
 replace("run", "seed", seed)
@@ -69,11 +99,18 @@ families=()
 for seed in "$@"; do
     [[ $seed =~ ^[0-9]+$ ]] || { echo "evidence: error: seed '$seed' is not a non-negative integer" >&2; exit 2; }
     cfg=$(mktemp --suffix=.cfg)
-    read -r name out_dir < <(derive "$config" "$seed" "$cfg")
+    info=$(derive "$config" "$seed" "$cfg") || { rm -f "$cfg"; exit 2; }
+    read -r name out_dir <<<"$info"
     run=$out_dir/$name
     mkdir -p "$run"
     mv "$cfg" "$run/job.cfg"
-    families+=("$run/family.h5")
+    if [[ -n $baselines_from ]]; then
+        other=$out_dir/$baselines_from-seed$seed/family.h5
+        [[ -s $other ]] || { echo "evidence: error: --baselines-from: $other does not exist" >&2; exit 2; }
+        families+=("$run/family.h5+$other")
+    else
+        families+=("$run/family.h5")
+    fi
     if [[ -s $run/family.h5 ]]; then
         echo "evidence: seed $seed: $run/family.h5 exists, not run again" >&2
         continue
