@@ -59,8 +59,8 @@ def read_shape(f, g):
         return None
     kept = {n: g["kept"][n].shape[0] for n in g["kept"]}
     base_widths = {n: f["base/params/%s.weight" % n].shape[0] for n in kept}
-    return Shape(100 * float(g.attrs["test_top1_before"]),
-                 100 * float(g.attrs["params"]) / float(f["base"].attrs["params"]), kept, base_widths)
+    params = 100 * float(g.attrs["params"]) / float(f["base"].attrs["params"])
+    return Shape(100 * float(g.attrs["test_top1_before"]), params, kept, base_widths)
 
 
 def read_family(path):

@@ -47,7 +47,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $# -ge 3 ]] || { usage >&2; exit 2; }
 [[ -z $variant_name || $variant_name =~ ^[A-Za-z0-9._-]+$ ]] ||
-    { echo "evidence: error: --name '$variant_name' must be letters, digits, '.', '_' or '-'" >&2; exit 2; }
+    { echo "evidence: error: --name '$variant_name': use letters, digits, '.', '_', '-'" >&2; exit 2; }
 config=$1 base=$2
 shift 2
 for f in "$config" "$base"; do

@@ -85,7 +85,8 @@ int job_dry_run(Job *job)
     double targets[2 * CONFIG_MAX_LEVELS];
     int nt = 0;
     if (c->search.enabled)
-        for (int i = 0; i < c->search.n_target_flops; i++) targets[nt++] = c->search.target_flops[i];
+        for (int i = 0; i < c->search.n_target_flops; i++)
+            targets[nt++] = c->search.target_flops[i];
     if (c->family.enabled)
         for (int i = 0; i < c->family.n_flops; i++) targets[nt++] = c->family.flops[i];
     int code = 0;

@@ -563,14 +563,16 @@ static int read_setting_in(Loader *ld, const char *group, const config_setting_t
         memcpy(field, v, strlen(v));
         break;
     }
-    case KEY_FLOAT_LIST:
-        if (config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST) {
+    case KEY_FLOAT_LIST: {
+        const int t = config_setting_type(s);
+        if (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST) {
             rc = read_array(ld, s, k, label, c);
         } else {
             rc = read_float(ld, s, k, label, field);
             if (rc == 0) *(int *)((char *)c + k->count_off) = 1;
         }
         break;
+    }
     case KEY_INT_ARRAY:
     case KEY_FLOAT_ARRAY:
     case KEY_ENUM_ARRAY: rc = read_array(ld, s, k, label, c); break;
