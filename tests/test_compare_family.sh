@@ -55,6 +55,14 @@ with h5py.File("%s/f0.h5" % out, "r") as src, h5py.File("%s/legr0.h5" % out, "w"
 PY
 $tool "$T/legr0.h5+$T/f0.h5" "$T"/f1.h5 "$T"/f2.h5 >"$T/out.txt" || { echo "FAIL: A+B failed"; exit 1; }
 expect "92.67 ± 2.08"; expect "87.00 ± 2.65"; expect "90.00 ± 1.00"
+# B's LeGR levels never fill in for A's: with A's LeGR 30% level gone, the pair lacks it.
+"$PYTHON" -c 'import h5py, sys
+with h5py.File(sys.argv[1], "a") as f:
+    for k in list(f["levels"]):
+        if f["levels"][k].attrs["target"] == 0.3: del f["levels"][k]' "$T/legr0.h5"
+rc=0; $tool "$T/legr0.h5+$T/f0.h5" "$T"/f1.h5 2>"$T/err.txt" >/dev/null || rc=$?
+[[ $rc -eq 3 ]] && grep -q "do not hold the same methods and targets" "$T/err.txt" ||
+    { cat "$T/err.txt"; echo "FAIL: B's LeGR level filled in for A's (exit $rc)"; exit 1; }
 rc=0; $tool "$T/legr0.h5+$T/f1.h5" 2>"$T/err.txt" || rc=$?
 [[ $rc -eq 3 ]] && grep -q "different base networks" "$T/err.txt" ||
     { cat "$T/err.txt"; echo "FAIL: A+B of two base networks gave exit $rc"; exit 1; }

@@ -293,7 +293,8 @@ static void test_errors(void)
     expect_error("search = { target_flops = []; };\n",
                  "job.cfg:1: search.target_flops must hold at least one number");
     expect_error("search = { target_flops = \"half\"; };\n",
-                 "job.cfg:1: search.target_flops must be a number, not a string");
+                 "job.cfg:1: search.target_flops must be a number or an array of numbers like "
+                 "[a, b], not a string");
     expect_error("data = { val_fraction = 0.95; };\n",
                  "job.cfg:1: data.val_fraction = 0.95 is out of range [0, 0.9]");
     expect_error("pretrain = { batch = 0; };\n",

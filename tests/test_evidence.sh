@@ -72,11 +72,18 @@ EOF
 refuse() { # MESSAGE OPTION...
     local msg=$1
     shift
-    run_evidence --name evx "$@"
+    run_evidence "$@"
     expect_rc 2 "$T/ev" "evidence.sh $*"
     expect_grep "$msg" "$T/ev.err" "the refusal of $*"
 }
-refuse "search.nokey is not set on a line of its own" --set search.nokey=1
-refuse "--baselines-from: $T/runs/nosuchrun-seed3/family.h5 does not exist" --baselines-from nosuchrun
-refuse "--set 'bad' is not GROUP.KEY=VALUE" --set bad
+refuse "no line of its own sets search.nokey" --name evx --set search.nokey=1
+refuse "--baselines-from: $T/runs/nosuchrun-seed3/family.h5 does not exist" --name evx \
+    --baselines-from nosuchrun
+refuse "--set 'bad' is not GROUP.KEY=VALUE" --name evx --set bad
+refuse "--set run.seed: evidence.sh sets that key itself" --name evx --set run.seed=9
+refuse "give the variant its own runs with --name" --set search.target_flops=0.3
+# The variant's name again with another change: its finished runs are not this config's.
+refuse "evv-seed3/job.cfg holds another config" --name evv --set 'search.target_flops=[0.5, 0.3]' \
+    --set 'family.baselines=[]' --baselines-from ev
+[[ ! -e $T/runs/evx-seed3 ]] || fail "a refused call created a run directory"
 note "OK"

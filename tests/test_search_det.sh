@@ -1,6 +1,7 @@
 # Deterministic search mode: from the same base network, -np 1, -np 2 and -np 3 produce identical
 # search histories (ids, parents, alpha, kappa, fitness) in search.h5, also with fitness reuse
-# off or the target given twice, and the best candidate of that history is the one reported as "search_done" in log.jsonl.
+# off or the target given twice, and the best candidate of that history is the one reported as
+# "search_done" in log.jsonl.
 source "$(dirname "$0")/lib.sh"
 
 # The base network: a short pretraining, saved as base.h5.

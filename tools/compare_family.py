@@ -14,11 +14,12 @@ what each method's pruning did (means over the files): the top-1 right after pru
 fine-tuning; the parameters kept; and the channels kept in every conv layer the methods prune, so
 one sees where a ranking takes its FLOPs from.
 
-A.h5+B.h5+... stands for one run made of several files: the levels of A, then those of each
-next file that the earlier ones lack; all must share the base network's top-1. A variant of the
-search (another target, or one search per level, each its own job) then needs families of LeGR
-levels only (family.baselines = []): its seed's baselines come from the first run's file, as
-they do not depend on the search.
+A.h5+B.h5+... stands for one run made of several files: the levels of A, then the baseline
+levels (any method but legr) of each next file that the earlier ones lack; all must share the
+base network's top-1. A variant of the search (another target, or one search per level, each its
+own job) then needs families of LeGR levels only (family.baselines = []): its seed's baselines
+come from the first run's file, as they do not depend on the search, and that file's LeGR levels
+never stand in for the variant's.
 
 Exit codes: 0 success; 2 bad usage; 3 a file that is missing or not a legr-family file, or files
 that do not share their levels. Needs python3-h5py and python3-numpy.
@@ -81,8 +82,8 @@ def read_family(path):
 
 
 def read_run(spec):
-    """read_family of one file, or of A+B+... (A's levels, then each next file's missing ones);
-    an existing file whose name holds '+' is read as one."""
+    """read_family of one file, or of A+B+... (A's levels, then each next file's missing
+    baseline levels); an existing file whose name holds '+' is read as one."""
     if os.path.exists(spec) or "+" not in spec:
         return read_family(spec)
     paths = spec.split("+")
@@ -93,7 +94,7 @@ def read_run(spec):
             raise ValueError("%s and %s come from different base networks (top-1 %s and %s)"
                              % (paths[0], path, run.base, more.base))
         for key, v in more.top1.items():
-            if key not in run.top1:
+            if key[0] != PRIMARY and key not in run.top1:
                 run.top1[key], run.shape[key] = v, more.shape[key]
     return run
 
@@ -159,21 +160,21 @@ def width_tables(runs, methods, targets):
                          "params (files written by legr-mpi)")
     layers = sorted({n for s in shapes for n in s.kept}, key=natural)
     # Only the convs some method prunes somewhere: the others would be columns of constants.
-    layers = [n for n in layers if any(s.kept.get(n, s.base_widths.get(n)) < s.base_widths[n]
-                                       for s in shapes if n in s.base_widths)]
+    layers = [n for n in layers if any(n in s.kept and s.kept[n] < s.base_widths[n]
+                                       for s in shapes)]
     base_widths = {n: w for s in shapes for n, w in s.base_widths.items()}
     tables = []
     for t in targets:
         per = {m: [r.shape[(m, t)] for r in runs] for m in methods}
 
-        def cell(values, form):
-            return form % values[0] if len(set(values)) == 1 else "%.1f" % np.mean(values)
+        def cell(values):
+            return "%d" % values[0] if len(set(values)) == 1 else "%.1f" % np.mean(values)
         rows = [["", *methods],
                 ["top-1 pruned"] + ["%.2f" % np.mean([x.before for x in per[m]]) for m in methods],
                 ["params %"] + ["%.1f" % np.mean([x.params for x in per[m]]) for m in methods]]
         for n in layers:
             rows.append(["%s (%d)" % (n, base_widths[n])] +
-                        [cell([x.kept.get(n, base_widths[n]) for x in per[m]], "%d")
+                        [cell([x.kept.get(n, base_widths[n]) for x in per[m]])
                          for m in methods])
         tables.append((t, rows))
     return tables

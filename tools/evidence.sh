@@ -11,21 +11,24 @@
 # in run.out_dir; a seed whose family.h5 exists is not run again, and one with a search.h5 is
 # resumed, so the script can be restarted after a crash or time limit. Finally
 # tools/compare_family.py summarises the family files (mean ± sd per method and level, paired
-# differences, and with --widths what each method pruned at each level) into
-# <out_dir>/<name>-evidence.md and plots them to <out_dir>/<name>-evidence.png.
+# differences, and what each method pruned at each level) into <out_dir>/<name>-evidence.md and
+# plots them to <out_dir>/<name>-evidence.png. A seed directory whose job.cfg differs from the
+# config derived now is refused: its results would not be this config's.
 #
 # A variant of the search is one more call: --name gives it its own runs (<name> is CONFIG's
-# run.name otherwise), each --set replaces one key's value in the copies (e.g.
-# --set 'search.target_flops=[0.7, 0.5]' --set 'family.baselines=[]'), and --baselines-from
-# NAME reads each seed's summary as <NAME>-seed<SEED>/family.h5 behind the variant's own levels,
-# so the variant's LeGR levels meet the baselines of the earlier run with the same seed.
+# run.name otherwise; --set needs --name), each --set replaces one key's one-line value in the
+# copies (e.g. --set 'search.target_flops=[0.7, 0.5]' --set 'family.baselines=[]'; not
+# run.name, run.seed or model.init), and --baselines-from NAME pairs the variant's LeGR levels
+# with the baseline levels of <out_dir>/<NAME>-seed<SEED>/family.h5, the earlier run of the
+# same seed.
 #
 # CONFIG must set run.name, run.seed, model.init (any value) and every --set key on lines of
 # their own, as the configs in configs/ do.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
-usage() { sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "evidence: error: $*" >&2; exit 2; }
 variant_name= baselines_from=
 sets=()
 while [[ $# -gt 0 ]]; do
@@ -35,8 +38,10 @@ while [[ $# -gt 0 ]]; do
         [[ $# -ge 2 ]] || { echo "evidence: error: $1 needs a value" >&2; exit 2; }
         case $1 in
         --name) variant_name=$2 ;;
-        --set) [[ $2 =~ ^[a-z_]+\.[a-z_]+=. ]] ||
-                   { echo "evidence: error: --set '$2' is not GROUP.KEY=VALUE" >&2; exit 2; }
+        --set) [[ $2 =~ ^[a-z_]+\.[a-z_]+=. ]] || die "--set '$2' is not GROUP.KEY=VALUE"
+               case ${2%%=*} in
+               run.name | run.seed | model.init) die "--set ${2%%=*}: evidence.sh sets that key itself" ;;
+               esac
                sets+=("$2") ;;
         --baselines-from) baselines_from=$2 ;;
         esac
@@ -46,6 +51,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $# -ge 3 ]] || { usage >&2; exit 2; }
+[[ ${#sets[@]} -eq 0 || -n $variant_name ]] ||
+    die "--set changes the config: give the variant its own runs with --name"
+[[ -z $baselines_from || $baselines_from != "$variant_name" ]] ||
+    die "--baselines-from $baselines_from is the variant itself"
 [[ -z $variant_name || $variant_name =~ ^[A-Za-z0-9._-]+$ ]] ||
     { echo "evidence: error: --name '$variant_name': use letters, digits, '.', '_', '-'" >&2; exit 2; }
 config=$1 base=$2
@@ -73,7 +82,8 @@ def group(name):
 def key(gname, k):
     m = re.search(r"^(\s*%s\s*=\s*)(.*?);" % k, group(gname).group(1), re.M)
     if not m:
-        sys.exit("evidence: error: %s: %s.%s is not set on a line of its own" % (src, gname, k))
+        sys.exit("evidence: error: %s: no line of its own sets %s.%s (a one-line `%s = ...;` in "
+                 "the %s group); add it there to replace it" % (src, gname, k, k, gname))
     return m
 def replace(gname, k, value):
     global text
@@ -95,22 +105,34 @@ print(name, out_dir)
 PY
 }
 
-families=()
+# Every seed's config is derived and checked before any runs: a refusal never comes hours in.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+names=() families=()
 for seed in "$@"; do
-    [[ $seed =~ ^[0-9]+$ ]] || { echo "evidence: error: seed '$seed' is not a non-negative integer" >&2; exit 2; }
-    cfg=$(mktemp --suffix=.cfg)
-    info=$(derive "$config" "$seed" "$cfg") || { rm -f "$cfg"; exit 2; }
+    [[ $seed =~ ^[0-9]+$ ]] || die "seed '$seed' is not a non-negative integer"
+    info=$(derive "$config" "$seed" "$tmp/$seed.cfg") || exit 2
     read -r name out_dir <<<"$info"
     run=$out_dir/$name
-    mkdir -p "$run"
-    mv "$cfg" "$run/job.cfg"
+    if [[ -e $run/job.cfg ]] && ! cmp -s "$tmp/$seed.cfg" "$run/job.cfg"; then
+        die "$run/job.cfg holds another config than the one derived now (diff them); give this" \
+            "variant its own --name"
+    fi
     if [[ -n $baselines_from ]]; then
         other=$out_dir/$baselines_from-seed$seed/family.h5
-        [[ -s $other ]] || { echo "evidence: error: --baselines-from: $other does not exist" >&2; exit 2; }
+        [[ -s $other ]] || die "--baselines-from: $other does not exist"
         families+=("$run/family.h5+$other")
     else
         families+=("$run/family.h5")
     fi
+    names+=("$name")
+done
+i=0
+for seed in "$@"; do
+    run=$out_dir/${names[i]}
+    i=$((i + 1))
+    mkdir -p "$run"
+    [[ -e $run/job.cfg ]] || cp "$tmp/$seed.cfg" "$run/job.cfg"
     if [[ -s $run/family.h5 ]]; then
         echo "evidence: seed $seed: $run/family.h5 exists, not run again" >&2
         continue

@@ -4,7 +4,8 @@
  *
  * Architecture A is the identity ranking (alpha 1, kappa 0), B the first random member of the
  * search's initial population; both are pruned to `target` (default: the first of
- * search.target_flops) and fine-tuned search.tau steps exactly as in the search. For seeds s = 0..K-1 it measures
+ * search.target_flops; one target only, also when the search has several) and fine-tuned
+ * search.tau steps exactly as in the search. For seeds s = 0..K-1 it measures
  *   f_A(s), f_B(s)     with the same mini-batch sequence s for both (search.batches = "shared")
  *   f_B(K+s)           with another sequence (search.batches = "per_candidate")
  * and prints the standard deviation of f_A (re-evaluation noise of one architecture), of

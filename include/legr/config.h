@@ -11,7 +11,7 @@
 #define CONFIG_NAME_MAX 64
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_MAX_MILESTONES 8 /* as LrSchedule.milestones in train.h */
-#define CONFIG_MAX_LEVELS 64    /* family FLOP levels */
+#define CONFIG_MAX_LEVELS 64    /* family FLOP levels, and search FLOP targets */
 
 /* Enumerated values. Each has a name table (the spelling in the file) and a count; the orders
  * of CfgSchedule, CfgMetric and CfgRanking match LrKind (train.h), PruneMetric and PruneMethod

@@ -38,9 +38,9 @@ typedef struct {
 /* SearchEvalFn for search_run: ctx is a SearchEval. For every target in turn the candidate is
  * pruned from the base, fine-tuned tau steps and validated; fitness (lower is better) and
  * accuracy are the means over the targets, each target's exactly as a search at that target
- * alone would give (fitness +inf when the candidate cannot be pruned to a target or its loss
- * diverges there); flops are those of the network pruned to the first target; the seconds add
- * up over the targets. */
+ * alone would give; flops are those of the network pruned to the first target; the seconds add
+ * up over the targets. A candidate that cannot be pruned to a target, or whose loss diverges
+ * there, gets fitness +inf and the remaining targets are skipped (their accuracy counts as 0). */
 void search_evaluate(const Candidate *c, EvoResult *r, void *ctx);
 
 /* SearchArchKeyFn for search_run: the pruned networks that search_evaluate would fine-tune, as

@@ -550,8 +550,10 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         memcpy(alpha, ba, (size_t)L * sizeof(double));
         memcpy(kappa, bk, (size_t)L * sizeof(double));
         fprintf(stderr, "search: done; best fitness %.5f (candidate %d, val top-1 %.2f%%, %.2f "
-                "MFLOPs); state in %s\n", best->fitness, best->id, 100 * best->accuracy,
-                best->flops / 1e6, save.path.s);
+                "MFLOPs%s); state in %s\n", best->fitness, best->id, 100 * best->accuracy,
+                best->flops / 1e6,
+                se.n_targets > 1 ? "; top-1 the mean over the targets, MFLOPs at the first" : "",
+                save.path.s);
         JsonLine j;
         jl_begin(&j, job->jsonl, "search_done");
         jl_int(&j, "best_id", best->id);

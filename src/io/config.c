@@ -567,9 +567,12 @@ static int read_setting_in(Loader *ld, const char *group, const config_setting_t
         const int t = config_setting_type(s);
         if (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST) {
             rc = read_array(ld, s, k, label, c);
-        } else {
+        } else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 || t == CONFIG_TYPE_FLOAT) {
             rc = read_float(ld, s, k, label, field);
             if (rc == 0) *(int *)((char *)c + k->count_off) = 1;
+        } else {
+            rc = loader_fail(ld, setting_line(s), "%s must be a number or an array of numbers "
+                             "like [a, b], not %s", label, setting_type_name(s));
         }
         break;
     }

@@ -121,6 +121,7 @@ void search_evaluate(const Candidate *c, EvoResult *r, void *ctx)
         r->seconds = time_now() - t0;
         return;
     }
+    CHECK(se->n_targets >= 1, "search_evaluate: no FLOP target");
     /* Summed in target order and divided once: with one target, the fitness is that target's
      * bits exactly. */
     double fitness = 0.0, accuracy = 0.0;
