@@ -519,7 +519,9 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         run.key_bytes = (size_t)se.n_targets * (size_t)g->n_entries;
     }
     if (job->d->rank == 0) {
-        char at[256];
+        /* "%g" of a percentage in (0, 100) is at most 6 digits, a point and "%, ": 16 bytes per
+         * target always suffice, so the list is never cut. */
+        char at[CONFIG_MAX_LEVELS * 16];
         size_t used = 0;
         for (int t = 0; t < se.n_targets && used < sizeof at; t++)
             used += (size_t)snprintf(at + used, sizeof at - used, "%s%g%%", t ? ", " : "",

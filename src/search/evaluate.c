@@ -45,16 +45,23 @@ static EvalResult evaluate_polled(Net *net, const Dataset *d, const int *idx, in
     return r;
 }
 
+/* The candidate's LeGR mask at one FLOP target; the key and the evaluation both start here so
+ * that they can never disagree about which entries a candidate removes. */
+static int prune_at(const SearchEval *se, const Candidate *c, double target, KeepMask *mask,
+                    Err *err)
+{
+    memset(mask, 0, sizeof *mask);
+    return prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs, target,
+                      se->safeguard, mask, err);
+}
+
 int search_arch_key(const Candidate *c, unsigned char *key, void *ctx)
 {
     const SearchEval *se = ctx;
     for (int t = 0; t < se->n_targets; t++) {
         KeepMask mask;
         Err err;
-        memset(&mask, 0, sizeof mask);
-        if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs,
-                       se->targets[t], se->safeguard, &mask, &err) != 0)
-            return -1;
+        if (prune_at(se, c, se->targets[t], &mask, &err) != 0) return -1;
         memcpy(key + (size_t)t * (size_t)se->graph->n_entries, mask.entry_removed,
                (size_t)se->graph->n_entries);
         prune_mask_free(&mask);
@@ -71,9 +78,7 @@ static EvalResult evaluate_at(const SearchEval *se, const Candidate *c, double t
     double t0 = time_now();
     KeepMask mask;
     Err err;
-    memset(&mask, 0, sizeof mask);
-    if (prune_legr(se->graph, se->norm, c->alpha, c->kappa, se->graph->n_convs, target,
-                   se->safeguard, &mask, &err) != 0) {
+    if (prune_at(se, c, target, &mask, &err) != 0) {
         fprintf(stderr, "search: candidate %d cannot be pruned to %g%% FLOPs: %s\n", c->id,
                 100 * target, err.msg);
         r->prune_seconds += time_now() - t0;
