@@ -144,14 +144,19 @@ static void log_result(Master *m, const EvoResult *r)
     if (!m->s->quiet && (now - m->last_progress > 5.0 || done == e->p.evaluations)) {
         m->last_progress = now;
         /* Reused results count in the rate: their share grows as the population converges, so
-         * the ETA errs on the long side late in a search; the reuse count shows why. */
-        double rate = (done - m->done_at_start) / (now - m->t0); /* per second */
-        char eta[32], reused[40] = "";
+         * the ETA errs on the long side late in a search; the reuse count shows why. Until this
+         * run has computed a result of its own the rate is unknown: a resumed search's first
+         * results can all be instant reuses, which would claim an ETA of seconds. */
+        int computed = 0;
+        for (int k = 0; k < m->size; k++) computed += m->count[k];
+        double rate = computed > 0 ? (done - m->done_at_start) / (now - m->t0) : -1; /* per s */
+        char eta[32], per_hour[32] = "?", reused[40] = "";
+        if (rate > 0) snprintf(per_hour, sizeof per_hour, "%.0f", rate * 3600.0);
         if (m->memo.from) snprintf(reused, sizeof reused, " (%d reused)", m->reused);
-        fprintf(stderr, "search: %d/%d evaluations%s, best fitness %.5f (id %d), %.0f evals/h, "
+        fprintf(stderr, "search: %d/%d evaluations%s, best fitness %.5f (id %d), %s evals/h, "
                 "ETA %s\n",
                 done, e->p.evaluations, reused, best ? best->fitness : NAN, best ? best->id : -1,
-                rate * 3600.0,
+                per_hour,
                 format_duration(rate > 0 ? (e->p.evaluations - done) / rate : -1, eta, sizeof eta));
     }
 }
