@@ -14,19 +14,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "job_internal.h"
-#include "job_params.h"
 #include "legr/evolution.h"
-#include "legr/h5io.h"
-#include "legr/search_eval.h"
-
-static void die(const Err *e)
-{
-    fprintf(stderr, "legr-fitness-noise: error: %s\n", e->msg);
-    exit(e->code ? e->code : 1);
-}
+#include "search_setup.h"
 
 static double stddev(const double *x, int n)
 {
@@ -42,63 +32,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: legr-fitness-noise job.cfg base.h5 K [target]\n");
         return 2;
     }
-    Err err = {0, ""};
-    Config cfg;
-    if (config_load_file(&cfg, argv[1], &err) != 0) die(&err);
+    static SearchSetup st;
+    search_setup(&st, "legr-fitness-noise", argv[1], argv[2]);
     int K = atoi(argv[3]);
-    double target = argc > 4 ? atof(argv[4]) : cfg.search.target_flops[0];
-    Dataset train, test;
-    if (job_data_load(&cfg, &train, &test, &err) != 0) die(&err);
-    Arch arch;
-    Net base;
-    if (h5_model_load_arch(argv[2], &arch, &err) != 0 ||
-        net_build(&base, &arch, cfg.search.batch, &err) != 0 ||
-        h5_model_load_params(argv[2], &base, &err) != 0)
-        die(&err);
-
-    int *tr, *va, ntr, nva;
-    data_split(train.n, cfg.data.val_fraction, (uint64_t)cfg.run.seed, &tr, &ntr, &va, &nva);
-    if (cfg.search.train_subset > 0 && cfg.search.train_subset < ntr) {
-        int *sub;
-        data_subset(tr, ntr, cfg.search.train_subset, (uint64_t)cfg.run.seed, &sub);
-        free(tr);
-        tr = sub;
-        ntr = cfg.search.train_subset;
-    }
-    PruneGraph g;
-    if (prune_graph_build(&g, &base.arch, &err) != 0) die(&err);
-    g.round_to = cfg.search.round_to;
-    double *norm = xmalloc((size_t)g.n_filters * sizeof(double));
-    double *kstd = xmalloc((size_t)g.n_convs * sizeof(double));
-    if (prune_norms(&g, &base, (PruneMetric)cfg.search.metric, norm, &err) != 0) die(&err);
-    prune_norm_std(&g, norm, kstd);
-
-    Normalize norm_in;
-    char note[256];
-    job_data_norm(&train, &norm_in, note, sizeof note);
-    SearchEval se;
-    job_search_eval(&cfg, &norm_in, &se);
-    se.base = &base;
-    se.graph = &g;
-    se.norm = norm;
-    se.targets = &target;
-    se.n_targets = 1;
-    se.data = &train;
-    se.train_idx = tr;
-    se.n_train = ntr;
-    se.val_idx = va;
-    se.n_val = job_val_count(&cfg, nva);
+    if (argc > 4) st.target = atof(argv[4]);
+    const Config *cfg = &st.cfg;
+    const int L = st.graph.n_convs;
+    SearchEval *se = &st.se;
 
     /* A = the identity member, B = candidate 0 of a fresh evolution (a random transform). */
     EvoParams ep;
-    job_evo_params(&cfg, &ep);
+    job_evo_params(cfg, &ep);
     Evolution e;
-    evolution_init(&e, &ep, g.n_convs, kstd, (uint64_t)cfg.run.seed);
+    evolution_init(&e, &ep, L, st.norm_std, (uint64_t)cfg->run.seed);
     Candidate a, b;
-    evolution_candidate_alloc(&a, g.n_convs);
-    evolution_candidate_alloc(&b, g.n_convs);
+    evolution_candidate_alloc(&a, L);
+    evolution_candidate_alloc(&b, L);
     CHECK(evolution_next(&e, &b) == EVO_NEXT_CANDIDATE, "no candidate");
-    for (int l = 0; l < g.n_convs; l++) {
+    for (int l = 0; l < L; l++) {
         a.alpha[l] = 1.0;
         a.kappa[l] = 0.0;
     }
@@ -106,16 +57,16 @@ int main(int argc, char **argv)
 
     double *fa = xmalloc((size_t)K * sizeof(double)), *dc = xmalloc((size_t)K * sizeof(double));
     double *di = xmalloc((size_t)K * sizeof(double));
-    printf("# target %.2f, tau %d, batch %d, %d validation images, K %d\n", target, cfg.search.tau,
-           cfg.search.batch, se.n_val, K);
+    printf("# target %.2f, tau %d, batch %d, %d validation images, K %d\n", st.target, cfg->search.tau,
+           cfg->search.batch, se->n_val, K);
     printf("# seed  f_A  f_B(same batches)  f_B(other batches)\n");
     for (int s = 0; s < K; s++) {
         EvoResult ra, rb, rb2;
-        se.run_seed = (unsigned long long)s;
-        search_evaluate(&a, &ra, &se);
-        search_evaluate(&b, &rb, &se);
-        se.run_seed = (unsigned long long)(K + s);
-        search_evaluate(&b, &rb2, &se);
+        se->run_seed = (unsigned long long)s;
+        search_evaluate(&a, &ra, se);
+        search_evaluate(&b, &rb, se);
+        se->run_seed = (unsigned long long)(K + s);
+        search_evaluate(&b, &rb2, se);
         fa[s] = ra.fitness;
         dc[s] = ra.fitness - rb.fitness;
         di[s] = ra.fitness - rb2.fitness;

@@ -43,6 +43,14 @@ typedef struct {
  * there, gets fitness +inf and the remaining targets are skipped (their accuracy counts as 0). */
 void search_evaluate(const Candidate *c, EvoResult *r, void *ctx);
 
+/* The fitness evaluation of one pruned network, as search_evaluate does it at one target after
+ * pruning: se->base cut to `mask`, fine-tuned se->ft.steps steps on the mini-batch sequence
+ * `batch_seed`, validated on se->val_idx. Adds its seconds to r's prune/train/val seconds (the
+ * surgery counts as pruning). Tools use it to score networks that no candidate produced, such as
+ * a family's baselines. */
+EvalResult search_evaluate_mask(const SearchEval *se, const KeepMask *mask,
+                                unsigned long long batch_seed, EvoResult *r);
+
 /* SearchArchKeyFn for search_run: the pruned networks that search_evaluate would fine-tune, as
  * se->n_targets x se->graph->n_entries bytes (1 for every ranking entry removed at that target).
  * Two candidates with equal keys are pruned to the same networks; with shared batches

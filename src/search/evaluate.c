@@ -69,6 +69,33 @@ int search_arch_key(const Candidate *c, unsigned char *key, void *ctx)
     return 0;
 }
 
+EvalResult search_evaluate_mask(const SearchEval *se, const KeepMask *mask,
+                                unsigned long long batch_seed, EvoResult *r)
+{
+    double t0 = time_now();
+    Net net;
+    Err err;
+    if (prune_apply(se->base, mask, &net, &err) != 0)
+        legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "surgery: %s", err.msg);
+    TrainParams ft = se->ft;
+    ft.seed = batch_seed;
+    if (se->poll.fn) {
+        ft.step_end = poll_step;
+        ft.step_ctx = (void *)&se->poll;
+    }
+    Replicas single = {0, 1, NULL};
+    double t1 = time_now();
+    if (ft.steps > 0)
+        train_run(&net, se->data, se->train_idx, se->n_train, NULL, NULL, 0, &ft, &single);
+    double t2 = time_now();
+    EvalResult ev = evaluate_polled(&net, se->data, se->val_idx, se->n_val, &ft.norm, &se->poll);
+    net_free(&net);
+    r->prune_seconds += t1 - t0;
+    r->train_seconds += t2 - t1;
+    r->val_seconds += time_now() - t2;
+    return ev;
+}
+
 /* One target of search_evaluate: adds this target's seconds to r, sets r->flops when asked, and
  * returns the validation result ({inf, 0} when the candidate cannot be pruned to it). */
 static EvalResult evaluate_at(const SearchEval *se, const Candidate *c, double target,
@@ -84,31 +111,13 @@ static EvalResult evaluate_at(const SearchEval *se, const Candidate *c, double t
         r->prune_seconds += time_now() - t0;
         return none;
     }
+    r->prune_seconds += time_now() - t0;
     if (set_flops) r->flops = (double)mask.flops;
-    Net net;
-    if (prune_apply(se->base, &mask, &net, &err) != 0)
-        legr_fail(LEGR_EXIT_INTERNAL, __FILE__, __LINE__, "surgery of candidate %d: %s", c->id,
-                  err.msg);
+    unsigned long long seed = se->per_candidate_batches
+                                  ? hash_fnv1a(se->run_seed, &c->id, sizeof c->id)
+                                  : se->run_seed;
+    EvalResult ev = search_evaluate_mask(se, &mask, seed, r);
     prune_mask_free(&mask);
-
-    TrainParams ft = se->ft;
-    ft.seed = se->per_candidate_batches
-                  ? hash_fnv1a(se->run_seed, &c->id, sizeof c->id)
-                  : se->run_seed;
-    if (se->poll.fn) {
-        ft.step_end = poll_step;
-        ft.step_ctx = (void *)&se->poll;
-    }
-    Replicas single = {0, 1, NULL};
-    double t1 = time_now();
-    if (ft.steps > 0)
-        train_run(&net, se->data, se->train_idx, se->n_train, NULL, NULL, 0, &ft, &single);
-    double t2 = time_now();
-    EvalResult ev = evaluate_polled(&net, se->data, se->val_idx, se->n_val, &ft.norm, &se->poll);
-    net_free(&net);
-    r->prune_seconds += t1 - t0;
-    r->train_seconds += t2 - t1;
-    r->val_seconds += time_now() - t2;
     return ev;
 }
 

@@ -1,0 +1,58 @@
+/* Builds the search's fitness evaluation for the offline tools, as a job's search stage does. */
+#include "search_setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "legr/h5io.h"
+
+static void die(const char *prog, const Err *e)
+{
+    fprintf(stderr, "%s: error: %s\n", prog, e->msg);
+    exit(e->code ? e->code : 1);
+}
+
+void search_setup(SearchSetup *s, const char *prog, const char *cfg_path, const char *base_path)
+{
+    Err err = {0, ""};
+    const Config *c = &s->cfg;
+    if (config_load_file(&s->cfg, cfg_path, &err) != 0 ||
+        job_data_load(c, &s->train, &s->test, &err) != 0 ||
+        h5_model_load_arch(base_path, &s->arch, &err) != 0 ||
+        net_build(&s->base, &s->arch, c->search.batch, &err) != 0 ||
+        h5_model_load_params(base_path, &s->base, &err) != 0)
+        die(prog, &err);
+
+    data_split(s->train.n, c->data.val_fraction, (uint64_t)c->run.seed, &s->train_idx,
+               &s->n_train, &s->val_idx, &s->n_val);
+    if (c->search.train_subset > 0 && c->search.train_subset < s->n_train) {
+        int *sub;
+        data_subset(s->train_idx, s->n_train, c->search.train_subset, (uint64_t)c->run.seed,
+                    &sub);
+        free(s->train_idx);
+        s->train_idx = sub;
+        s->n_train = c->search.train_subset;
+    }
+    if (prune_graph_build(&s->graph, &s->base.arch, &err) != 0) die(prog, &err);
+    s->graph.round_to = c->search.round_to;
+    s->norm = xmalloc((size_t)s->graph.n_filters * sizeof(double));
+    s->norm_std = xmalloc((size_t)s->graph.n_convs * sizeof(double));
+    if (prune_norms(&s->graph, &s->base, (PruneMetric)c->search.metric, s->norm, &err) != 0)
+        die(prog, &err);
+    prune_norm_std(&s->graph, s->norm, s->norm_std);
+
+    char note[256];
+    job_data_norm(&s->train, &s->input_norm, note, sizeof note);
+    job_search_eval(c, &s->input_norm, &s->se);
+    s->target = c->search.target_flops[0];
+    s->se.base = &s->base;
+    s->se.graph = &s->graph;
+    s->se.norm = s->norm;
+    s->se.targets = &s->target;
+    s->se.n_targets = 1;
+    s->se.data = &s->train;
+    s->se.train_idx = s->train_idx;
+    s->se.n_train = s->n_train;
+    s->se.val_idx = s->val_idx;
+    s->se.n_val = job_val_count(c, s->n_val);
+}
