@@ -6,7 +6,8 @@
 #
 # For every SEED, a copy of CONFIG with run.seed = SEED, run.name = "<name>-seed<SEED>" and
 # model.init = BASE.h5 (so every seed prunes the same trained network; the seed drives the
-# search, the random baseline and the fine-tuning) runs under
+# search, the random baseline and the fine-tuning, while the validation split stays the one
+# BASE.h5 was pretrained with: data.split_seed = -1) runs under
 #   ${MPIRUN:-mpirun} -np ${NP:-2} ${LEGR_BIN:-build/legr-mpi}
 # in run.out_dir; a seed whose family.h5 exists is not run again, and one with a search.h5 is
 # resumed, so the script can be restarted after a crash or time limit. Finally
@@ -27,7 +28,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
-usage() { sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,27p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "evidence: error: $*" >&2; exit 2; }
 variant_name= baselines_from=
 sets=()

@@ -23,7 +23,10 @@ void search_setup(SearchSetup *s, const char *prog, const char *cfg_path, const 
         h5_model_load_params(base_path, &s->base, &err) != 0)
         die(prog, &err);
 
-    data_split(s->train.n, c->data.val_fraction, (uint64_t)c->run.seed, &s->train_idx,
+    char split_note[1024];
+    int split_seed = job_split_seed(c, split_note, sizeof split_note);
+    if (split_note[0]) fprintf(stderr, "%s: data: %s\n", prog, split_note);
+    data_split(s->train.n, c->data.val_fraction, (uint64_t)split_seed, &s->train_idx,
                &s->n_train, &s->val_idx, &s->n_val);
     if (c->search.train_subset > 0 && c->search.train_subset < s->n_train) {
         int *sub;

@@ -89,6 +89,7 @@ typedef struct {
         CfgDataset dataset;
         char dir[CONFIG_PATH_MAX];
         double val_fraction; /* [0, 0.9] of the training set held out for validation */
+        int split_seed;      /* >= 0: seed of the train/validation split; -1: job_split_seed */
         int augment;         /* bool: crop/flip during training */
         int crop_pad;        /* [0, 16] */
         int flip;            /* bool */

@@ -35,6 +35,10 @@ int h5_model_load_arch(const char *path, Arch *arch, Err *err);
  * tensor, the expected and found shapes, with a hint. */
 int h5_model_load_params(const char *path, Net *net, Err *err);
 
+/* The config text stored with a model file (its `config` attribute) into a malloc'ed string,
+ * "" when the file has none (e.g. a network traced from PyTorch). -1 with err as the loaders. */
+int h5_model_load_config(const char *path, char **config_text, Err *err);
+
 /* The `format` root attribute of a legr-mpi HDF5 file into buf (e.g. "legr-checkpoint"); -1 with
  * LEGR_EXIT_DATA naming the file when it is missing, not HDF5 or has no format. */
 int h5_file_format(const char *path, char *buf, size_t size, Err *err);

@@ -178,7 +178,10 @@ static int stage_data(Job *job)
                     data_hdf5_threadsafe() ? "" : "not ", note);
         }
     }
-    data_split(job->train.n, c->data.val_fraction, (uint64_t)c->run.seed, &job->train_idx,
+    char split_note[1024];
+    int split_seed = job_split_seed(c, split_note, sizeof split_note);
+    if (job->d->rank == 0 && split_note[0]) fprintf(stderr, "data: %s\n", split_note);
+    data_split(job->train.n, c->data.val_fraction, (uint64_t)split_seed, &job->train_idx,
                &job->n_train, &job->val_idx, &job->n_val);
     job->n_test = job->test.n;
     job->test_idx = xmalloc((size_t)(job->n_test ? job->n_test : 1) * sizeof(int));

@@ -1,9 +1,11 @@
-/* Where each configured dataset lives and how it is read. */
+/* Where each configured dataset lives, how it is read, and which split validates. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "job_internal.h"
+#include "legr/h5io.h"
 
 /* The fixed shapes of the built-in datasets. */
 static void builtin_shape(const Config *cfg, DataShape *s)
@@ -202,4 +204,46 @@ int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err)
     apply_limit(train, cfg->data.train_limit);
     apply_limit(test, cfg->data.test_limit);
     return 0;
+}
+
+/* The split seed of the pretraining that produced model.init, or -1 when model.init is not a
+ * network pretrained by this program on this job's data (no stored config, another dataset,
+ * limit or validation fraction, synthetic data, or itself loaded from a file). */
+static int base_split_seed(const Config *cfg)
+{
+    char *text = NULL;
+    Err err = {0, ""};
+    Config b;
+    int seed = -1;
+    if (h5_model_load_config(cfg->model.init, &text, &err) == 0 && text[0] &&
+        config_load_string(&b, text, cfg->model.init, &err) == 0 && !b.model.init[0] &&
+        b.pretrain.epochs > 0 && b.data.dataset == cfg->data.dataset &&
+        b.data.dataset != CFG_DATASET_SYNTHETIC && b.data.train_limit == cfg->data.train_limit &&
+        b.data.val_fraction == cfg->data.val_fraction)
+        seed = b.data.split_seed >= 0 ? b.data.split_seed : b.run.seed;
+    free(text);
+    return seed;
+}
+
+int job_split_seed(const Config *cfg, char *note, size_t note_size)
+{
+    note[0] = '\0';
+    int base = cfg->model.init[0] && cfg->data.val_fraction > 0 ? base_split_seed(cfg) : -1;
+    if (cfg->data.split_seed >= 0) {
+        if (base >= 0 && base != cfg->data.split_seed)
+            snprintf(note, note_size,
+                     "warning: data.split_seed = %d, but model.init = \"%s\" was pretrained "
+                     "with the split of seed %d: most validation images were its training "
+                     "images, so validation overstates it (set data.split_seed = %d, or -1)",
+                     cfg->data.split_seed, cfg->model.init, base, base);
+        return cfg->data.split_seed;
+    }
+    if (base >= 0 && base != cfg->run.seed) {
+        snprintf(note, note_size,
+                 "train/validation split of seed %d, the one model.init = \"%s\" was "
+                 "pretrained with (data.split_seed = -1), so validation images are unseen by it",
+                 base, cfg->model.init);
+        return base;
+    }
+    return cfg->run.seed;
 }

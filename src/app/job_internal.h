@@ -55,6 +55,15 @@ int job_arch_check_data(const Config *cfg, const DataShape *s, const Arch *a, Er
  * only). -1 with err. */
 int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
 
+/* The seed of the train/validation split (data_split). data.split_seed when it is set (>= 0).
+ * Otherwise, when model.init is a network this program pretrained on the same data (dataset,
+ * train_limit and val_fraction equal; not synthetic data, which run.seed draws), the seed of
+ * that pretraining's split, so that the search validates on images the base never trained on;
+ * else run.seed. note receives a line for the log ("" when there is nothing to say): which
+ * split was adopted, or a warning when data.split_seed makes the validation images overlap the
+ * base's training images. Reads model.init's stored config (every rank may call it). */
+int job_split_seed(const Config *cfg, char *note, size_t note_size);
+
 /* The normalisation of the inputs: an in-memory set's own channel statistics; for a file, its
  * mean/std attributes, else ImageNet's for 3 channels and 0.5/0.5 for other counts. note
  * receives what was chosen, for the log. */

@@ -57,6 +57,7 @@ void config_defaults(Config *c)
     c->data.dataset = CFG_DATASET_FASHION_MNIST;
     snprintf(c->data.dir, sizeof c->data.dir, "/usr/share/datasets/fashion-mnist");
     c->data.val_fraction = 0.1;
+    c->data.split_seed = -1;
     c->data.augment = 1;
     c->data.crop_pad = 2;
     c->data.flip = 1;
@@ -178,6 +179,7 @@ static const KeySpec key_specs[] = {
     KEY_E(data, dataset, cfg_dataset_names, CFG_DATASET_COUNT),
     KEY_S(data, dir),
     KEY_F(data, val_fraction, INCL, 0, INCL, 0.9),
+    KEY_I(data, split_seed, INCL, -1, NONE, 0),
     KEY_B(data, augment),
     KEY_I(data, crop_pad, INCL, 0, INCL, 16),
     KEY_B(data, flip),

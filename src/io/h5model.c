@@ -424,6 +424,26 @@ out:
     return rc;
 }
 
+int h5_model_load_config(const char *path, char **config_text, Err *err)
+{
+    H5Quiet q;
+    h5u_quiet_begin(&q);
+    *config_text = NULL;
+    int rc = -1;
+    hid_t fid = h5u_open_read(path, H5IO_MODEL_FORMAT, H5IO_MODEL_VERSION, err);
+    if (fid >= 0) {
+        if (H5Aexists(fid, "config") > 0)
+            rc = h5u_get_attr_string(fid, ".", "config", config_text, path, err);
+        else {
+            *config_text = xstrdup("");
+            rc = 0;
+        }
+        H5Fclose(fid);
+    }
+    h5u_quiet_end(&q);
+    return rc;
+}
+
 int h5_file_format(const char *path, char *buf, size_t size, Err *err)
 {
     H5Quiet q;
