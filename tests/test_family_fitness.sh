@@ -1,7 +1,8 @@
 # legr-family-fitness rebuilds every network of a real family (LeGR and the three baselines) from
 # the base, scores it with the search's fitness, reproduces the search's own fitness of its best
-# candidate bit for bit (shared batches, first batch seed = the run seed), and rejects a family
-# whose recorded FLOPs do not match the network it rebuilds.
+# candidate bit for bit (shared batches, first batch seed = the run seed), re-scores a search's
+# best candidates (--top, again reproducing their recorded fitness), and rejects a family whose
+# recorded FLOPs do not match the network it rebuilds.
 source "$(dirname "$0")/lib.sh"
 
 FF="$(dirname "$LEGR_BIN")/legr-family-fitness"
@@ -53,6 +54,25 @@ timeout 120 "$FF" "$T/job.cfg" "$T/runs/base/base.h5" 2 "$FAM" >"$T/ff2.out" 2>"
 expect_rc 0 "$T/ff2" "legr-family-fitness K=2"
 awk -v f="$FAM" '$1 == f && $6 + 0 > 0 { n++ } END { exit n >= 4 ? 0 : 1 }' "$T/ff2.out" ||
     fail "K=2 should give a non-zero spread for most networks: $(cat "$T/ff2.out")"
+
+# --top: the search's best distinct candidates; with K = 1 each scores exactly its recorded fitness.
+RC=0
+timeout 120 "$FF" "$T/job.cfg" "$T/runs/base/base.h5" 1 --top 3 "$T/runs/job/search.h5" \
+    >"$T/top.out" 2>"$T/top.err" || RC=$?
+expect_rc 0 "$T/top" "legr-family-fitness --top"
+expect_grep "the search's choice: recorded" "$T/top.out" "the choice's summary"
+"$PYTHON" - "$T/top.out" "$T/runs/job/log.jsonl" <<'EOF'
+import json, sys
+out, log = sys.argv[1:]
+rows = [l.split() for l in open(out) if l[0].isdigit()]
+assert 1 <= len(rows) <= 3, rows
+done = [json.loads(l) for l in open(log) if '"search_done"' in l][0]
+assert int(rows[0][0]) == done["best_id"], "first row %s, the search chose %s" % (rows[0], done["best_id"])
+for r in rows:
+    assert abs(float(r[1]) - float(r[2])) < 1e-9, "re-scored %s, recorded %s" % (r[2], r[1])
+fit = [float(r[1]) for r in rows]
+assert fit == sorted(fit), "not best first: %s" % fit
+EOF
 
 # A family whose level records other FLOPs than the network rebuilt from this base and config.
 cp "$FAM" "$T/bad.h5"

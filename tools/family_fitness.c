@@ -1,6 +1,6 @@
 /* Scores a model family's networks with the search's own fitness, beside their final top-1.
  *
- * usage: legr-family-fitness job.cfg base.h5 K FAMILY.h5...
+ * usage: legr-family-fitness job.cfg base.h5 K [--top N SEARCH.h5] [FAMILY.h5...]
  *
  * For every level of every family file, the pruned network is rebuilt from the base (the LeGR
  * ranking from the file's /search transform, the baselines as the family stage builds them; the
@@ -12,7 +12,13 @@
  *   full fine-tuning)
  * then, per FLOP target, Spearman's rank correlation between the fitness (lower is better) and
  * the final test top-1 (higher is better) over the networks at that target, so +1 means the
- * search's signal orders them as their fine-tuned accuracy does. Single process, no MPI. */
+ * search's signal orders them as their fine-tuned accuracy does.
+ *
+ * --top N SEARCH.h5 re-scores a search's N best distinct candidates (by their recorded fitness;
+ * candidates pruned to the same networks count once) on the same K sequences, at all of the
+ * config's targets as the search did: the first sequence gives back each recorded fitness, the
+ * others show how much of the best's lead was the luck of that sequence, and where the search's
+ * choice ranks by the mean. Single process, no MPI. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@
 #include <string.h>
 
 #include "h5util.h"
+#include "legr/evolution.h"
 #include "legr/h5io.h"
 #include "search_setup.h"
 
@@ -124,10 +131,113 @@ static double spearman(const double *a, const double *b, int n)
     return saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : NAN;
 }
 
+/* Mean of f[0..K) and, in *sd, its sample standard deviation (0 for K = 1). */
+static double mean_sd(const double *f, int K, double *sd)
+{
+    double mean = 0, ss = 0;
+    for (int k = 0; k < K; k++) mean += f[k] / K;
+    for (int k = 0; k < K; k++) ss += (f[k] - mean) * (f[k] - mean);
+    *sd = K > 1 ? sqrt(ss / (K - 1)) : 0.0;
+    return mean;
+}
+
+/* The K batch sequences: the search's own first (run.seed), then the following seeds. */
+static unsigned long long sequence(const SearchSetup *st, int k)
+{
+    return (unsigned long long)st->cfg.run.seed + (unsigned long long)k;
+}
+
+/* --top: the N best distinct candidates of the search checkpoint `path`, each scored on K
+ * sequences at the config's targets. */
+static void score_top(SearchSetup *st, const char *path, int N, int K)
+{
+    Err err = {0, ""};
+    Evolution e;
+    if (h5_checkpoint_load(path, &e, NULL, NULL, NULL, &err) != 0) die(&err);
+    const int L = e.n_layers;
+    if (L != st->graph.n_convs) {
+        err_set(&err, LEGR_EXIT_DATA, "%s: the search has %d layers, the base network %d", path,
+                L, st->graph.n_convs);
+        die(&err);
+    }
+    SearchEval se = st->se;
+    se.targets = st->cfg.search.target_flops;
+    se.n_targets = st->cfg.search.n_target_flops;
+    const size_t key_size = (size_t)se.n_targets * (size_t)st->graph.n_entries;
+
+    /* History rows by recorded fitness, best first; keep the first of every distinct network. */
+    int *row = xmalloc((size_t)e.n_history * sizeof(int));
+    for (int r = 0; r < e.n_history; r++) row[r] = r;
+    for (int i = 1; i < e.n_history; i++)
+        for (int j = i; j > 0 && e.history[row[j]].fitness < e.history[row[j - 1]].fitness; j--) {
+            int t = row[j];
+            row[j] = row[j - 1];
+            row[j - 1] = t;
+        }
+    unsigned char *keys = xmalloc((size_t)N * key_size), *key = xmalloc(key_size);
+    Candidate c;
+    evolution_candidate_alloc(&c, L);
+    double *f = xmalloc((size_t)K * sizeof(double)), *mean = xmalloc((size_t)N * sizeof(double));
+    int n = 0;
+    printf("# %s: the %d best distinct of %d candidates, fitness at %d target(s)\n", path, N,
+           e.n_history, se.n_targets);
+    printf("# id recorded_fitness fitness_over_K sd\n");
+    for (int i = 0; i < e.n_history && n < N; i++) {
+        const EvoRecord *h = &e.history[row[i]];
+        if (!isfinite(h->fitness)) break;
+        c.id = h->id;
+        memcpy(c.alpha, e.history_alpha + (size_t)row[i] * L, (size_t)L * sizeof(double));
+        memcpy(c.kappa, e.history_kappa + (size_t)row[i] * L, (size_t)L * sizeof(double));
+        if (search_arch_key(&c, key, &se) != 0) continue;
+        int seen = 0;
+        for (int j = 0; j < n && !seen; j++)
+            seen = !memcmp(keys + (size_t)j * key_size, key, key_size);
+        if (seen) continue;
+        memcpy(keys + (size_t)n * key_size, key, key_size);
+        for (int k = 0; k < K; k++) {
+            EvoResult r;
+            se.run_seed = sequence(st, k);
+            search_evaluate(&c, &r, &se);
+            f[k] = r.fitness;
+        }
+        double sd;
+        mean[n] = mean_sd(f, K, &sd);
+        printf("%d %.5f %.5f %.5f\n", c.id, h->fitness, mean[n], sd);
+        fflush(stdout);
+        n++;
+    }
+    /* The search's choice is the first row; its rank among the n by the mean over K. */
+    int rank = 1, best = 0;
+    for (int j = 1; j < n; j++) {
+        rank += mean[j] < mean[0];
+        if (mean[j] < mean[best]) best = j;
+    }
+    if (n > 0)
+        printf("the search's choice: recorded %.5f, %.5f over %d sequences, rank %d of %d by that "
+               "mean (the best: %.5f)\n",
+               e.history[row[0]].fitness, mean[0], K, rank, n, mean[best]);
+    free(mean);
+    free(f);
+    free(key);
+    free(keys);
+    free(row);
+    evolution_candidate_free(&c);
+    evolution_free(&e);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 5) {
-        fprintf(stderr, "usage: legr-family-fitness job.cfg base.h5 K FAMILY.h5...\n");
+    const char *usage =
+        "usage: legr-family-fitness job.cfg base.h5 K [--top N SEARCH.h5] [FAMILY.h5...]\n";
+    int top = 0, first_family = 4;
+    const char *search_path = NULL;
+    if (argc > 6 && strcmp(argv[4], "--top") == 0) {
+        top = atoi(argv[5]);
+        search_path = argv[6];
+        first_family = 7;
+    }
+    if (argc < 5 || (search_path && top < 1) || (!search_path && strncmp(argv[4], "--", 2) == 0)) {
+        fputs(usage, stderr);
         return 2;
     }
     static SearchSetup st;
@@ -140,12 +250,14 @@ int main(int argc, char **argv)
     printf("# tau %d, batch %d, lr %g, %d validation images, K %d, fitness = %s\n",
            st.cfg.search.tau, st.cfg.search.batch, st.cfg.search.lr, st.se.n_val, K,
            st.se.fitness_acc ? "1 - val top-1" : "val loss");
+    if (search_path) score_top(&st, search_path, top, K);
+    if (first_family >= argc) return 0;
     printf("# file level method target fitness sd val_top1 test_top1\n");
 
     Scored *all = NULL;
     int n = 0;
     double *f = xmalloc((size_t)K * sizeof(double));
-    for (int a = 4; a < argc; a++) {
+    for (int a = first_family; a < argc; a++) {
         Err err = {0, ""};
         hid_t fid = h5u_open_read(argv[a], H5IO_FAMILY_FORMAT, H5IO_FAMILY_VERSION, &err);
         int n_levels = 0;
@@ -162,17 +274,12 @@ int main(int argc, char **argv)
             double acc = 0;
             for (int k = 0; k < K; k++) {
                 EvoResult r = {0};
-                EvalResult ev = search_evaluate_mask(
-                    &st.se, &m, (unsigned long long)st.cfg.run.seed + (unsigned long long)k, &r);
+                EvalResult ev = search_evaluate_mask(&st.se, &m, sequence(&st, k), &r);
                 f[k] = st.se.fitness_acc ? 1.0 - ev.acc : ev.loss;
                 acc += ev.acc / K;
             }
             prune_mask_free(&m);
-            double mean = 0, ss = 0;
-            for (int k = 0; k < K; k++) mean += f[k] / K;
-            for (int k = 0; k < K; k++) ss += (f[k] - mean) * (f[k] - mean);
-            s->fitness = mean;
-            s->fitness_sd = K > 1 ? sqrt(ss / (K - 1)) : 0.0;
+            s->fitness = mean_sd(f, K, &s->fitness_sd);
             s->val_top1 = acc;
             printf("%s %02d %s %.2f %.5f %.5f %.4f %.4f\n", s->file, lv, s->method, s->target,
                    s->fitness, s->fitness_sd, s->val_top1, s->test_top1);
