@@ -1,4 +1,5 @@
-/* Scores a model family's networks with the search's own fitness, beside their final top-1.
+/* Scores pruned networks with the search's own fitness: a family's, beside their final top-1, or
+ * a search's best candidates.
  *
  * usage: legr-family-fitness job.cfg base.h5 K [--top N SEARCH.h5] [FAMILY.h5...]
  *
@@ -7,7 +8,8 @@
  * FLOPs must equal the level's, or the file was not made from this base and config) and scored
  * exactly as a search candidate: search.tau fine-tuning steps, then the validation split. Every
  * network sees the same K mini-batch sequences (run seeds run.seed .. run.seed+K-1), so their
- * differences are comparisons under common random numbers. One line per network:
+ * differences are comparisons under common random numbers; with search.batches = "shared" the
+ * first is the search's own. One line per network:
  *   file level method target fitness(mean over K) sd val_top1 test_top1(the family's, after its
  *   full fine-tuning)
  * then, per FLOP target, Spearman's rank correlation between the fitness (lower is better) and
