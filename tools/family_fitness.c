@@ -63,31 +63,27 @@ static void level_mask(const SearchSetup *st, hid_t fid, const char *path, int l
     free(method);
 
     const PruneGraph *g = &st->graph;
-    const double sg = st->cfg.search.safeguard;
-    int rc;
-    memset(m, 0, sizeof *m);
-    if (strcmp(out->method, "legr") == 0) {
-        const int L = g->n_convs;
-        double *alpha = xmalloc((size_t)L * sizeof(double));
-        double *kappa = xmalloc((size_t)L * sizeof(double));
-        const hsize_t dims[1] = {(hsize_t)L};
-        if (h5u_read(fid, "search/alpha", H5T_NATIVE_DOUBLE, 1, dims, alpha, path, &err) ||
-            h5u_read(fid, "search/kappa", H5T_NATIVE_DOUBLE, 1, dims, kappa, path, &err))
-            die(&err);
-        rc = prune_legr(g, st->norm, alpha, kappa, L, out->target, sg, m, &err);
-        free(alpha);
-        free(kappa);
-    } else if (strcmp(out->method, "identity") == 0) {
-        rc = prune_identity(g, st->norm, out->target, sg, m, &err);
-    } else if (strcmp(out->method, "uniform") == 0) {
-        rc = prune_uniform(g, st->norm, out->target, sg, m, &err);
-    } else if (strcmp(out->method, "random") == 0) {
-        rc = prune_random(g, (uint64_t)st->cfg.run.seed, (uint64_t)lv, out->target, sg, m, &err);
-    } else {
+    const int L = g->n_convs;
+    int pm = 0;
+    while (pm < PRUNE_METHOD_COUNT && strcmp(out->method, prune_method_names[pm]) != 0) pm++;
+    if (pm == PRUNE_METHOD_COUNT) {
         err_set(&err, LEGR_EXIT_DATA, "%s: level %02d: unknown method '%s'", path, lv,
                 out->method);
         die(&err);
     }
+    double *alpha = xmalloc((size_t)L * sizeof(double));
+    double *kappa = xmalloc((size_t)L * sizeof(double));
+    const hsize_t dims[1] = {(hsize_t)L};
+    if (pm == PRUNE_METHOD_LEGR &&
+        (h5u_read(fid, "search/alpha", H5T_NATIVE_DOUBLE, 1, dims, alpha, path, &err) ||
+         h5u_read(fid, "search/kappa", H5T_NATIVE_DOUBLE, 1, dims, kappa, path, &err)))
+        die(&err);
+    memset(m, 0, sizeof *m);
+    int rc = prune_method_mask(g, (PruneMethod)pm, st->norm, alpha, kappa,
+                               (uint64_t)st->cfg.run.seed, (uint64_t)lv, out->target,
+                               st->cfg.search.safeguard, m, &err);
+    free(alpha);
+    free(kappa);
     if (rc != 0) die(&err);
     if (m->flops != flops) {
         err_set(&err, LEGR_EXIT_DATA,

@@ -57,8 +57,8 @@ int main(int argc, char **argv)
 
     double *fa = xmalloc((size_t)K * sizeof(double)), *dc = xmalloc((size_t)K * sizeof(double));
     double *di = xmalloc((size_t)K * sizeof(double));
-    printf("# target %.2f, tau %d, batch %d, %d validation images, K %d\n", st.target, cfg->search.tau,
-           cfg->search.batch, se->n_val, K);
+    printf("# target %.2f, tau %d, batch %d, %d validation images, K %d\n", st.target,
+           cfg->search.tau, cfg->search.batch, se->n_val, K);
     printf("# seed  f_A  f_B(same batches)  f_B(other batches)\n");
     for (int s = 0; s < K; s++) {
         EvoResult ra, rb, rb2;

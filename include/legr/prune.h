@@ -161,6 +161,13 @@ int prune_random(const PruneGraph *g, uint64_t seed, uint64_t index, double targ
 int prune_uniform(const PruneGraph *g, const double *norm, double target, double safeguard,
                   KeepMask *m, Err *err);
 
+/* The mask of `method` at `target`: LeGR with (alpha, kappa) (g->n_convs values each; unused
+ * by the baselines), or a baseline; random draws its order from (seed, index). The family stage
+ * and the tools that rebuild its networks both call this, so they cannot disagree. */
+int prune_method_mask(const PruneGraph *g, PruneMethod method, const double *norm,
+                      const double *alpha, const double *kappa, uint64_t seed, uint64_t index,
+                      double target, double safeguard, KeepMask *m, Err *err);
+
 /* --dry-run: per conv, the channels the identity ranking keeps at each target, then the FLOPs
  * and parameters reached. Returns -1 with err on a bad or unreachable target. */
 int prune_print_targets(FILE *f, const PruneGraph *g, const Arch *a, const double *norm,

@@ -58,16 +58,8 @@ static int level_mask(const Job *job, const PruneGraph *g, const double *norm,
                       const double *alpha, const double *kappa, const LevelJob *lj, int index,
                       KeepMask *m, Err *err)
 {
-    double sg = job->cfg.search.safeguard;
-    switch (lj->method) {
-    case PRUNE_METHOD_LEGR:
-        return prune_legr(g, norm, alpha, kappa, g->n_convs, lj->target, sg, m, err);
-    case PRUNE_METHOD_IDENTITY: return prune_identity(g, norm, lj->target, sg, m, err);
-    case PRUNE_METHOD_UNIFORM: return prune_uniform(g, norm, lj->target, sg, m, err);
-    default:
-        return prune_random(g, (uint64_t)job->cfg.run.seed, (uint64_t)index, lj->target, sg, m,
-                            err);
-    }
+    return prune_method_mask(g, lj->method, norm, alpha, kappa, (uint64_t)job->cfg.run.seed,
+                             (uint64_t)index, lj->target, job->cfg.search.safeguard, m, err);
 }
 
 /* Median eval-mode forward time in ms of n images (real test images). */

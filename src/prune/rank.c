@@ -440,3 +440,16 @@ int prune_print_targets(FILE *f, const PruneGraph *g, const Arch *a, const doubl
     free(ms);
     return rc;
 }
+
+int prune_method_mask(const PruneGraph *g, PruneMethod method, const double *norm,
+                      const double *alpha, const double *kappa, uint64_t seed, uint64_t index,
+                      double target, double safeguard, KeepMask *m, Err *err)
+{
+    switch (method) {
+    case PRUNE_METHOD_LEGR:
+        return prune_legr(g, norm, alpha, kappa, g->n_convs, target, safeguard, m, err);
+    case PRUNE_METHOD_IDENTITY: return prune_identity(g, norm, target, safeguard, m, err);
+    case PRUNE_METHOD_UNIFORM: return prune_uniform(g, norm, target, safeguard, m, err);
+    default: return prune_random(g, seed, index, target, safeguard, m, err);
+    }
+}
