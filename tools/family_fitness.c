@@ -30,6 +30,7 @@
 #include "h5util.h"
 #include "legr/evolution.h"
 #include "legr/h5io.h"
+#include "legr/search_rescore.h"
 #include "search_setup.h"
 
 typedef struct {
@@ -161,37 +162,14 @@ static void score_top(SearchSetup *st, const char *path, int N, int K)
     SearchEval se = st->se;
     se.targets = st->cfg.search.target_flops;
     se.n_targets = st->cfg.search.n_target_flops;
-    const size_t key_size = (size_t)se.n_targets * (size_t)st->graph.n_entries;
-
-    /* History rows by recorded fitness, best first; keep the first of every distinct network. */
-    int *row = xmalloc((size_t)e.n_history * sizeof(int));
-    for (int r = 0; r < e.n_history; r++) row[r] = r;
-    for (int i = 1; i < e.n_history; i++)
-        for (int j = i; j > 0 && e.history[row[j]].fitness < e.history[row[j - 1]].fitness; j--) {
-            int t = row[j];
-            row[j] = row[j - 1];
-            row[j - 1] = t;
-        }
-    unsigned char *keys = xmalloc((size_t)N * key_size), *key = xmalloc(key_size);
-    Candidate c;
-    evolution_candidate_alloc(&c, L);
+    Rescore sel;
+    const int n = rescore_select(&sel, &e, N, 1, &se);
     double *f = xmalloc((size_t)K * sizeof(double)), *mean = xmalloc((size_t)N * sizeof(double));
-    int n = 0;
     printf("# %s: the %d best distinct of %d candidates, fitness at %d target(s)\n", path, N,
            e.n_history, se.n_targets);
     printf("# id recorded_fitness fitness_over_K sd\n");
-    for (int i = 0; i < e.n_history && n < N; i++) {
-        const EvoRecord *h = &e.history[row[i]];
-        if (!isfinite(h->fitness)) break;
-        c.id = h->id;
-        memcpy(c.alpha, e.history_alpha + (size_t)row[i] * L, (size_t)L * sizeof(double));
-        memcpy(c.kappa, e.history_kappa + (size_t)row[i] * L, (size_t)L * sizeof(double));
-        if (search_arch_key(&c, key, &se) != 0) continue;
-        int seen = 0;
-        for (int j = 0; j < n && !seen; j++)
-            seen = !memcmp(keys + (size_t)j * key_size, key, key_size);
-        if (seen) continue;
-        memcpy(keys + (size_t)n * key_size, key, key_size);
+    for (int i = 0; i < n; i++) {
+        Candidate c = {sel.id[i], -1, sel.alpha + (size_t)i * L, sel.kappa + (size_t)i * L};
         for (int k = 0; k < K; k++) {
             EvoResult r;
             se.run_seed = sequence(st, k);
@@ -199,10 +177,9 @@ static void score_top(SearchSetup *st, const char *path, int N, int K)
             f[k] = r.fitness;
         }
         double sd;
-        mean[n] = mean_sd(f, K, &sd);
-        printf("%d %.5f %.5f %.5f\n", c.id, h->fitness, mean[n], sd);
+        mean[i] = mean_sd(f, K, &sd);
+        printf("%d %.5f %.5f %.5f\n", c.id, sel.recorded[i], mean[i], sd);
         fflush(stdout);
-        n++;
     }
     /* The search's choice is the first row; its rank among the n by the mean over K. */
     int rank = 1, best = 0;
@@ -213,13 +190,10 @@ static void score_top(SearchSetup *st, const char *path, int N, int K)
     if (n > 0)
         printf("the search's choice: recorded %.5f, %.5f over %d sequences, rank %d of %d by that "
                "mean (the best: %.5f)\n",
-               e.history[row[0]].fitness, mean[0], K, rank, n, mean[best]);
+               sel.recorded[0], mean[0], K, rank, n, mean[best]);
     free(mean);
     free(f);
-    free(key);
-    free(keys);
-    free(row);
-    evolution_candidate_free(&c);
+    rescore_free(&sel);
     evolution_free(&e);
 }
 

@@ -152,6 +152,8 @@ typedef struct {
         int null_eval;        /* bool: benchmark the master; candidates are not evaluated */
         int reuse_fitness;    /* bool: a candidate pruned to an evaluated network takes its
                                  fitness (shared batches only) */
+        int rescore_top;      /* >= 0: re-score this many best distinct candidates (0: off) */
+        int rescore_sequences; /* >= 1 more batch sequences each is re-scored on */
     } search;
     struct {
         int enabled; /* bool */

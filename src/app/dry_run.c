@@ -123,10 +123,10 @@ int job_dry_run(Job *job)
      * training image's cost) of the network pruned to that target. */
     double search_flops = 0;
     for (int i = 0; i < c->search.n_target_flops; i++) search_flops += c->search.target_flops[i];
-    double search = c->search.enabled
-                        ? c->search.evaluations *
-                              (c->search.tau * (double)c->search.batch + n_val / 3.0) * search_flops
-                        : 0;
+    /* search.rescore_top: each re-score costs a candidate's evaluation. */
+    const int rescores = c->search.rescore_top * c->search.rescore_sequences;
+    const int evals = c->search.enabled ? c->search.evaluations + rescores : 0;
+    double search = evals * (c->search.tau * (double)c->search.batch + n_val / 3.0) * search_flops;
     double family = 0;
     if (c->family.enabled)
         for (int i = 0; i < c->family.n_flops; i++)
@@ -135,10 +135,13 @@ int job_dry_run(Job *job)
     printf("\n# work estimate (one rank: %.2f ms per training image, measured here)\n",
            1e3 * spi);
     printf("pretrain: %.0f image-steps, ~%s\n", pre, format_duration(pre * spi, b1, sizeof b1));
-    printf("search:   %d candidates x %d target(s) x (%d steps x %d images + %.0f validation "
+    char with[64] = "";
+    if (c->search.enabled && rescores > 0)
+        snprintf(with, sizeof with, " (%d of them re-scores)", rescores);
+    printf("search:   %d candidates%s x %d target(s) x (%d steps x %d images + %.0f validation "
            "images), ~%s of rank time (divide by the worker count)\n",
-           c->search.enabled ? c->search.evaluations : 0, c->search.n_target_flops, c->search.tau,
-           c->search.batch, n_val, format_duration(search * spi, b2, sizeof b2));
+           evals, with, c->search.n_target_flops, c->search.tau, c->search.batch, n_val,
+           format_duration(search * spi, b2, sizeof b2));
     printf("family:   %d level(s) x %d ranking(s) x %d epoch(s), ~%s of rank time\n",
            c->family.enabled ? c->family.n_flops : 0, 1 + c->family.n_baselines, c->family.epochs,
            format_duration(family * spi, b3, sizeof b3));

@@ -86,6 +86,9 @@ int job_same_config(const Job *job, const char *stored)
     Config c;
     Err err;
     if (config_load_string(&c, stored, "the checkpoint's config", &err) != 0) return 0;
+    /* Re-scoring acts after the last evaluation and is redone on every resume: it may change. */
+    c.search.rescore_top = job->cfg.search.rescore_top;
+    c.search.rescore_sequences = job->cfg.search.rescore_sequences;
     char *text = config_to_string(&c);
     int same = strcmp(text, job->config_text) == 0;
     free(text);
@@ -457,7 +460,8 @@ static int start_evolution(Job *job, Evolution *e, const EvoParams *ep, int L, c
     return 0;
 }
 
-/* The LeGR search. On success every rank holds the best (alpha, kappa) in alpha/kappa. */
+/* The LeGR search. On success every rank holds the best (alpha, kappa) in alpha/kappa: the
+ * lowest recorded fitness, or with search.rescore_top the lowest re-scored mean. */
 static int stage_search(Job *job, const Net *base, const PruneGraph *g, const double *norm,
                         double *alpha, double *kappa)
 {
@@ -569,11 +573,13 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
         jl_nums(&j, "kappa", kappa, L, 9);
         jl_end(&j);
     }
-    if (job->d->rank == 0) evolution_free(&e);
-    if (code == LEGR_EXIT_OK) {
+    if (code == LEGR_EXIT_OK && c->search.rescore_top > 0)
+        code = job_rescore(job, &se, job->d->rank == 0 ? &e : NULL, alpha, kappa);
+    else if (code == LEGR_EXIT_OK) {
         dist_bcast(alpha, (size_t)L * sizeof(double), 0);
         dist_bcast(kappa, (size_t)L * sizeof(double), 0);
     }
+    if (job->d->rank == 0) evolution_free(&e);
     return code;
 }
 

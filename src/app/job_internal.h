@@ -9,6 +9,7 @@
 #include "legr/job.h"
 #include "legr/net.h"
 #include "legr/prune.h"
+#include "legr/search_eval.h"
 
 /* The input shape and class count the network takes from the configured dataset. */
 typedef struct {
@@ -71,11 +72,17 @@ void job_data_norm(const Dataset *train, Normalize *norm, char *note, size_t not
 
 /* 1 when a checkpoint's stored config text (NULL: none) is this job's config: equal, or equal
  * once read by this build, so that a file written before a key existed, which then takes its
- * default, still resumes. */
+ * default, still resumes. The search.rescore_* keys may differ (they act after the search). */
 int job_same_config(const Job *job, const char *stored);
 
 /* Rank 0: print the plan of --dry-run. Returns an exit code. */
 int job_dry_run(Job *job);
+
+/* After the search (search.rescore_top > 0), on every rank: rank 0's e (NULL elsewhere) gives
+ * the best distinct candidates, the ranks re-score them on search.rescore_sequences more batch
+ * sequences, and alpha/kappa receive the ranking of the lowest mean on every rank. Logs the
+ * scores (stderr, "rescore" events). Returns the exit code, the same on every rank. */
+int job_rescore(Job *job, SearchEval *se, const Evolution *e, double *alpha, double *kappa);
 
 /* The family stage: every level pruned (with alpha/kappa when non-NULL, else a baseline
  * ranking), fine-tuned across ranks and written by rank 0 to out_dir/family.h5. Returns the

@@ -107,6 +107,8 @@ void config_defaults(Config *c)
     c->search.reuse_fitness = 1;
     c->search.safeguard = 0.1;
     c->search.round_to = 1;
+    c->search.rescore_top = 0;
+    c->search.rescore_sequences = 3;
 
     c->family.enabled = 1;
     c->family.n_flops = 3;
@@ -236,6 +238,8 @@ static const KeySpec key_specs[] = {
     KEY_I(search, round_to, INCL, 1, INCL, 64),
     KEY_B(search, null_eval),
     KEY_B(search, reuse_fitness),
+    KEY_I(search, rescore_top, INCL, 0, NONE, 0),
+    KEY_I(search, rescore_sequences, INCL, 1, NONE, 0),
 
     KEY_B(family, enabled),
     {CFG_FIELD_T(family, flops, KEY_FLOAT_ARRAY), ARRAY_CAP(family, flops),
