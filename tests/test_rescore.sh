@@ -1,8 +1,9 @@
 # search.rescore_top: after a deterministic search, its best distinct candidates are scored again
 # on more batch sequences and the lowest mean (the recorded fitness included) is chosen. The
 # scores and the choice are the same at 1, 2 and 3 ranks; the family is pruned with the chosen
-# ranking; the dry run counts the re-scores; legr-family-fitness --top, scoring the same candidates on 1 + R sequences, reproduces
-# every mean; a finished search resumes with other rescore_* values and re-scores again.
+# ranking; the dry run counts the re-scores; legr-family-fitness --top, scoring the same
+# candidates on 1 + R sequences, reproduces every mean; a finished search resumes with other
+# rescore_* and family values, re-scores again and builds the new family.
 source "$(dirname "$0")/lib.sh"
 
 FF="$(dirname "$LEGR_BIN")/legr-family-fitness"
@@ -81,14 +82,21 @@ legr_run 60 "$T/dry" --dry-run "$T/np1.cfg"
 expect_rc 0 "$T/dry" "the dry run"
 expect_grep "search:   18 candidates (8 of them re-scores)" "$T/dry.out" "the re-scores in the estimate"
 
-# A finished search resumes with other re-scoring keys (redone: two candidates on one sequence);
-# any other change is still refused.
+# A finished search resumes with other re-scoring and family keys (re-scoring redone: two
+# candidates on one sequence; the family at the new level); any other change is still refused.
 cfg np2 2 1
+sed -i 's/flops = \[0.5\];/flops = [0.6];/' "$T/np2.cfg"
 legr_mpirun 2 180 "$T/resume" --resume "$T/runs/np2/search.h5" "$T/np2.cfg"
-expect_rc 0 "$T/resume" "resuming a finished search with other rescore_* keys"
+expect_rc 0 "$T/resume" "resuming a finished search with other rescore_* and family keys"
 expect_grep "search: resuming" "$T/resume.err" "the resume"
 expect_grep "re-scoring the 2 best distinct candidates on 1 more batch sequence(s) each" \
     "$T/resume.err" "the new re-scoring"
+/usr/bin/python3 -c "
+import h5py, sys
+with h5py.File('$T/runs/np2/family.h5', 'r') as f:
+    t = [f['levels'][k].attrs['target'] for k in f['levels']]
+sys.exit(0 if len(t) == 1 and abs(t[0] - 0.6) < 1e-9 else 1)" ||
+    fail "the resumed job's family is not at the new family.flops"
 sed -i 's/tau = 3;/tau = 4;/' "$T/np2.cfg"
 legr_mpirun 2 180 "$T/changed" --resume "$T/runs/np2/search.h5" "$T/np2.cfg"
 [[ $RC != 0 ]] || fail "a resume with another search.tau was accepted"

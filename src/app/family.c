@@ -153,7 +153,7 @@ static void level_resume(const Job *job, const Net *base, const KeepMask *m, int
     char *key = NULL, *text = NULL;
     long long total = (long long)job->cfg.family.epochs * lc->per_epoch;
     if (h5_train_ckpt_load(lc->path, net, &ck, &key, &text, &err) == 0) {
-        if (!key || strcmp(key, lc->key) != 0 || !job_same_config(job, text))
+        if (!key || strcmp(key, lc->key) != 0 || !job_same_config(job, text, 0))
             err_set(&err, LEGR_EXIT_DATA, "%s belongs to another level, base network, search "
                     "result or config", lc->path);
         else if (ck.steps_done < 0 || ck.steps_done > total)

@@ -77,7 +77,7 @@ static void job_set_threads(Job *job)
                 cpus, want, want);
 }
 
-int job_same_config(const Job *job, const char *stored)
+int job_same_config(const Job *job, const char *stored, int search_only)
 {
     if (!stored) return 0;
     if (strcmp(stored, job->config_text) == 0) return 1;
@@ -89,6 +89,8 @@ int job_same_config(const Job *job, const char *stored)
     /* Re-scoring acts after the last evaluation and is redone on every resume: it may change. */
     c.search.rescore_top = job->cfg.search.rescore_top;
     c.search.rescore_sequences = job->cfg.search.rescore_sequences;
+    /* The family stage starts after the search: a search checkpoint does not depend on it. */
+    if (search_only) c.family = job->cfg.family;
     char *text = config_to_string(&c);
     int same = strcmp(text, job->config_text) == 0;
     free(text);
@@ -259,7 +261,7 @@ static int load_pretrain(Job *job, Net *net, int per_epoch, long long *steps_don
         TrainCkpt ck;
         if (h5_train_ckpt_load(job->resume_pretrain, net, &ck, NULL, &text, &err) != 0) {
             code = err.code;
-        } else if (!job_same_config(job, text)) {
+        } else if (!job_same_config(job, text, 0)) {
             err_set(&err, LEGR_EXIT_DATA, "%s: this pretraining checkpoint belongs to a "
                     "different config; resume with the config it was written with",
                     job->resume_pretrain);
@@ -430,7 +432,7 @@ static int start_evolution(Job *job, Evolution *e, const EvoParams *ep, int L, c
     char *text = NULL;
     unsigned long long hash = 0;
     if (h5_checkpoint_load(job->resume_search, e, &text, &hash, NULL, err) != 0) return -1;
-    int bad_cfg = !job_same_config(job, text);
+    int bad_cfg = !job_same_config(job, text, 1);
     free(text);
     if (bad_cfg || hash != base_hash || e->n_layers != L) {
         evolution_free(e);

@@ -72,8 +72,9 @@ void job_data_norm(const Dataset *train, Normalize *norm, char *note, size_t not
 
 /* 1 when a checkpoint's stored config text (NULL: none) is this job's config: equal, or equal
  * once read by this build, so that a file written before a key existed, which then takes its
- * default, still resumes. The search.rescore_* keys may differ (they act after the search). */
-int job_same_config(const Job *job, const char *stored);
+ * default, still resumes. The search.rescore_* keys may differ (they act after the search),
+ * and with search_only (a search checkpoint) the family.* keys too. */
+int job_same_config(const Job *job, const char *stored, int search_only);
 
 /* Rank 0: print the plan of --dry-run. Returns an exit code. */
 int job_dry_run(Job *job);
