@@ -74,6 +74,22 @@ fit = [float(r[1]) for r in rows]
 assert fit == sorted(fit), "not best first: %s" % fit
 EOF
 
+# A target with a single network has no rank correlation: said so, not printed as nan.
+cp "$FAM" "$T/one.h5"
+"$PYTHON" -c '
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    keep = [k for k in f["levels"] if round(float(f["levels"][k].attrs["target"]), 2) == 0.5][:1]
+    for k in list(f["levels"]):
+        if k not in keep: del f["levels"][k]
+    if keep[0] != "00": f["levels"].move(keep[0], "00")
+    f.attrs["n_levels"] = 1
+' "$T/one.h5"
+RC=0
+timeout 120 "$FF" "$T/job.cfg" "$T/runs/base/base.h5" 1 "$T/one.h5" >"$T/one.out" 2>"$T/one.err" || RC=$?
+expect_rc 0 "$T/one" "a family of one level"
+expect_grep "1 network(s), Spearman(-fitness, test_top1) = n/a" "$T/one.out" "the undefined correlation"
+
 # A family whose level records other FLOPs than the network rebuilt from this base and config.
 cp "$FAM" "$T/bad.h5"
 "$PYTHON" -c '

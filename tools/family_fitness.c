@@ -272,8 +272,13 @@ int main(int argc, char **argv)
                 x[m] = -all[j].fitness;
                 y[m++] = all[j].test_top1;
             }
-        printf("target %.2f: %d networks, Spearman(-fitness, test_top1) = %+.2f\n",
-               all[i].target, m, spearman(x, y, m));
+        const double rho = spearman(x, y, m);
+        if (isnan(rho))
+            printf("target %.2f: %d network(s), Spearman(-fitness, test_top1) = n/a (a constant "
+                   "column)\n", all[i].target, m);
+        else
+            printf("target %.2f: %d networks, Spearman(-fitness, test_top1) = %+.2f\n",
+                   all[i].target, m, rho);
     }
     free(x);
     free(y);
