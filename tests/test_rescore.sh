@@ -3,7 +3,8 @@
 # scores and the choice are the same at 1, 2 and 3 ranks; the family is pruned with the chosen
 # ranking; the dry run counts the re-scores; legr-family-fitness --top, scoring the same
 # candidates on 1 + R sequences, reproduces every mean; a finished search resumes with other
-# rescore_* and family values, re-scores again and builds the new family.
+# rescore_* and family values, re-scores again and builds the new family. The search trains on a
+# subset (search.train_subset), which the job and the tool must draw alike.
 source "$(dirname "$0")/lib.sh"
 
 FF="$(dirname "$LEGR_BIN")/legr-family-fitness"
@@ -15,7 +16,7 @@ cfg() { # NAME TOP SEQUENCES
     MODEL_GROUP="model: { depth = 8; width = 0.5; init = \"$T/runs/base/base.h5\"; };" \
         write_cfg "$T/$1.cfg" "$1" "search: { population = 4; sample = 2; evaluations = 10; tau = 3;
   batch = 16; val_limit = 32; target_flops = 0.5; mode = \"deterministic\"; sync_batch = 2;
-  rescore_top = $2; rescore_sequences = $3; };
+  train_subset = 100; rescore_top = $2; rescore_sequences = $3; };
 family: { flops = [0.5]; epochs = 0; batch = 32; latency_repeats = 1; };"
 }
 

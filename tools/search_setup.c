@@ -24,18 +24,15 @@ void search_setup(SearchSetup *s, const char *prog, const char *cfg_path, const 
         die(prog, &err);
 
     char split_note[1024];
-    int split_seed = job_split_seed(c, split_note, sizeof split_note);
+    JobSplit sp;
+    job_split(c, s->train.n, &sp, split_note, sizeof split_note);
     if (split_note[0]) fprintf(stderr, "%s: data: %s\n", prog, split_note);
-    data_split(s->train.n, c->data.val_fraction, (uint64_t)split_seed, &s->train_idx,
-               &s->n_train, &s->val_idx, &s->n_val);
-    if (c->search.train_subset > 0 && c->search.train_subset < s->n_train) {
-        int *sub;
-        data_subset(s->train_idx, s->n_train, c->search.train_subset, (uint64_t)c->run.seed,
-                    &sub);
-        free(s->train_idx);
-        s->train_idx = sub;
-        s->n_train = c->search.train_subset;
-    }
+    /* The search trains on the subset only. */
+    if (sp.subset_idx != sp.train_idx) free(sp.train_idx);
+    s->train_idx = sp.subset_idx;
+    s->n_train = sp.n_subset;
+    s->val_idx = sp.val_idx;
+    s->n_val = sp.n_val;
     if (prune_graph_build(&s->graph, &s->base.arch, &err) != 0) die(prog, &err);
     s->graph.round_to = c->search.round_to;
     s->norm = xmalloc((size_t)s->graph.n_filters * sizeof(double));

@@ -184,20 +184,18 @@ static int stage_data(Job *job)
         }
     }
     char split_note[1024];
-    int split_seed = job_split_seed(c, split_note, sizeof split_note);
+    JobSplit sp;
+    job_split(c, job->train.n, &sp, split_note, sizeof split_note);
     if (job->d->rank == 0 && split_note[0]) fprintf(stderr, "data: %s\n", split_note);
-    data_split(job->train.n, c->data.val_fraction, (uint64_t)split_seed, &job->train_idx,
-               &job->n_train, &job->val_idx, &job->n_val);
+    job->train_idx = sp.train_idx;
+    job->n_train = sp.n_train;
+    job->val_idx = sp.val_idx;
+    job->n_val = sp.n_val;
+    job->subset_idx = sp.subset_idx;
+    job->n_subset = sp.n_subset;
     job->n_test = job->test.n;
     job->test_idx = xmalloc((size_t)(job->n_test ? job->n_test : 1) * sizeof(int));
     for (int i = 0; i < job->n_test; i++) job->test_idx[i] = i;
-    job->n_subset = job->n_train;
-    job->subset_idx = job->train_idx;
-    if (c->search.train_subset > 0 && c->search.train_subset < job->n_train) {
-        data_subset(job->train_idx, job->n_train, c->search.train_subset,
-                    (uint64_t)c->run.seed, &job->subset_idx);
-        job->n_subset = c->search.train_subset;
-    }
     return 0;
 }
 

@@ -247,3 +247,17 @@ int job_split_seed(const Config *cfg, char *note, size_t note_size)
     }
     return cfg->run.seed;
 }
+
+void job_split(const Config *cfg, int n, JobSplit *s, char *note, size_t note_size)
+{
+    int split_seed = job_split_seed(cfg, note, note_size);
+    data_split(n, cfg->data.val_fraction, (uint64_t)split_seed, &s->train_idx, &s->n_train,
+               &s->val_idx, &s->n_val);
+    s->subset_idx = s->train_idx;
+    s->n_subset = s->n_train;
+    if (cfg->search.train_subset > 0 && cfg->search.train_subset < s->n_train) {
+        data_subset(s->train_idx, s->n_train, cfg->search.train_subset, (uint64_t)cfg->run.seed,
+                    &s->subset_idx);
+        s->n_subset = cfg->search.train_subset;
+    }
+}

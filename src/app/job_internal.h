@@ -65,6 +65,16 @@ int job_data_load(const Config *cfg, Dataset *train, Dataset *test, Err *err);
  * base's training images. Reads model.init's stored config (every rank may call it). */
 int job_split_seed(const Config *cfg, char *note, size_t note_size);
 
+/* The training set's index lists: training and validation split by job_split_seed (note
+ * receives its line), and the search's training images: search.train_subset of the training
+ * ones drawn by run.seed, or subset_idx == train_idx (the same array) when that is 0 or not
+ * smaller. The caller frees subset_idx only when it differs. */
+typedef struct {
+    int *train_idx, *val_idx, *subset_idx;
+    int n_train, n_val, n_subset;
+} JobSplit;
+void job_split(const Config *cfg, int n, JobSplit *s, char *note, size_t note_size);
+
 /* The normalisation of the inputs: an in-memory set's own channel statistics; for a file, its
  * mean/std attributes, else ImageNet's for 3 channels and 0.5/0.5 for other counts. note
  * receives what was chosen, for the log. */
