@@ -4,7 +4,8 @@
 # ranking; the dry run counts the re-scores; legr-family-fitness --top, scoring the same
 # candidates on 1 + R sequences, reproduces every mean; a finished search resumes with other
 # rescore_* and family values, re-scores again and builds the new family. The search trains on a
-# subset (search.train_subset), which the job and the tool must draw alike.
+# subset (search.train_subset), which the job and the tool must draw alike. A signal during
+# re-scoring stops the job at once (exit 4) and a resume re-scores.
 source "$(dirname "$0")/lib.sh"
 
 FF="$(dirname "$LEGR_BIN")/legr-family-fitness"
@@ -98,6 +99,33 @@ with h5py.File('$T/runs/np2/family.h5', 'r') as f:
     t = [f['levels'][k].attrs['target'] for k in f['levels']]
 sys.exit(0 if len(t) == 1 and abs(t[0] - 0.6) < 1e-9 else 1)" ||
     fail "the resumed job's family is not at the new family.flops"
+# A SIGTERM during re-scoring stops every rank before its next evaluation (exit 4, no family,
+# no choice logged); a resume re-scores from the start. 4 x 3000 evaluations are far more than
+# the ranks can do between the first progress line and the signal.
+cfg stop 4 3000
+start_job "$T/cut" 2 300 "$T/stop.cfg"
+wait_until 240 grep -q "search: re-scoring: 1/" "$T/cut.err" ||
+    { kill_job_hard; fail "re-scoring did not start: $(tail -n 3 "$T/cut.err")"; }
+for p in $(pids_of_rank 0) $(pids_of_rank 1); do kill -TERM "$p" 2>/dev/null || true; done
+wait_job
+expect_rc 4 "$T/cut" "a job stopped during re-scoring"
+expect_grep "search: re-scoring stopped by a signal after" "$T/cut.err" "the stop message"
+expect_grep "continue with: legr-mpi --resume $T/runs/stop/search.h5 $T/stop.cfg" "$T/cut.err" \
+    "the resume hint"
+[[ ! -f $T/runs/stop/family.h5 ]] || fail "a job stopped during re-scoring wrote family.h5"
+! grep -q '"rescore_done"' "$T/runs/stop/log.jsonl" || fail "a stopped re-scoring logged a choice"
+done0=$(sed -n 's/.*"rescore_stopped".*"rank0_done": *\([0-9]*\).*/\1/p' "$T/runs/stop/log.jsonl")
+share=$(sed -n 's|.*re-scoring: 1/\([0-9]*\) .*|\1|p' "$T/cut.err")
+[[ -n $done0 && -n $share ]] && ((done0 >= 1 && done0 < share)) ||
+    fail "rank 0 did '${done0}' of its '${share}' evaluations"
+sed -i 's/rescore_sequences = 3000;/rescore_sequences = 1;/' "$T/stop.cfg"
+legr_mpirun 2 180 "$T/restart" --resume "$T/runs/stop/search.h5" "$T/stop.cfg"
+expect_rc 0 "$T/restart" "resuming after a stop during re-scoring"
+expect_grep "best distinct candidates on 1 more batch sequence(s) each" "$T/restart.err" \
+    "re-scoring redone"
+[[ -f $T/runs/stop/family.h5 ]] || fail "no family.h5 after the resume"
+note "stopped during re-scoring after $done0 of rank 0's $share evaluations; resumed"
+
 sed -i 's/tau = 3;/tau = 4;/' "$T/np2.cfg"
 legr_mpirun 2 180 "$T/changed" --resume "$T/runs/np2/search.h5" "$T/np2.cfg"
 [[ $RC != 0 ]] || fail "a resume with another search.tau was accepted"

@@ -40,9 +40,12 @@ double rescore_evaluate_pair(const Rescore *r, int pair, SearchEval *se,
  * evaluates the pairs p with p % size == rank, col (NULL for one process) sums the rows, and
  * every rank fills r->fitness, r->mean and r->chosen. Each pair's value comes from one rank and
  * zeros from the others, so the sum is exact and the choice does not depend on the rank count.
- * progress (may be NULL) is called on each of this rank's evaluations with (done, total). */
-void rescore_run(Rescore *r, SearchEval *se, unsigned long long base_seed, int rank, int size,
-                 const Collective *col, void (*progress)(int done, int total, void *ctx),
-                 void *progress_ctx);
+ * progress (may be NULL) is called on each of this rank's evaluations with (done, total).
+ * stop (may be NULL) is asked before each of them: once it returns nonzero this rank evaluates
+ * no more, still joins the sum (a collective), and the call returns 1; r's scores are then
+ * incomplete and must not be used. Returns 0 when this rank did its whole share. */
+int rescore_run(Rescore *r, SearchEval *se, unsigned long long base_seed, int rank, int size,
+                const Collective *col, void (*progress)(int done, int total, void *ctx),
+                void *progress_ctx, int (*stop)(void));
 
 #endif

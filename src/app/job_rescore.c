@@ -9,11 +9,13 @@
 /* Rank 0's progress line after each of its own evaluations, with an ETA from their pace. */
 typedef struct {
     double t0;
+    int done; /* rank 0's evaluations so far */
 } Progress;
 
 static void progress(int done, int total, void *ctx)
 {
-    const Progress *p = ctx;
+    Progress *p = ctx;
+    p->done = done;
     const double spent = time_now() - p->t0;
     char eta[32];
     fprintf(stderr, "search: re-scoring: %d/%d evaluation(s) on rank 0, ETA %s\n", done, total,
@@ -53,9 +55,28 @@ int job_rescore(Job *job, SearchEval *se, const Evolution *e, double *alpha, dou
     /* No worker waits for this rank any more: nothing to serve between steps. */
     se->poll.fn = NULL;
     Collective col = dist_collective();
-    Progress p = {time_now()};
-    rescore_run(&r, se, (unsigned long long)c->run.seed, rank, size, &col,
-                rank == 0 ? progress : NULL, &p);
+    Progress p = {time_now(), 0};
+    /* A SIGTERM/SIGUSR1 stops every rank before its next evaluation; the search checkpoint is
+     * final already, so nothing else needs saving, and a resume re-scores from the start. */
+    int stopped = rescore_run(&r, se, (unsigned long long)c->run.seed, rank, size, &col,
+                              rank == 0 ? progress : NULL, &p, dist_stop_requested);
+    if (dist_max_int(stopped)) {
+        if (rank == 0) {
+            Path ck = path_fmt("%s/search.h5", job->out_dir.s);
+            fprintf(stderr, "search: re-scoring stopped by a signal after %d of rank 0's %d "
+                    "evaluation(s); the finished search is saved in %s and a resume re-scores "
+                    "from the start; continue with: legr-mpi --resume %s %s\n", p.done,
+                    (r.n * R) / size + (r.n * R % size > 0), ck.s, ck.s,
+                    job->opts->config_path);
+            JsonLine j;
+            jl_begin(&j, job->jsonl, "rescore_stopped");
+            jl_int(&j, "rank0_done", p.done);
+            jl_end(&j);
+            fflush(NULL);
+        }
+        rescore_free(&r);
+        return LEGR_EXIT_STOPPED;
+    }
 
     const int ch = r.chosen;
     memcpy(alpha, r.alpha + (size_t)ch * L, (size_t)L * sizeof(double));

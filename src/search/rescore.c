@@ -99,15 +99,19 @@ double rescore_evaluate_pair(const Rescore *r, int pair, SearchEval *se,
     return res.fitness;
 }
 
-void rescore_run(Rescore *r, SearchEval *se, unsigned long long base_seed, int rank, int size,
-                 const Collective *col, void (*progress)(int done, int total, void *ctx),
-                 void *progress_ctx)
+int rescore_run(Rescore *r, SearchEval *se, unsigned long long base_seed, int rank, int size,
+                const Collective *col, void (*progress)(int done, int total, void *ctx),
+                void *progress_ctx, int (*stop)(void))
 {
     const int pairs = r->n * r->sequences;
     const int mine = pairs / size + (rank < pairs % size);
-    int done = 0;
+    int done = 0, stopped = 0;
     memset(r->fitness, 0, (size_t)pairs * sizeof(double));
     for (int p = rank; p < pairs; p += size) {
+        if (stop && stop()) {
+            stopped = 1;
+            break;
+        }
         r->fitness[p] = rescore_evaluate_pair(r, p, se, base_seed);
         if (progress) progress(++done, mine, progress_ctx);
     }
@@ -120,4 +124,5 @@ void rescore_run(Rescore *r, SearchEval *se, unsigned long long base_seed, int r
         r->mean[i] = s / (1 + r->sequences);
         if (r->mean[i] < r->mean[r->chosen]) r->chosen = i;
     }
+    return stopped;
 }
