@@ -125,6 +125,12 @@ if (($(nproc) >= 2)); then
         fail "an unbound rank with $(nproc) CPUs reported too few CPUs"
     fi
 fi
+# More threads than the engine's kernels use (4 per rank): said, with the way to use the cores.
+sed -i 's/threads = 2;/threads = 8;/' "$T/thr.cfg"
+legr_mpirun 1 60 "$T/thr_many" --dry-run "$T/thr.cfg"
+expect_rc 0 "$T/thr_many" "--dry-run with run.threads = 8"
+expect_grep "8 threads per rank asked (run.threads), but the engine runs at most 4 per rank; using 4" \
+    "$T/thr_many.err" "threads beyond the engine's most are reported"
 MPIRUN_EXTRA=()
 
 # --dry-run of ResNet-56 on CIFAR-10 whose data directory does not exist: the dry run reads no

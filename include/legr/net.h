@@ -91,6 +91,9 @@ enum {
 int net_build(Net *net, const Arch *arch, int batch, Err *err);
 void net_free(Net *net);
 
+/* The most threads the engine's kernels use, whatever OpenBLAS's thread count says. */
+int net_max_threads(void);
+
 /* PyTorch-default initialisation from (seed, RNG_PURPOSE_INIT): conv and FC weights
  * Kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); FC bias the same bound;
  * BN gamma 1, beta 0, running mean 0, running var 1. Draws depend only on the seed and the

@@ -58,14 +58,25 @@ static int job_cpus_allowed(void)
 }
 
 /* Engine threads per rank: run.threads, else one when ranks share a node and OpenBLAS's default
- * for a single rank; but never more than the CPUs the rank may run on, where the extra threads
+ * for a single rank; but never more than the engine's kernels use (net_max_threads: more ranks
+ * per node use a big node better) nor than the CPUs the rank may run on, where the extra threads
  * would only take turns on one core (mpirun binds each rank to a core unless told otherwise).
  * Results do not depend on the count. */
 static void job_set_threads(Job *job)
 {
     if (job->cfg.run.threads > 0) openblas_set_num_threads(job->cfg.run.threads);
     else if (job->d->size > 1) openblas_set_num_threads(1);
-    int want = openblas_get_num_threads(), cpus = job_cpus_allowed();
+    int want = openblas_get_num_threads(), cpus = job_cpus_allowed(), most = net_max_threads();
+    if (want > most) {
+        openblas_set_num_threads(most);
+        if (job->d->rank == 0)
+            fprintf(stderr, "legr-mpi: %d threads per rank asked (%s), but the engine runs at "
+                    "most %d per rank; using %d. To use more cores, start more ranks (e.g. one "
+                    "per %d cores).\n", want,
+                    job->cfg.run.threads > 0 ? "run.threads" : "OpenBLAS's default", most, most,
+                    most);
+        want = most;
+    }
     if (cpus <= 0 || want <= cpus) return;
     openblas_set_num_threads(cpus);
     if (job->d->rank == 0)

@@ -8,6 +8,7 @@
 
 #include "legr/rng.h"
 #include "kernels.h"
+#include "parallel.h"
 
 /* Append a tensor spec to a table; returns its index. */
 static int spec_push(ParamSpec **tab, int *n, size_t *total, int node, const char *node_name,
@@ -130,6 +131,8 @@ int net_build(Net *net, const Arch *arch, int batch, Err *err)
      * cost time (prune_apply builds a Net per search candidate). */
     return 0;
 }
+
+int net_max_threads(void) { return PAR_MAX_THREADS; }
 
 void net_free(Net *net)
 {
