@@ -8,9 +8,16 @@
 #include "harness.h"
 #include "../src/nn/kernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A convolution under test: batch, channels, size, filters, kernel, stride, padding, groups. */
+typedef struct {
+    int N, C, H, W, OC, K, S, P, G;
+    const char *what;
+} TuConvShape;
 
 /* x[i] ~ U(lo, hi). */
 static inline void tu_fill_uniform(Rng *r, float *x, long long n, double lo, double hi)
@@ -80,6 +87,34 @@ static inline long long tu_check_epilogues(Rng *r, const char *what, const float
     free(scale);
     free(res);
     return capped;
+}
+
+/* dst[i] = |src[i]|: the operands of a reference run whose result bounds the rounding error. */
+static inline void tu_fabs_copy(float *dst, const float *src, long long n)
+{
+    for (long long i = 0; i < n; i++) dst[i] = fabsf(src[i]);
+}
+
+/* got against want elementwise: |got - want| <= 8 * terms * eps * bound + 1e-6, bound being the
+ * reference computed on |values| (the magnitude a float sum of that many terms may lose
+ * precision against). NaN fails (it compares false with anything). *worst is raised to the
+ * largest error over its tolerance. */
+static inline void tu_expect_close(const char *what, const char *which, double *worst,
+                                   const float *got, const float *want, const float *bound,
+                                   long long n, double terms)
+{
+    double w = 0.0;
+    long long bad = -1;
+    for (long long i = 0; i < n; i++) {
+        double tol = 8.0 * terms * FLT_EPSILON * bound[i] + 1e-6;
+        double e = fabs((double)got[i] - want[i]) / tol;
+        if (isnan(e)) e = INFINITY;
+        if (e > w) w = e;
+        if (e > 1.0 && bad < 0) bad = i;
+    }
+    if (w > *worst) *worst = w;
+    EXPECT(bad < 0, "%s %s[%lld] = %.9g, reference %.9g", what, which, bad,
+           bad < 0 ? 0.0 : got[bad], bad < 0 ? 0.0 : want[bad]);
 }
 
 #endif

@@ -6,15 +6,9 @@
 #include "../src/nn/kernels.h"
 
 #include <cblas.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    int N, C, H, W, OC, K, S, P, G;
-    const char *what;
-} Shape;
 
 /* Outputs of the ReLU6 epilogue cases that reached the cap (the clamp must be exercised). */
 static long long relu6_capped;
@@ -26,31 +20,7 @@ static double worst[3]; /* max error / bound for out, dinp, dweight */
  * would cancel a finite value. */
 enum { GUARD = 256 };
 
-/* |got - want| <= 8 * KC_eff * eps * scale + tiny, where scale is the magnitude sum that a float
- * dot of that length may lose (computed as the reference with |values|). */
-static void expect_close(const char *what, const char *which, int slot, const float *got,
-                         const float *want, const float *bound, long long n, double terms)
-{
-    double w = 0.0;
-    long long bad = -1;
-    for (long long i = 0; i < n; i++) {
-        double tol = 8.0 * terms * FLT_EPSILON * bound[i] + 1e-6;
-        double e = fabs((double)got[i] - want[i]) / tol;
-        if (isnan(e)) e = INFINITY; /* a NaN result fails (NaN compares false with anything) */
-        if (e > w) w = e;
-        if (e > 1.0 && bad < 0) bad = i;
-    }
-    if (w > worst[slot]) worst[slot] = w;
-    EXPECT(bad < 0, "%s %s[%lld] = %.9g, reference %.9g", what, which, bad, bad < 0 ? 0.0 : got[bad],
-           bad < 0 ? 0.0 : want[bad]);
-}
-
-static void fabs_copy(float *dst, const float *src, long long n)
-{
-    for (long long i = 0; i < n; i++) dst[i] = fabsf(src[i]);
-}
-
-static void check_shape(Rng *r, const Shape *s, int threads)
+static void check_shape(Rng *r, const TuConvShape *s, int threads)
 {
     openblas_set_num_threads(threads);
     int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
@@ -69,9 +39,9 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     tu_fill_uniform(r, x, nx, -1, 1);
     tu_fill_uniform(r, w, nw, -1, 1);
     tu_fill_uniform(r, dy, ny, -1, 1);
-    fabs_copy(xa, x, nx);
-    fabs_copy(wa, w, nw);
-    fabs_copy(dya, dy, ny);
+    tu_fabs_copy(xa, x, nx);
+    tu_fabs_copy(wa, w, nw);
+    tu_fabs_copy(dya, dy, ny);
     /* Gradients start from a nonzero value to check that both paths accumulate. */
     for (long long i = 0; i < nx; i++) dx[i] = dxr[i] = 0.5f;
     for (long long i = 0; i < nw; i++) dw[i] = dwr[i] = -0.25f;
@@ -91,10 +61,10 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     char what[160];
     snprintf(what, sizeof what, "%s (N=%d C=%d %dx%d OC=%d K=%d S=%d P=%d G=%d, %d threads)",
              s->what, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G, threads);
-    double kc = (double)s->C / s->G * s->K * s->K;
-    expect_close(what, "out", 0, y, yr, yb, ny, kc);
-    expect_close(what, "dinp", 1, dx, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
-    expect_close(what, "dweight", 2, dw, dwr, dwb, nw, (double)s->N * OH * OW);
+    double taps_x = (double)s->C / s->G * s->K * s->K, taps_y = (double)s->OC / s->G * s->K * s->K;
+    tu_expect_close(what, "out", &worst[0], y, yr, yb, ny, taps_x);
+    tu_expect_close(what, "dinp", &worst[1], dx, dxr, dxb, nx, taps_y);
+    tu_expect_close(what, "dweight", &worst[2], dw, dwr, dwb, nw, (double)s->N * OH * OW);
 
     /* Eval BN (+ residual add) (+ ReLU or ReLU6) as the conv's epilogue == the separate
      * passes, bit for bit. */
@@ -114,7 +84,7 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     for (long long i = 0; i < nw; i++) dw2[i] = -0.25f;
     conv_backward_set(dxs, dw2, ws, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
                       s->G);
-    expect_close(what, "dinp (set)", 1, dxs, dxr, dxb, nx, (double)s->OC / s->G * s->K * s->K);
+    tu_expect_close(what, "dinp (set)", &worst[1], dxs, dxr, dxb, nx, taps_y);
     EXPECT(memcmp(dw2, dw, (size_t)nw * sizeof(float)) == 0,
            "%s: dweight differs with conv_backward_set", what);
     free(dxs);
@@ -125,7 +95,7 @@ static void check_shape(Rng *r, const Shape *s, int threads)
 
 /* Outputs and both gradients are bit-identical with 1, 2 and 3 threads: blocks write disjoint
  * outputs and dW is summed in fixed lanes, whatever thread computes a block. */
-static void check_threads_identical(Rng *r, const Shape *s)
+static void check_threads_identical(Rng *r, const TuConvShape *s)
 {
     int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
     long long nx = (long long)s->C * s->N * s->H * s->W;
@@ -166,7 +136,7 @@ int main(void)
 {
     Rng r;
     rng_init(&r, 7, 3);
-    const Shape shapes[] = {
+    const TuConvShape shapes[] = {
         {3, 16, 12, 12, 16, 3, 1, 1, 1, "same 3x3"},
         {2, 5, 7, 9, 11, 3, 1, 1, 1, "same 3x3, odd (pruned) widths, non-square"},
         {2, 3, 8, 8, 7, 5, 1, 2, 1, "same 5x5"},

@@ -6,15 +6,9 @@
 #include "../src/nn/kernels.h"
 
 #include <cblas.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    int N, C, H, W, OC, K, S, P, G;
-    const char *what;
-} Shape;
 
 /* Outputs of the ReLU6 epilogue cases that reached the cap (the clamp must be exercised). */
 static long long relu6_capped;
@@ -25,33 +19,9 @@ static double worst[3]; /* max error / bound for out, dinp, dweight */
  * results. */
 enum { GUARD = 64 };
 
-/* |got - want| <= 8 * terms * eps * bound + 1e-6, bound being the reference computed on |values|
- * (the magnitude a float sum of that many terms may lose precision against). NaN fails. */
-static void expect_close(const char *what, const char *which, int slot, const float *got,
-                         const float *want, const float *bound, long long n, double terms)
-{
-    double w = 0.0;
-    long long bad = -1;
-    for (long long i = 0; i < n; i++) {
-        double tol = 8.0 * terms * FLT_EPSILON * bound[i] + 1e-6;
-        double e = fabs((double)got[i] - want[i]) / tol;
-        if (isnan(e)) e = INFINITY;
-        if (e > w) w = e;
-        if (e > 1.0 && bad < 0) bad = i;
-    }
-    if (w > worst[slot]) worst[slot] = w;
-    EXPECT(bad < 0, "%s %s[%lld] = %.9g, reference %.9g", what, which, bad,
-           bad < 0 ? 0.0 : got[bad], bad < 0 ? 0.0 : want[bad]);
-}
-
-static void fabs_copy(float *dst, const float *src, long long n)
-{
-    for (long long i = 0; i < n; i++) dst[i] = fabsf(src[i]);
-}
-
 /* Input pixels no output reads (stride > 1 leaving the last columns or rows out) are set to NaN:
  * the kernels must not multiply them, even by a zero gradient. Returns how many. */
-static long long poison_unread(float *x, const Shape *s)
+static long long poison_unread(float *x, const TuConvShape *s)
 {
     int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
     int last_r = (OH - 1) * s->S + s->K - 1 - s->P, last_c = (OW - 1) * s->S + s->K - 1 - s->P;
@@ -67,7 +37,7 @@ static long long poison_unread(float *x, const Shape *s)
 }
 
 /* The reference treats a poisoned pixel's NaN like any value it never reads: dX there is 0. */
-static void check_shape(Rng *r, const Shape *s, int threads)
+static void check_shape(Rng *r, const TuConvShape *s, int threads)
 {
     openblas_set_num_threads(threads);
     int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
@@ -86,9 +56,9 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     tu_fill_uniform(r, x, nx, -1, 1);
     tu_fill_uniform(r, w, nw, -1, 1);
     tu_fill_uniform(r, dy, ny, -1, 1);
-    fabs_copy(xa, x, nx);
-    fabs_copy(wa, w, nw);
-    fabs_copy(dya, dy, ny);
+    tu_fabs_copy(xa, x, nx);
+    tu_fabs_copy(wa, w, nw);
+    tu_fabs_copy(dya, dy, ny);
     /* The references read no unread pixel either, so they stay finite; xa keeps the finite
      * magnitudes for the bounds. */
     long long poisoned = poison_unread(x, s);
@@ -112,9 +82,9 @@ static void check_shape(Rng *r, const Shape *s, int threads)
              "%s (N=%d C=%d %dx%d OC=%d K=%d S=%d P=%d G=%d, %lld unread pixels, %d threads)",
              s->what, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P, s->G, poisoned, threads);
     double taps_x = (double)s->C / s->G * s->K * s->K, taps_y = (double)s->OC / s->G * s->K * s->K;
-    expect_close(what, "out", 0, y, yr, yb, ny, taps_x);
-    expect_close(what, "dinp", 1, dx, dxr, dxb, nx, taps_y);
-    expect_close(what, "dweight", 2, dw, dwr, dwb, nw, (double)s->N * OH * OW);
+    tu_expect_close(what, "out", &worst[0], y, yr, yb, ny, taps_x);
+    tu_expect_close(what, "dinp", &worst[1], dx, dxr, dxb, nx, taps_y);
+    tu_expect_close(what, "dweight", &worst[2], dw, dwr, dwb, nw, (double)s->N * OH * OW);
 
     /* The public entry points are the same kernels. */
     float *y2 = xalloc_floats(ny);
@@ -143,7 +113,7 @@ static void check_shape(Rng *r, const Shape *s, int threads)
     for (long long i = 0; i < nw; i++) dw2[i] = -0.25f;
     conv_backward_set(dxs, dw2, NULL, dy, x, w, s->N, s->C, s->H, s->W, s->OC, s->K, s->S, s->P,
                       s->G);
-    expect_close(what, "dinp (set)", 1, dxs, dxr, dxb, nx, taps_y);
+    tu_expect_close(what, "dinp (set)", &worst[1], dxs, dxr, dxb, nx, taps_y);
     EXPECT(memcmp(dw2, dw, (size_t)nw * sizeof(float)) == 0,
            "%s: dweight differs with conv_backward_set", what);
     for (long long i = 0; i < nw; i++) dw2[i] = -0.25f;
@@ -159,7 +129,7 @@ static void check_shape(Rng *r, const Shape *s, int threads)
 }
 
 /* Output, dinp (accumulated and set) and dweight are bit-identical at 1, 2 and 3 threads. */
-static void check_threads_identical(Rng *r, const Shape *s)
+static void check_threads_identical(Rng *r, const TuConvShape *s)
 {
     int OH = conv_out_size(s->H, s->K, s->S, s->P), OW = conv_out_size(s->W, s->K, s->S, s->P);
     long long nx = (long long)s->C * s->N * s->H * s->W;
@@ -205,7 +175,7 @@ int main(void)
     rng_init(&r, 11, 5);
     /* Widths around multiples of 4, 8 and 16 lanes (row tails), heights around the 3x3 tiles'
      * 6 and 12 rows (leftover rows), strides 1 and 2 on even and odd sizes. */
-    const Shape shapes[] = {
+    const TuConvShape shapes[] = {
         {2, 8, 6, 6, 8, 3, 1, 1, 8, "depthwise 3x3"},
         {3, 5, 7, 9, 5, 3, 1, 1, 5, "depthwise 3x3, odd sizes"},
         {2, 4, 1, 1, 4, 3, 1, 1, 4, "depthwise 3x3, 1x1 images"},
