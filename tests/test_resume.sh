@@ -73,6 +73,8 @@ kill -CONT "$RANK0"
 wait_job
 if [[ $RC != 4 ]]; then show_run "$T/term"; fail "SIGTERM: exit code $RC, expected 4"; fi
 expect_grep "legr-mpi --resume $T/runs/term/search.h5 $T/term.cfg" "$T/term.err" "SIGTERM: resume hint"
+expect_grep "(MPI_Abort with exit code 4, resumable: the notice below is expected)" "$T/term.err" \
+    "SIGTERM: the MPI_ABORT notice is announced"
 wait_until 10 no_job_left || fail "SIGTERM: processes survive: $(job_pids)"
 check_interrupted "$T/runs/term/search.h5" "SIGTERM"
 resume_and_compare term 1 "SIGTERM"

@@ -560,7 +560,11 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     if (job->d->rank == 0 && code != LEGR_EXIT_OK && code != LEGR_EXIT_STOPPED)
         fprintf(stderr, "legr-mpi: error: %s\n", err.msg);
     if (code == LEGR_EXIT_STOPPED && job->d->rank == 0 && job->d->size > 1) {
-        /* Workers may be busy inside a candidate: end the job now, the state is safe. */
+        /* Workers may be busy inside a candidate: end the job now, the state is safe. Open MPI
+         * prints an MPI_ABORT notice for this; say beforehand that it is expected. */
+        fprintf(stderr, "search: ending the ranks still inside a candidate (MPI_Abort with exit "
+                "code 4, resumable: the notice below is expected)\n");
+        fflush(NULL);
         dist_abort(LEGR_EXIT_STOPPED);
     }
     code = dist_bcast_int(code, 0);
