@@ -5,7 +5,8 @@
 # candidates on 1 + R sequences, reproduces every mean; a finished search resumes with other
 # rescore_* and family values, re-scores again and builds the new family. The search trains on a
 # subset (search.train_subset), which the job and the tool must draw alike. A signal during
-# re-scoring stops the job at once (exit 4) and a resume re-scores.
+# re-scoring stops the job at once (exit 4) and a resume re-scores; --stop-after search leaves
+# re-scoring to the family run.
 source "$(dirname "$0")/lib.sh"
 
 FF="$(dirname "$LEGR_BIN")/legr-family-fitness"
@@ -78,6 +79,21 @@ for r, e in zip(rows, ref):
     assert abs(float(r[2]) - e["mean"]) < 6e-6, "tool mean %s, job mean %s" % (r[2], e["mean"])
 EOF
 [[ $? == 0 ]] || fail "legr-family-fitness disagrees with the job's means"
+
+# With --stop-after search (the SLURM pipeline's search job) nothing is re-scored: re-scores are
+# not saved, and the run that resumes the finished search for the family re-scores, to the
+# same choice as the one-go run.
+cfg split 4 2
+legr_mpirun 2 180 "$T/split" --stop-after search "$T/split.cfg"
+expect_rc 0 "$T/split" "the search alone"
+expect_grep "search: re-scoring left to the run that builds the family" "$T/split.err" \
+    "re-scoring deferred"
+! grep -q '"rescore' "$T/runs/split/log.jsonl" || fail "--stop-after search re-scored"
+legr_mpirun 2 180 "$T/split_family" --resume "$T/runs/split/search.h5" "$T/split.cfg"
+expect_rc 0 "$T/split_family" "the family run of a finished search"
+a=$(grep '"rescore_done"' "$T/runs/split/log.jsonl" | sed 's/.*"chosen_id"/"chosen_id"/')
+b=$(grep '"rescore_done"' "$T/runs/np1/log.jsonl" | sed 's/.*"chosen_id"/"chosen_id"/')
+[[ -n $a && $a == "$b" ]] || fail "the family run re-scored to '$a', the one-go run to '$b'"
 
 # The dry run counts the re-scores as evaluations: 10 + 4 x 2.
 legr_run 60 "$T/dry" --dry-run "$T/np1.cfg"
