@@ -131,6 +131,8 @@ legr_mpirun 1 60 "$T/thr_many" --dry-run "$T/thr.cfg"
 expect_rc 0 "$T/thr_many" "--dry-run with run.threads = 8"
 expect_grep "8 threads per rank asked (run.threads), but the engine runs at most 4 per rank; using 4" \
     "$T/thr_many.err" "threads beyond the engine's most are reported"
+! grep -q "^legr-mpi: 4 threads per rank asked" "$T/thr_many.err" ||
+    fail "the CPU message misstates the threads asked: $(cat "$T/thr_many.err")"
 MPIRUN_EXTRA=()
 
 # --dry-run of ResNet-56 on CIFAR-10 whose data directory does not exist: the dry run reads no

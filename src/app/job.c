@@ -66,16 +66,15 @@ static void job_set_threads(Job *job)
 {
     if (job->cfg.run.threads > 0) openblas_set_num_threads(job->cfg.run.threads);
     else if (job->d->size > 1) openblas_set_num_threads(1);
-    int want = openblas_get_num_threads(), cpus = job_cpus_allowed(), most = net_max_threads();
-    if (want > most) {
+    const int asked = openblas_get_num_threads(), cpus = job_cpus_allowed();
+    const int most = net_max_threads(), want = asked < most ? asked : most;
+    const char *from = job->cfg.run.threads > 0 ? "run.threads" : "OpenBLAS's default";
+    if (asked > most) {
         openblas_set_num_threads(most);
         if (job->d->rank == 0)
             fprintf(stderr, "legr-mpi: %d threads per rank asked (%s), but the engine runs at "
                     "most %d per rank; using %d. To use more cores, start more ranks (e.g. one "
-                    "per %d cores).\n", want,
-                    job->cfg.run.threads > 0 ? "run.threads" : "OpenBLAS's default", most, most,
-                    most);
-        want = most;
+                    "per %d cores).\n", asked, from, most, most, most);
     }
     if (cpus <= 0 || want <= cpus) return;
     openblas_set_num_threads(cpus);
@@ -84,8 +83,7 @@ static void job_set_threads(Job *job)
                 "legr-mpi: %d threads per rank asked (%s), but rank 0 may run on %d CPU(s) only "
                 "(its affinity mask: mpirun binds each rank to a core by default); using %d. "
                 "Start it with mpirun --bind-to none (or --map-by slot:PE=%d) to use %d.\n",
-                want, job->cfg.run.threads > 0 ? "run.threads" : "OpenBLAS's default", cpus,
-                cpus, want, want);
+                asked, from, cpus, cpus, want, want);
 }
 
 int job_same_config(const Job *job, const char *stored, int search_only)
