@@ -36,6 +36,9 @@ int rescore_select(Rescore *r, const Evolution *e, int top, int sequences, const
 double rescore_evaluate_pair(const Rescore *r, int pair, SearchEval *se,
                              unsigned long long base_seed);
 
+/* How many of the n x sequences evaluations rank `rank` of `size` does in rescore_run. */
+int rescore_share(const Rescore *r, int rank, int size);
+
 /* Every rank calls this with the same r (ids, recorded, alpha, kappa): rank `rank` of `size`
  * evaluates the pairs p with p % size == rank, col (NULL for one process) sums the rows, and
  * every rank fills r->fitness, r->mean and r->chosen. Each pair's value comes from one rank and

@@ -588,11 +588,12 @@ static int stage_search(Job *job, const Net *base, const PruneGraph *g, const do
     }
     /* Re-scores are not saved, and with --stop-after search nothing would use them: the run
      * that resumes the finished search to build the family re-scores. */
-    const int rescore = c->search.rescore_top > 0 && job->opts->stop_after != JOB_STOP_SEARCH;
-    if (code == LEGR_EXIT_OK && c->search.rescore_top > 0 && !rescore && job->d->rank == 0)
+    const int rescore = c->search.rescore_top > 0;
+    const int deferred = rescore && job->opts->stop_after == JOB_STOP_SEARCH;
+    if (code == LEGR_EXIT_OK && deferred && job->d->rank == 0)
         fprintf(stderr, "search: re-scoring left to the run that builds the family (--stop-after "
                 "search; re-scores are not saved)\n");
-    if (code == LEGR_EXIT_OK && rescore)
+    if (code == LEGR_EXIT_OK && rescore && !deferred)
         code = job_rescore(job, &se, job->d->rank == 0 ? &e : NULL, alpha, kappa);
     else if (code == LEGR_EXIT_OK) {
         dist_bcast(alpha, (size_t)L * sizeof(double), 0);

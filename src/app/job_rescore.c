@@ -66,8 +66,7 @@ int job_rescore(Job *job, SearchEval *se, const Evolution *e, double *alpha, dou
             fprintf(stderr, "search: re-scoring stopped by a signal after %d of rank 0's %d "
                     "evaluation(s); the finished search is saved in %s and a resume re-scores "
                     "from the start; continue with: legr-mpi --resume %s %s\n", p.done,
-                    (r.n * R) / size + (r.n * R % size > 0), ck.s, ck.s,
-                    job->opts->config_path);
+                    rescore_share(&r, 0, size), ck.s, ck.s, job->opts->config_path);
             JsonLine j;
             jl_begin(&j, job->jsonl, "rescore_stopped");
             jl_int(&j, "rank0_done", p.done);

@@ -99,12 +99,17 @@ double rescore_evaluate_pair(const Rescore *r, int pair, SearchEval *se,
     return res.fitness;
 }
 
+int rescore_share(const Rescore *r, int rank, int size)
+{
+    const int pairs = r->n * r->sequences;
+    return pairs / size + (rank < pairs % size);
+}
+
 int rescore_run(Rescore *r, SearchEval *se, unsigned long long base_seed, int rank, int size,
                 const Collective *col, void (*progress)(int done, int total, void *ctx),
                 void *progress_ctx, int (*stop)(void))
 {
-    const int pairs = r->n * r->sequences;
-    const int mine = pairs / size + (rank < pairs % size);
+    const int pairs = r->n * r->sequences, mine = rescore_share(r, rank, size);
     int done = 0, stopped = 0;
     memset(r->fitness, 0, (size_t)pairs * sizeof(double));
     for (int p = rank; p < pairs; p += size) {
